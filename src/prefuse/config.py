@@ -1,0 +1,221 @@
+"""Typed run configuration: dataclasses, loaded from and saved as TOML.
+
+A config file holds the tables ``[data]``, ``[model]`` and ``[train]`` plus top-level
+``out``, ``seeds`` and ``arms``. Unknown keys and wrong types are errors naming the field.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+
+import tomli_w
+import tomllib
+
+from .errors import ConfigError
+
+ARMS = ("scratch+concat", "scratch+attention", "pretrained+concat", "pretrained+attention")
+
+
+@dataclass
+class SyntheticConfig:
+    """The built-in benchmark's size and seed (see ``prefuse.data.synthetic``)."""
+
+    seed: int = 0
+    train: int = 1200
+    valid: int = 300
+    test: int = 600
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from. An empty ``path`` means the built-in benchmark."""
+
+    path: str = ""
+    format: str = "auto"
+    valid_fraction: float = 0.1
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    """The simple network: one encoder per modality, a fusion, a small head."""
+
+    encoder: str = "lstm"
+    vector_encoder: str = "mlp"
+    encoders: dict[str, str] = field(default_factory=dict)
+    width: int = 32
+    layers: int = 1
+    dropout: float = 0.1
+    head_hidden: int = 64
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation. ``epochs`` is every arm's total budget; pre-training counts against it.
+
+    ``encoder_lr`` = 0 means "same as ``lr``"; ``freeze_epochs`` keeps pre-trained
+    encoders fixed for the first k end-to-end epochs.
+    """
+
+    epochs: int = 40
+    pretrain_epochs: int = 15
+    batch_size: int = 64
+    lr: float = 1e-3
+    encoder_lr: float = 0.0
+    freeze_epochs: int = 0
+    patience: int = 8
+    grad_clip: float = 1.0
+    weight_decay: float = 0.0
+    modality_dropout: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    """Everything one ``prefuse run`` needs."""
+
+    out: str = "runs/default"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> RunConfig:
+        """Check values; raise ``ConfigError`` naming the first bad field."""
+        t, m = self.train, self.model
+        positive = {"train.epochs": t.epochs, "train.batch_size": t.batch_size,
+                    "train.lr": t.lr, "train.patience": t.patience, "model.width": m.width,
+                    "model.layers": m.layers, "model.head_hidden": m.head_hidden,
+                    "data.synthetic.train": self.data.synthetic.train,
+                    "data.synthetic.valid": self.data.synthetic.valid,
+                    "data.synthetic.test": self.data.synthetic.test}
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(name, f"must be > 0, got {value}")
+        non_negative = {"train.pretrain_epochs": t.pretrain_epochs,
+                        "train.encoder_lr": t.encoder_lr, "train.freeze_epochs": t.freeze_epochs,
+                        "train.grad_clip": t.grad_clip, "train.weight_decay": t.weight_decay}
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ConfigError(name, f"must be >= 0, got {value}")
+        if any("pretrained" in arm for arm in self.arms) and not \
+                0 < t.pretrain_epochs < t.epochs:
+            raise ConfigError("train.pretrain_epochs",
+                              f"must lie in [1, epochs-1] = [1, {t.epochs - 1}] for pre-trained "
+                              f"arms (it counts against the budget), got {t.pretrain_epochs}")
+        for name, value in (("model.dropout", m.dropout),
+                            ("train.modality_dropout", t.modality_dropout),
+                            ("data.valid_fraction", self.data.valid_fraction)):
+            if not 0 <= value < 1:
+                raise ConfigError(name, f"must lie in [0, 1), got {value}")
+        if not self.seeds:
+            raise ConfigError("seeds", "needs at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("seeds", f"seeds repeat: {self.seeds}")
+        if not self.arms:
+            raise ConfigError("arms", "needs at least one arm")
+        from .training.arms import ARM_SPECS  # arms register themselves there
+
+        for arm in self.arms:
+            ARM_SPECS.get(arm, "arms")
+        from .models.encoders import ENCODERS
+
+        ENCODERS.get(m.encoder, "model.encoder")
+        ENCODERS.get(m.vector_encoder, "model.vector_encoder")
+        for modality, kind in m.encoders.items():
+            ENCODERS.get(kind, f"model.encoders.{modality}")
+        return self
+
+
+def _check_type(name: str, value: object, annotation: object, source: object) -> object:
+    """Coerce ``value`` to ``annotation`` (dataclass, list, dict, scalars) or raise."""
+    if is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(name, f"expected a table, got {type(value).__name__}", source)
+        return _from_dict(annotation, value, source, prefix=f"{name}.")
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(name, f"expected a list, got {type(value).__name__}", source)
+        (inner,) = typing.get_args(annotation)[:1]
+        return [_check_type(f"{name}[{i}]", v, inner, source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(name, f"expected a table, got {type(value).__name__}", source)
+        _, inner = typing.get_args(annotation)
+        return {str(k): _check_type(f"{name}.{k}", v, inner, source) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _check_type(name, value, option, source)
+            except ConfigError:
+                continue
+        raise ConfigError(name, f"value {value!r} fits none of {annotation}", source)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool):
+        if type(value) is not annotation:
+            raise ConfigError(name, f"expected {annotation.__name__}, got {value!r}", source)
+        return value
+    raise ConfigError(name, f"unsupported type {annotation}", source)
+
+
+def _from_dict(cls, raw: dict, source: object = None, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}", f"unknown key; known keys: {sorted(known)}",
+                              source)
+    values = {k: _check_type(f"{prefix}{k}", v, hints[k], source) for k, v in raw.items()}
+    return cls(**values)
+
+
+def config_from_dict(raw: dict, source: object = None) -> RunConfig:
+    """Build and validate a ``RunConfig`` from a parsed TOML dict."""
+    return _from_dict(RunConfig, raw, source).validate()
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a TOML config file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("<file>", "no such config file", path) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError("<file>", f"not valid TOML: {e}", path) from None
+    try:
+        return config_from_dict(raw, path)
+    except ConfigError as e:
+        if e.source is None:
+            raise ConfigError(e.field, str(e).split(": ", 1)[-1], path) from None
+        raise
+
+
+def config_to_toml(config: RunConfig) -> str:
+    """The resolved config as TOML text (what each run writes to ``config.toml``)."""
+    return tomli_w.dumps(asdict(config))
+
+
+def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig:
+    """A copy of ``config`` with dotted-key overrides (``"train.lr": 0.01``) applied."""
+    raw = asdict(config)
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(dotted, "no such config table")
+            node = node[p]
+        if leaf not in node:
+            raise ConfigError(dotted, "no such config field")
+        node[leaf] = value
+    return config_from_dict(raw)
+
+
+__all__ = ["ARMS", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "SyntheticConfig",
+           "load_config", "config_to_toml", "config_from_dict", "with_overrides", "replace"]

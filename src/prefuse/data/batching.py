@@ -1,0 +1,82 @@
+"""Whole splits as tensors, and batches as index slices: no per-sample Python work per step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .dataset import Split
+
+
+@dataclass
+class Batch:
+    """A batch: features, lengths and presence ``(B,)`` per modality, and labels."""
+
+    x: dict[str, torch.Tensor]
+    lengths: dict[str, torch.Tensor]
+    present: dict[str, torch.Tensor]
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            x={k: v.to(device) for k, v in self.x.items()},
+            lengths={k: v.to(device) for k, v in self.lengths.items()},
+            present={k: v.to(device) for k, v in self.present.items()},
+            y=self.y.to(device),
+        )
+
+
+class TensorSplit:
+    """A split held as tensors in modality order; ``batch(index)`` slices all of them."""
+
+    def __init__(self, split: Split, modalities: list[str], regression: bool):
+        self.modalities = list(modalities)
+        self.x = {m: torch.from_numpy(np.ascontiguousarray(split.features[m], np.float32))
+                  for m in modalities}
+        self.lengths = {m: torch.from_numpy(split.lengths[m].astype(np.int64)) for m in modalities}
+        self.present = {m: torch.from_numpy(split.present[m].astype(bool)) for m in modalities}
+        y = split.labels.astype(np.float32 if regression else np.int64)
+        self.y = torch.from_numpy(y)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        return Batch(
+            x={m: v[index] for m, v in self.x.items()},
+            lengths={m: v[index] for m, v in self.lengths.items()},
+            present={m: v[index] for m, v in self.present.items()},
+            y=self.y[index],
+        )
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None,
+                drop_modality: float = 0.0) -> Iterator[Batch]:
+        """Batches in order, or shuffled by ``generator``.
+
+        ``drop_modality`` masks each present modality of each sample with that
+        probability (keeping at least one), to train for missing modalities.
+        """
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if generator is not None \
+            else torch.arange(n)
+        for start in range(0, n, batch_size):
+            batch = self.batch(order[start:start + batch_size])
+            if drop_modality > 0:
+                batch.present = _drop(batch.present, drop_modality, generator)
+            yield batch
+
+
+def _drop(present: dict[str, torch.Tensor], p: float,
+          generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    names = list(present)
+    stacked = torch.stack([present[m] for m in names], dim=1)
+    keep = (torch.rand(stacked.shape, generator=generator) >= p) & stacked
+    empty = ~keep.any(dim=1)
+    keep[empty] = stacked[empty]
+    return {m: keep[:, i] for i, m in enumerate(names)}

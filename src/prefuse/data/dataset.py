@@ -1,0 +1,171 @@
+"""In-memory multimodal dataset: what every format loader produces and everything else reads.
+
+Arrays are numpy, float32 features, kept as whole-split arrays so batching is slicing.
+A sequence modality is ``(N, T, D)`` zero-padded with ``lengths`` ``(N,)``; a vector
+modality is ``(N, D)``. ``present`` marks, per sample and modality, whether the modality
+exists at all (a missing modality is masked, never treated as zeros-as-data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DataError
+
+SPLITS = ("train", "valid", "test")
+TASK_KINDS = ("regression", "binary", "multiclass", "multilabel")
+
+
+@dataclass
+class Split:
+    """One split (train, valid or test) of a multimodal dataset."""
+
+    features: dict[str, np.ndarray]
+    labels: np.ndarray
+    lengths: dict[str, np.ndarray] = field(default_factory=dict)
+    present: dict[str, np.ndarray] = field(default_factory=dict)
+    ids: np.ndarray | None = None
+    text_raw: np.ndarray | None = None
+    dominant: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        for name, x in self.features.items():
+            if name not in self.lengths:
+                steps = x.shape[1] if x.ndim == 3 else 1
+                self.lengths[name] = np.full(n, steps, dtype=np.int64)
+            if name not in self.present:
+                self.present[name] = self.lengths[name] > 0
+        if self.ids is None:
+            self.ids = np.array([str(i) for i in range(n)])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> Split:
+        """The samples at ``index``, as a new split (arrays are copied)."""
+
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[index]
+
+        return Split(
+            features={k: v[index] for k, v in self.features.items()},
+            labels=self.labels[index],
+            lengths={k: v[index] for k, v in self.lengths.items()},
+            present={k: v[index] for k, v in self.present.items()},
+            ids=pick(self.ids),
+            text_raw=pick(self.text_raw),
+            dominant=pick(self.dominant),
+        )
+
+
+@dataclass
+class MultimodalDataset:
+    """Train/valid/test splits plus what the task is.
+
+    ``task`` is one of ``TASK_KINDS``. Labels: regression float ``(N,)`` or ``(N, K)``;
+    binary int ``(N,)`` in {0, 1}; multiclass int ``(N,)`` class ids; multilabel int
+    ``(N, K)`` in {0, 1}.
+    """
+
+    splits: dict[str, Split]
+    task: str
+    modalities: list[str]
+    label_names: list[str] | None = None
+    name: str = "dataset"
+    source: str = "<memory>"
+
+    def __getitem__(self, split: str) -> Split:
+        return self.splits[split]
+
+    def dims(self) -> dict[str, int]:
+        """Feature width per modality."""
+        train = self.splits["train"]
+        return {m: int(train.features[m].shape[-1]) for m in self.modalities}
+
+    def is_sequence(self) -> dict[str, bool]:
+        """Whether each modality is a ``(N, T, D)`` sequence."""
+        train = self.splits["train"]
+        return {m: train.features[m].ndim == 3 for m in self.modalities}
+
+    def num_targets(self) -> int:
+        """K for regression/multilabel, the class count for multiclass, 1 for binary."""
+        labels = np.concatenate([s.labels for s in self.splits.values()])
+        if self.task == "multiclass":
+            if self.label_names:
+                return len(self.label_names)
+            return int(labels.max()) + 1
+        if self.task == "binary":
+            return 1
+        return 1 if labels.ndim == 1 else int(labels.shape[1])
+
+    def validate(self) -> None:
+        """Check shapes, dtypes and values; raise ``DataError`` naming the field."""
+        src = self.source
+        if self.task not in TASK_KINDS:
+            raise DataError(src, f"unknown task {self.task!r}; expected one of {TASK_KINDS}",
+                            "meta/task")
+        if not self.modalities:
+            raise DataError(src, "no modalities", "meta/modalities")
+        for split_name in SPLITS:
+            if split_name not in self.splits:
+                raise DataError(src, f"split '{split_name}' is missing", split_name)
+        dims = None
+        for split_name, split in self.splits.items():
+            n = len(split.labels)
+            if n == 0:
+                raise DataError(src, "split has no samples", f"{split_name}/labels")
+            for m in self.modalities:
+                key = f"{split_name}/{m}"
+                if m not in split.features:
+                    raise DataError(src, f"modality '{m}' is missing", key)
+                x = split.features[m]
+                if x.ndim not in (2, 3):
+                    raise DataError(src, f"expected (N, D) or (N, T, D), got shape {x.shape}", key)
+                if x.shape[0] != n:
+                    raise DataError(
+                        src, f"has {x.shape[0]} samples but labels have {n}", key)
+                if not np.isfinite(x).all():
+                    raise DataError(src, "contains NaN or inf", key)
+                lengths = split.lengths[m]
+                if lengths.shape != (n,):
+                    raise DataError(src, f"lengths must be ({n},), got {lengths.shape}",
+                                    f"{split_name}/lengths/{m}")
+                steps = x.shape[1] if x.ndim == 3 else 1
+                if (lengths < 0).any() or (lengths > steps).any():
+                    raise DataError(src, f"lengths must lie in [0, {steps}]",
+                                    f"{split_name}/lengths/{m}")
+            shape = {m: (split.features[m].ndim, split.features[m].shape[-1])
+                     for m in self.modalities}
+            if dims is None:
+                dims = shape
+            elif shape != dims:
+                raise DataError(src, f"feature shapes differ from train: {shape} vs {dims}",
+                                split_name)
+            self._validate_labels(split_name, split.labels)
+
+    def _validate_labels(self, split_name: str, y: np.ndarray) -> None:
+        key = f"{split_name}/labels"
+        src = self.source
+        if self.task == "regression":
+            if y.ndim not in (1, 2):
+                raise DataError(src, f"regression labels must be (N,) or (N, K), got {y.shape}",
+                                key)
+            if not np.isfinite(y).all():
+                raise DataError(src, "labels contain NaN or inf", key)
+            return
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(src, f"{self.task} labels must be integers, got {y.dtype}", key)
+        if self.task in ("binary", "multiclass") and y.ndim != 1:
+            raise DataError(src, f"{self.task} labels must be (N,), got {y.shape}", key)
+        if self.task == "multilabel" and y.ndim != 2:
+            raise DataError(src, f"multilabel labels must be (N, K), got {y.shape}", key)
+        if (y < 0).any():
+            raise DataError(src, "labels must be >= 0", key)
+        if self.task in ("binary", "multilabel") and (y > 1).any():
+            raise DataError(src, f"{self.task} labels must be 0 or 1", key)
+        if self.task == "multiclass" and self.label_names and (y >= len(self.label_names)).any():
+            raise DataError(src, f"class id >= number of label_names ({len(self.label_names)})",
+                            key)

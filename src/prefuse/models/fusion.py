@@ -1,0 +1,48 @@
+"""Fusion of the M modality features ``H (B, M, m)`` into one vector ``z (B, M*m)``.
+
+Both fusions take a presence mask ``(B, M)`` and return ``(z, weights)``; a missing
+modality contributes nothing and gets weight 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+FUSIONS: Registry[type[nn.Module]] = Registry("fusion")
+
+
+@FUSIONS.register("attention")
+class ModalityAttention(nn.Module):
+    """The paper's modality attention (not self-attention).
+
+    alpha = softmax(W_a flatten(H) + b_a) gives one weight per modality; each feature
+    is scaled by its weight and the results are concatenated. Missing modalities are
+    zeroed before scoring and excluded from the softmax, so alpha renormalises over the
+    modalities present.
+    """
+
+    def __init__(self, modalities: int, width: int):
+        super().__init__()
+        self.score = nn.Linear(modalities * width, modalities)
+
+    def forward(self, h: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = h * present.unsqueeze(-1).to(h.dtype)
+        scores = self.score(h.flatten(1)).masked_fill(~present, float("-inf"))
+        alpha = torch.softmax(scores, dim=1)
+        return (alpha.unsqueeze(-1) * h).flatten(1), alpha
+
+
+@FUSIONS.register("concat")
+class Concatenation(nn.Module):
+    """Plain concatenation; reports equal weights over the present modalities."""
+
+    def __init__(self, modalities: int, width: int):
+        super().__init__()
+
+    def forward(self, h: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = present.to(h.dtype)
+        weights = mask / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+        return (h * mask.unsqueeze(-1)).flatten(1), weights

@@ -1,0 +1,148 @@
+"""The training loop: one explicit function, ``fit``, plus ``evaluate``.
+
+Adam, gradient clipping, early stopping on the validation primary metric with patience,
+the best weights restored at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data.batching import TensorSplit
+from ..metrics import lower_is_better
+from ..tasks import Task
+
+
+@dataclass
+class Evaluation:
+    """A model's outputs and scores on one split."""
+
+    loss: float
+    metrics: dict[str, float]
+    predictions: np.ndarray
+    scores: np.ndarray
+    weights: np.ndarray
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the best epoch's validation scores and the per-epoch history."""
+
+    best_epoch: int
+    best_valid: dict[str, float]
+    epochs_run: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 256,
+             present: dict[str, torch.Tensor] | None = None) -> Evaluation:
+    """Score ``model`` on ``data``. ``present`` optionally overrides modality presence
+    (to mask modalities by hand)."""
+    was_training = model.training
+    model.eval()
+    logits, weights, losses = [], [], []
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)))
+        batch = data.batch(index)
+        if present is not None:
+            batch.present = {m: batch.present[m] & present[m][index] for m in batch.present}
+        out, w = model(batch)
+        losses.append(task.loss(out, batch.y).item() * len(batch))
+        logits.append(out.numpy())
+        weights.append(w.numpy())
+    model.train(was_training)
+    all_logits = np.concatenate(logits)
+    predictions, scores = task.decode(all_logits)
+    return Evaluation(
+        loss=float(sum(losses) / len(data)),
+        metrics=task.metrics(predictions, data.y.numpy()),
+        predictions=predictions,
+        scores=scores,
+        weights=np.concatenate(weights),
+    )
+
+
+def is_better(metric: str, value: float, best: float | None) -> bool:
+    """Whether ``value`` improves on ``best`` for ``metric`` (NaN never improves)."""
+    if value != value:  # NaN
+        return False
+    if best is None:
+        return True
+    return value < best if lower_is_better(metric) else value > best
+
+
+def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
+        epochs: int, lr: float, seed: int, batch_size: int = 64, patience: int = 8,
+        grad_clip: float = 1.0, weight_decay: float = 0.0, encoder_lr: float = 0.0,
+        freeze_epochs: int = 0, modality_dropout: float = 0.0,
+        on_epoch: Callable[[int, nn.Module, dict], dict | None] | None = None,
+        desc: str = "train") -> FitResult:
+    """Train ``model`` for at most ``epochs`` epochs; keep the best on validation.
+
+    ``encoder_lr`` (0 = same as ``lr``) applies to ``model.encoders``; ``freeze_epochs``
+    holds the encoders fixed for the first epochs. ``on_epoch(epoch, model, row)`` may
+    add columns to the epoch's history row. Data order comes from ``seed`` alone.
+    """
+    encoder_params = list(model.encoders.parameters()) if hasattr(model, "encoders") else []
+    encoder_ids = {id(p) for p in encoder_params}
+    other_params = [p for p in model.parameters() if id(p) not in encoder_ids]
+    groups = [{"params": other_params, "lr": lr}]
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": encoder_lr or lr})
+    optimizer = torch.optim.Adam(groups, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+
+    metric = task.primary
+    best_value: float | None = None
+    best_state = copy.deepcopy(model.state_dict())
+    best_epoch, best_valid, bad_epochs = 0, {}, 0
+    history: list[dict] = []
+    start_time = time.perf_counter()
+    bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=not sys.stderr.isatty())
+    for epoch in bar:
+        frozen = epoch <= freeze_epochs
+        for p in encoder_params:
+            p.requires_grad_(not frozen)
+        model.train()
+        total, count = 0.0, 0
+        for batch in train.batches(batch_size, generator, modality_dropout):
+            out, _ = model(batch)
+            loss = task.loss(out, batch.y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            total += loss.item() * len(batch)
+            count += len(batch)
+        result = evaluate(model, valid, task)
+        row = {"epoch": epoch, "train_loss": total / count, "valid_loss": result.loss,
+               "valid_metric": result.metrics[metric]}
+        if on_epoch is not None:
+            row.update(on_epoch(epoch, model, row) or {})
+        history.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", **{metric: f"{row['valid_metric']:.3f}"})
+        if is_better(metric, result.metrics[metric], best_value):
+            best_value, best_epoch, best_valid = result.metrics[metric], epoch, result.metrics
+            best_state = copy.deepcopy(model.state_dict())
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+            if bad_epochs >= patience:
+                break
+    for p in encoder_params:
+        p.requires_grad_(True)
+    model.load_state_dict(best_state)
+    return FitResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=len(history),
+                     seconds=time.perf_counter() - start_time, history=history)

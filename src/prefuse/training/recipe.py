@@ -1,0 +1,146 @@
+"""The paper's recipe and its ablation.
+
+Stage 1 pre-trains each modality's encoder alone (own head, early stopping); stage 2
+trains the fused network end to end from those encoders. Every arm gets the same total
+epoch budget: pre-trained arms spend ``pretrain_epochs`` of it in stage 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import RunConfig
+from ..data.batching import TensorSplit
+from ..data.dataset import MultimodalDataset
+from ..models.network import MultimodalNetwork, NetworkSpec
+from ..tasks import Task, task_for
+from .arms import ARM_SPECS
+from .loop import Evaluation, FitResult, evaluate, fit
+
+
+@dataclass
+class StageResult:
+    """One trained network: its fit, its validation and test evaluations."""
+
+    model: nn.Module
+    fit: FitResult
+    valid: Evaluation
+    test: Evaluation
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+@dataclass
+class SeedResult:
+    """All arms and all stage-1 networks trained with one seed."""
+
+    seed: int
+    unimodal: dict[str, StageResult] = field(default_factory=dict)
+    arms: dict[str, StageResult] = field(default_factory=dict)
+
+
+def network_spec(dataset: MultimodalDataset, config: RunConfig, task: Task,
+                 fusion: str) -> NetworkSpec:
+    """The network for ``dataset`` as ``config`` describes it."""
+    m = config.model
+    sequence = dataset.is_sequence()
+    encoders = {mod: m.encoders.get(mod, m.encoder if sequence[mod] else m.vector_encoder)
+                for mod in dataset.modalities}
+    return NetworkSpec(modalities=list(dataset.modalities), dims=dataset.dims(),
+                       sequence=sequence, encoders=encoders, fusion=fusion,
+                       out_dim=task.out_dim, width=m.width, layers=m.layers,
+                       dropout=m.dropout, head_hidden=m.head_hidden)
+
+
+class Tensors:
+    """The three splits as tensors, built once per experiment."""
+
+    def __init__(self, dataset: MultimodalDataset, task: Task):
+        regression = task.kind == "regression"
+        self.train, self.valid, self.test = (
+            TensorSplit(dataset[s], dataset.modalities, regression)
+            for s in ("train", "valid", "test"))
+
+
+def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed: int,
+           epochs: int, desc: str, **overrides) -> StageResult:
+    t = config.train
+    options = dict(lr=t.lr, batch_size=t.batch_size, patience=t.patience,
+                   grad_clip=t.grad_clip, weight_decay=t.weight_decay,
+                   modality_dropout=t.modality_dropout)
+    options.update(overrides)
+    result = fit(model, data.train, data.valid, task, epochs=epochs, seed=seed, desc=desc,
+                 **options)
+    return StageResult(model, result, evaluate(model, data.valid, task),
+                       evaluate(model, data.test, task))
+
+
+def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunConfig,
+             seed: int) -> dict[str, StageResult]:
+    """Stage 1: each modality's encoder with its own head, trained alone."""
+    base = network_spec(dataset, config, task, "concat")
+    out = {}
+    for modality in dataset.modalities:
+        torch.manual_seed(seed)
+        model = MultimodalNetwork(base.only(modality))
+        model.fit_standardization(dataset["train"])
+        out[modality] = _train(model, data, task, config, seed, config.train.pretrain_epochs,
+                               f"seed {seed} pretrain {modality}")
+    return out
+
+
+def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
+              config: RunConfig, seed: int,
+              unimodal: dict[str, StageResult] | None = None) -> StageResult:
+    """Stage 2 for one arm: build its network, start from stage-1 encoders if the arm
+    is pre-trained, train end to end within what is left of the budget."""
+    spec = ARM_SPECS.get(arm, "arms")
+    torch.manual_seed(seed)
+    model = spec.build(network_spec(dataset, config, task, spec.fusion))
+    model.fit_standardization(dataset["train"])
+    t = config.train
+    epochs, extra = t.epochs, dict(spec.train_overrides)
+    if spec.pretrained:
+        if unimodal is None:
+            raise ValueError(f"arm {arm} needs stage-1 networks")
+        for modality, result in unimodal.items():
+            model.load_pretrained(modality, result.model)
+        epochs -= t.pretrain_epochs
+        extra.setdefault("encoder_lr", t.encoder_lr)
+        extra.setdefault("freeze_epochs", t.freeze_epochs)
+    return _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", **extra)
+
+
+def run_seed(dataset: MultimodalDataset, config: RunConfig, seed: int,
+             data: Tensors | None = None) -> SeedResult:
+    """Stage 1 (always: it also gives the unimodal table) and every configured arm."""
+    task = task_for(dataset)
+    data = data or Tensors(dataset, task)
+    result = SeedResult(seed)
+    if config.train.pretrain_epochs > 0:
+        result.unimodal = pretrain(dataset, data, task, config, seed)
+    for arm in config.arms:
+        result.arms[arm] = train_arm(arm, dataset, data, task, config, seed, result.unimodal)
+    return result
+
+
+def epochs_to_converge(history: list[dict], metric: str) -> float:
+    """First epoch whose validation metric reaches 95% of the run's best improvement
+    over the first epoch."""
+    from ..metrics import lower_is_better
+
+    values = np.array([row["valid_metric"] for row in history], dtype=float)
+    if len(values) == 0 or np.isnan(values).all():
+        return float("nan")
+    sign = -1.0 if lower_is_better(metric) else 1.0
+    gain = sign * (values - values[0])
+    best = np.nanmax(gain)
+    if best <= 0:
+        return 1.0
+    return float(np.argmax(gain >= 0.95 * best) + 1)
