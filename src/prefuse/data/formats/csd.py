@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -221,10 +222,16 @@ def load_csd(path: Path, features: dict[str, str] | None = None, labels: str | N
         names = seq.dimension_names()
         available = set.intersection(*(set(s.keys()) for s in opened.values()))
         by_split: dict[str, list[str]] = {}
+        incomplete = 0
         for key in seq.keys():
             split = split_of.get(_video(key))
             if split is not None and key in available:
                 by_split.setdefault(split, []).append(key)
+            elif split is not None:
+                incomplete += 1
+        if incomplete:
+            warnings.warn(f"{path}: left out {incomplete} labelled segments that some "
+                          "modality lacks", stacklevel=2)
         for split in fold_ids:
             ks = sorted(by_split.get(split, []), key=_order)
             if not ks:
