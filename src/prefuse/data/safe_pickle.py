@@ -9,6 +9,7 @@ anything in the file runs.
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickle
 from pathlib import Path
@@ -48,7 +49,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str) -> object:
-        if (module, name) not in ALLOWED_GLOBALS:
+        # Protocol 0-2 pickles may use Python 2 names (__builtin__.set); pickle maps them
+        # to Python 3 names inside find_class, so the check looks at the mapped name.
+        mapped = _compat_pickle.NAME_MAPPING.get(
+            (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
+        if mapped not in ALLOWED_GLOBALS:
             raise DataError(self.source, f"refused to load the global '{module}.{name}': "
                             "prefuse reads pickles holding only numpy arrays and plain "
                             "containers (a pickle can run code when loaded)")
