@@ -1,4 +1,4 @@
-"""Clean-up every loader gets: non-finite values, lengths from padding, a carved validation split."""
+"""Clean-up every loader gets: non-finite values, lengths from padding, a carved valid split."""
 
 from __future__ import annotations
 

@@ -68,6 +68,22 @@ class Tensors:
             for s in ("train", "valid", "test"))
 
 
+def usage_probe(data: Tensors, task: Task, modalities: list[str]):
+    """An ``on_epoch`` hook measuring how much the network uses each modality: the
+    validation metric with only that modality kept (the others masked)."""
+    n = len(data.valid)
+
+    def probe(epoch: int, model: nn.Module, row: dict) -> dict:
+        out = {}
+        for m in modalities:
+            only = {k: torch.full((n,), k == m) for k in modalities}
+            out[f"usage_{m}"] = evaluate(model, data.valid, task, present=only).metrics[
+                task.primary]
+        return out
+
+    return probe
+
+
 def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed: int,
            epochs: int, desc: str, **overrides) -> StageResult:
     t = config.train
@@ -75,6 +91,9 @@ def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed:
                    grad_clip=t.grad_clip, weight_decay=t.weight_decay,
                    modality_dropout=t.modality_dropout)
     options.update(overrides)
+    modalities = list(data.train.modalities)
+    if len(model.spec.modalities) > 1:
+        options["on_epoch"] = usage_probe(data, task, modalities)
     result = fit(model, data.train, data.valid, task, epochs=epochs, seed=seed, desc=desc,
                  **options)
     return StageResult(model, result, evaluate(model, data.valid, task),

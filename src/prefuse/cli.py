@@ -1,0 +1,119 @@
+"""The ``prefuse`` command: ``run``, ``data synth``, and the other sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import tomllib
+
+from .config import RunConfig, load_config, with_overrides
+from .errors import ConfigError, PrefuseError
+
+# Command-line flag -> dotted config field.
+OVERRIDES = {
+    "data": "data.path", "format": "data.format", "out": "out", "seeds": "seeds",
+    "arms": "arms", "epochs": "train.epochs", "pretrain_epochs": "train.pretrain_epochs",
+    "lr": "train.lr", "encoder_lr": "train.encoder_lr", "batch_size": "train.batch_size",
+    "patience": "train.patience", "freeze_epochs": "train.freeze_epochs",
+    "modality_dropout": "train.modality_dropout", "encoder": "model.encoder",
+    "width": "model.width",
+}
+
+
+def _parse_set(items: list[str]) -> dict[str, object]:
+    """``--set train.lr=0.01`` values, parsed as TOML scalars (strings may be bare)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(item, "expected KEY=VALUE")
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value
+    return out
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """The config file (or defaults) with command-line overrides applied."""
+    config = load_config(args.config) if args.config else RunConfig()
+    overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
+                 if getattr(args, flag, None) is not None}
+    overrides.update(_parse_set(args.set or []))
+    return with_overrides(config, overrides) if overrides else config.validate()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .analysis.tables import ablation_table
+    from .training.experiment import run_experiment
+
+    config = resolve_config(args)
+    summary = run_experiment(config)
+    print(ablation_table(summary))
+    print(f"\nrun directory: {Path(config.out).resolve()}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .data.formats.npz import save_npz
+    from .data.synthetic import make_synthetic
+
+    dataset = make_synthetic(seed=args.seed, train=args.train, valid=args.valid, test=args.test)
+    save_npz(dataset, args.out)
+    print(f"wrote {args.out}: {', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}")
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file (defaults apply where it is silent)")
+    p.add_argument("--data", help="data file or folder (default: the built-in benchmark)")
+    p.add_argument("--format", help="data format (default: detect from content)")
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--arms", nargs="+", help="arms to train, e.g. scratch+concat "
+                   "pretrained+attention")
+    p.add_argument("--epochs", type=int, help="total epoch budget per arm")
+    p.add_argument("--pretrain-epochs", type=int, help="stage-1 epochs (part of the budget)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--encoder-lr", type=float, help="stage-2 encoder learning rate")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    p.add_argument("--freeze-epochs", type=int, help="keep pre-trained encoders fixed this long")
+    p.add_argument("--modality-dropout", type=float, help="train-time modality masking rate")
+    p.add_argument("--encoder", help="encoder for sequence modalities (lstm, gru, ...)")
+    p.add_argument("--width", type=int, help="modality feature width m")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any config field, e.g. --set model.dropout=0.2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prefuse", description="Modality pre-training and modality attention.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train the ablation arms and write a run directory")
+    _add_run_options(run)
+    run.set_defaults(func=cmd_run)
+
+    data = sub.add_parser("data", help="data utilities").add_subparsers(dest="data_command",
+                                                                       required=True)
+    synth = data.add_parser("synth", help="write the built-in benchmark as generic NPZ")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--train", type=int, default=1200)
+    synth.add_argument("--valid", type=int, default=300)
+    synth.add_argument("--test", type=int, default=600)
+    synth.set_defaults(func=cmd_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors print one clear line and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PrefuseError as e:
+        print(f"prefuse: error: {e}", file=sys.stderr)
+        return 2

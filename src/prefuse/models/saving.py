@@ -1,0 +1,68 @@
+"""Saving and loading trained networks: ``model.safetensors`` + ``model.json``.
+
+Weights are read with safetensors (never unpickled); ``model.json`` holds what is needed
+to rebuild the network and use it: the arm, the network spec, the task, the
+normalisation statistics and the prefuse version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .. import __version__
+from ..errors import PrefuseError
+from ..fileio import atomic_path, write_json
+from ..tasks import Task, make_task
+from .network import NetworkSpec
+
+
+def save_model(model: nn.Module, arm: str, task: Task, directory: str | Path,
+               extra: dict | None = None) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into ``directory`` atomically."""
+    directory = Path(directory)
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+    stats = {m: {"mean": model.standardize[m].mean.tolist(),
+                 "std": model.standardize[m].std.tolist()}
+             for m in model.spec.modalities}
+    write_json(directory / "model.json", {
+        "prefuse_version": __version__,
+        "arm": arm,
+        "spec": model.spec.to_dict(),
+        "task": {"kind": task.kind, "targets": task.targets,
+                 "label_names": list(task.label_names)},
+        "normalization": stats,
+        **(extra or {}),
+    })
+    return directory
+
+
+def load_model(path: str | Path, arm: str | None = None) -> tuple[nn.Module, Task, dict]:
+    """Load a saved network from a model folder or a run directory.
+
+    In a run directory the headline model (top level) is loaded, or the model of
+    ``arm`` from ``models/<arm>/``. Returns ``(model in eval mode, task, model.json)``.
+    """
+    from ..training.arms import ARM_SPECS
+
+    path = Path(path)
+    if arm is not None:
+        path = path / "models" / arm
+    meta_path, weights_path = path / "model.json", path / "model.safetensors"
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise PrefuseError(f"{path}: no model.json/model.safetensors here")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        spec = NetworkSpec(**meta["spec"])
+        task_info = meta["task"]
+        model = ARM_SPECS.get(meta["arm"], "arm").build(spec)
+        model.load_state_dict(load_file(str(weights_path)))
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
+        raise PrefuseError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
+    task = make_task(task_info["kind"], task_info["targets"], task_info["label_names"])
+    return model.eval(), task, meta
