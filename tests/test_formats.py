@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
 from formats_fixtures import (
     MOSEI_LABELS,
     POM_TRAITS,
@@ -20,7 +21,6 @@ from formats_fixtures import (
     write_mult,
     write_sequence,
 )
-
 from prefuse.config import DataConfig, load_config
 from prefuse.data.formats import config_options, detect_format, load_dataset
 from prefuse.data.formats.npz import load_npz
@@ -305,8 +305,8 @@ def test_csd_errors_name_file_and_key(tmp_path):
     key = info["keys"][5]
     write_sequence(folder / "text.csd", "glove_vectors",
                    {k: np.zeros((4, 300 if k != key else 7)) for k in info["keys"]})
-    with pytest.raises(DataError, match=rf"text.csd \[glove_vectors/data/{re.escape(key)}/features\]: "
-                                        "feature width 7"):
+    where = re.escape(f"text.csd [glove_vectors/data/{key}/features]: feature width 7")
+    with pytest.raises(DataError, match=where):
         quiet_load(folder)
     write_sequence(folder / "text.csd", "glove_vectors",
                    {k: np.zeros(4) for k in info["keys"]})

@@ -66,6 +66,21 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .data.inspect import describe
+
+    print(describe(args.file, args.format))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .data.inspect import convert
+
+    out = convert(args.file, args.out, args.format)
+    print(f"wrote {out}")
+    return 0
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file (defaults apply where it is silent)")
     p.add_argument("--data", help="data file or folder (default: the built-in benchmark)")
@@ -106,6 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--valid", type=int, default=300)
     synth.add_argument("--test", type=int, default=600)
     synth.set_defaults(func=cmd_synth)
+
+    inspect = data.add_parser("inspect", help="splits, shapes, label statistics and raw "
+                              "NaN/inf/all-zero counts of a data file")
+    inspect.add_argument("file", help="data file or folder")
+    inspect.add_argument("--format", default="auto", help="mult, mmsa, csd or npz "
+                         "(default: detect from content)")
+    inspect.set_defaults(func=cmd_inspect)
+
+    convert = data.add_parser("convert", help="write a data file in the generic NPZ layout")
+    convert.add_argument("file", help="data file or folder")
+    convert.add_argument("--out", required=True, help="the .npz file to write")
+    convert.add_argument("--format", default="auto", help="mult, mmsa, csd or npz "
+                         "(default: detect from content)")
+    convert.set_defaults(func=cmd_convert)
     return parser
 
 
