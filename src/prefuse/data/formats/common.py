@@ -36,6 +36,8 @@ def features(value: object, path: Path, key: str) -> np.ndarray:
     if value.ndim not in (2, 3):
         raise DataError(path, f"expected 2 dimensions (N, D) or 3 (N, T, D), got "
                         f"{value.ndim} with shape {value.shape}", key)
+    if value.shape[-1] == 0 or (value.ndim == 3 and value.shape[1] == 0):
+        raise DataError(path, f"shape {value.shape} has no time steps or no features", key)
     # float64 values beyond float32's range would become inf; they are counted and
     # zeroed with the other non-finite values.
     with np.errstate(over="ignore", invalid="ignore"):

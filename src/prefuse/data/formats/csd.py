@@ -158,6 +158,9 @@ def _modality(seq: Sequence, keys: list[str], max_steps: int) -> tuple[np.ndarra
     """Segments right-padded with zeros (or cut) to ``max_steps``, and their lengths."""
     parts = [seq.features(key, max_steps) for key in keys]
     width = parts[0].shape[1]
+    if width == 0:
+        raise DataError(seq.path, "segments have no features", f"{seq.root}/data/{keys[0]}"
+                        "/features")
     for key, part in zip(keys, parts, strict=True):
         if part.shape[1] != width:
             raise DataError(seq.path, f"feature width {part.shape[1]} differs from "
