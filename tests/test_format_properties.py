@@ -10,10 +10,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from formats_fixtures import write_csd, write_mult, write_sequence
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from formats_fixtures import write_csd, write_mult, write_sequence
 from prefuse.data.formats import load_dataset
 from prefuse.errors import PrefuseError
 
