@@ -22,7 +22,7 @@ from formats_fixtures import (
     write_sequence,
 )
 from prefuse.config import DataConfig, load_config
-from prefuse.data.formats import config_options, detect_format, load_dataset
+from prefuse.data.formats import FORMATS, config_options, detect_format, load_dataset
 from prefuse.data.formats.npz import load_npz
 from prefuse.data.inspect import convert, describe
 from prefuse.errors import ConfigError, DataError
@@ -79,6 +79,26 @@ def test_mult_iemocap_is_four_binary_tasks(tmp_path):
     for split in SIZES:
         assert ds[split].labels.dtype == np.int64
         np.testing.assert_array_equal(ds[split].labels, info[split]["labels"])
+
+
+def test_nan_and_inf_are_zeroed_and_counted_per_split_and_modality(tmp_path):
+    path = tmp_path / "mosi_data.pkl"
+    write_mult(path, "mosi")
+    data = pickle.loads(path.read_bytes())
+    data["valid"]["vision"][0, -1, :5] = np.nan
+    data["test"]["text"][1, -1, :3] = np.inf
+    data["train"]["vision"][2] = 0.0  # a sample without vision: masked, not data
+    path.write_bytes(pickle.dumps(data))
+    with pytest.warns(UserWarning) as record:
+        ds = load_dataset(path)
+    message = str(record[0].message)
+    assert str(path) in message
+    for part in ("train/audio: 2", "valid/audio: 2", "valid/vision: 5", "test/audio: 2",
+                 "test/text: 3"):
+        assert part in message
+    assert "train/vision" not in message
+    assert ds["valid"].features["vision"][0, ds["valid"].lengths["vision"][0] - 1, 0] == 0
+    assert ds["train"].lengths["vision"][2] == 0 and not ds["train"].present["vision"][2]
 
 
 # --- MMSA -----------------------------------------------------------------------------
@@ -206,6 +226,18 @@ def test_describe_counts_raw_values(tmp_path):
     assert "zeros 1" in report and "validation: ok" in report
     in_memory = describe(quiet_load(path))
     assert "NaN 0, +inf 0, -inf 0" in in_memory and "-inf 2" not in in_memory
+
+
+def test_each_fixture_is_claimed_by_exactly_one_format(tmp_path):
+    write_mult(tmp_path / "mult.pkl")
+    write_mmsa(tmp_path / "mmsa.pkl")
+    write_csd(tmp_path / "csd")
+    with pytest.warns(UserWarning):
+        convert(tmp_path / "mult.pkl", tmp_path / "data.npz")
+    for name, expected in (("mult.pkl", "mult"), ("mmsa.pkl", "mmsa"), ("csd", "csd"),
+                           ("csd/text.csd", "csd"), ("data.npz", "npz")):
+        claims = [f for f in FORMATS if FORMATS.get(f).sniff(tmp_path / name)]
+        assert claims == [expected], name
 
 
 # --- bad input: the file and the key are named ------------------------------------------
