@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from formats_fixtures import write_csd, write_mult, write_sequence
 from prefuse.data.formats import load_dataset
+from prefuse.data.inspect import describe
 from prefuse.errors import PrefuseError
 
 SETTINGS = settings(max_examples=50, deadline=None,
@@ -23,13 +24,14 @@ FORMATS = ("auto", "mult", "mmsa", "npz", "csd")
 
 
 def _load_or_refuse(path: Path, format: str) -> None:
-    """Load; a ``PrefuseError`` is a fine answer, any other exception fails the test."""
+    """Load and describe; a ``PrefuseError`` is a fine answer, any other exception fails."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            load_dataset(path, format)
-        except PrefuseError:
-            pass
+        for read in (load_dataset, describe):
+            try:
+                read(path, format)
+            except PrefuseError:
+                pass
 
 
 @st.composite

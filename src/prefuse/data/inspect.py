@@ -54,6 +54,8 @@ def _report(dataset: MultimodalDataset) -> list[str]:
         lines.append(f"label names: {', '.join(dataset.label_names)}")
     for split_name, split in dataset.splits.items():
         lines.append(f"[{split_name}] {len(split)} samples")
+        if len(split) == 0:
+            continue
         for m in dataset.modalities:
             if m not in split.features:
                 lines.append(f"  {m}: missing")

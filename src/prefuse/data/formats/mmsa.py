@@ -67,11 +67,10 @@ def _split(raw: object, name: str, path: Path) -> Split:
             raise DataError(path, f"has {x.shape[0]} samples but regression_labels has {n}",
                             key)
         if x.ndim == 3:
-            length_key = f"{name}/{m}_lengths"
             if m in ("audio", "vision") and f"{m}_lengths" in data:
-                lengths[m] = given_lengths(data[f"{m}_lengths"], x, path, length_key)
-            elif m == "text" and (from_mask := _text_lengths(data, x, path, length_key)) \
-                    is not None:
+                lengths[m] = given_lengths(data[f"{m}_lengths"], x, path, f"{name}/{m}_lengths")
+            elif m == "text" and (from_mask := _text_lengths(data, x, path,
+                                                             f"{name}/text_bert")) is not None:
                 lengths[m] = from_mask
             else:
                 x, lengths[m] = infer_lengths(x)
