@@ -66,6 +66,16 @@ def test_data_inspect_and_convert_commands(tmp_path, capsys):
     assert load_dataset(tmp_path / "mosi.npz").task == "regression"
 
 
+def test_inspect_takes_loader_options_from_a_config(tmp_path, capsys):
+    write_csd(tmp_path / "pom", "pom")
+    config = tmp_path / "pom.toml"
+    config.write_text("[data]\nlabel_columns = [0, 1]\n")
+    with pytest.warns(UserWarning, match="left out 1 labelled segments"):
+        rc = main(["data", "inspect", str(tmp_path / "pom"), "--config", str(config)])
+    assert rc == 0
+    assert "label names: confident, passionate" in capsys.readouterr().out
+
+
 def test_hostile_file_is_one_clear_line(tmp_path, capsys):
     marker = tmp_path / "pwned"
 

@@ -66,17 +66,24 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_options(args: argparse.Namespace) -> dict[str, object]:
+    """Loader options from ``--config``'s ``[data]`` table (label columns, .csd names)."""
+    from .data.formats import config_options
+
+    return config_options(load_config(args.config).data) if args.config else {}
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .data.inspect import describe
 
-    print(describe(args.file, args.format))
+    print(describe(args.file, args.format, **_data_options(args)))
     return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .data.inspect import convert
 
-    out = convert(args.file, args.out, args.format)
+    out = convert(args.file, args.out, args.format, **_data_options(args))
     print(f"wrote {out}")
     return 0
 
@@ -127,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file", help="data file or folder")
     inspect.add_argument("--format", default="auto", help="mult, mmsa, csd or npz "
                          "(default: detect from content)")
+    inspect.add_argument("--config", help="TOML config whose [data] table sets loader "
+                         "options (label_columns, [data.csd] file names)")
     inspect.set_defaults(func=cmd_inspect)
 
     convert = data.add_parser("convert", help="write a data file in the generic NPZ layout")
@@ -134,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--out", required=True, help="the .npz file to write")
     convert.add_argument("--format", default="auto", help="mult, mmsa, csd or npz "
                          "(default: detect from content)")
+    convert.add_argument("--config", help="TOML config whose [data] table sets loader "
+                         "options (label_columns, [data.csd] file names)")
     convert.set_defaults(func=cmd_convert)
     return parser
 

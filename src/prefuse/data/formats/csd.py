@@ -182,9 +182,9 @@ def _files(folder: Path, features: dict[str, str] | None, labels: str | None,
     if features:
         files = {m: folder / name for m, name in features.items()}
     else:
-        found = sorted(p for p in folder.glob("*.csd") if p.name != LABELS_FILE)
         rank = {m: i for i, m in enumerate(MODALITY_ORDER)}
-        found.sort(key=lambda p: (rank.get(p.stem, len(rank)), p.stem))
+        found = sorted((p for p in folder.glob("*.csd") if p.name != LABELS_FILE),
+                       key=lambda p: (rank.get(p.stem, len(rank)), p.stem))
         files = {p.stem: p for p in found}
     if not files:
         raise DataError(folder, "no <modality>.csd feature files")
