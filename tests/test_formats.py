@@ -14,6 +14,7 @@ import pytest
 
 from formats_fixtures import (
     MOSEI_LABELS,
+    MULT_DIMS,
     POM_TRAITS,
     SIZES,
     write_csd,
@@ -39,16 +40,17 @@ def quiet_load(path, format="auto", **options):
 # --- MulT -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("aligned", [True, False])
-def test_mult_sentiment(tmp_path, aligned):
-    path = tmp_path / ("mosi_data.pkl" if aligned else "mosi_data_noalign.pkl")
-    info = write_mult(path, "mosi", aligned)
+@pytest.mark.parametrize("dataset,aligned", [("mosi", True), ("mosi", False),
+                                             ("mosei", True)])
+def test_mult_sentiment(tmp_path, dataset, aligned):
+    path = tmp_path / f"{dataset}_data{'' if aligned else '_noalign'}.pkl"
+    info = write_mult(path, dataset, aligned)
     raw = pickle.loads(path.read_bytes())
     assert detect_format(path) == "mult"
     with pytest.warns(UserWarning, match=r"train/audio: 2, valid/audio: 2, test/audio: 2"):
         ds = load_dataset(path)
     assert ds.task == "regression" and ds.modalities == ["text", "audio", "vision"]
-    assert ds.dims() == {"text": 300, "audio": 5, "vision": 20}
+    assert ds.dims() == dict(zip(ds.modalities, MULT_DIMS[dataset], strict=True))
     for split, n in SIZES.items():
         s = ds[split]
         np.testing.assert_array_equal(s.labels, info[split]["labels"])
