@@ -28,13 +28,16 @@ from .common import (
     mapping,
     strings,
 )
-from .mult import MMSA_MARKERS
 
 MODALITIES = ("text", "audio", "vision")
+# Keys only MMSA's pickles hold: they tell its files from MulT's. Both formats' sniffs
+# look for the same needles, so one cached pass over a file answers both.
+MMSA_MARKERS = (b"regression_labels", b"text_bert", b"raw_text")
+PICKLE_KEYS = (b"labels", *MMSA_MARKERS)
 
 
 def _sniff(path: Path) -> bool:
-    return looks_like_pickle(path) and bool(file_markers(path, MMSA_MARKERS))
+    return looks_like_pickle(path) and bool(file_markers(path, PICKLE_KEYS) & set(MMSA_MARKERS))
 
 
 def _text_lengths(data: Mapping, x: np.ndarray, path: Path, key: str) -> np.ndarray | None:

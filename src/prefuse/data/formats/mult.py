@@ -18,17 +18,17 @@ from ..dataset import MultimodalDataset, Split
 from ..safe_pickle import load_pickle, looks_like_pickle
 from . import Format, register_format
 from .common import assemble, entry, features, file_markers, infer_lengths, mapping, strings
+from .mmsa import MMSA_MARKERS, PICKLE_KEYS
 
 MODALITIES = ("text", "audio", "vision")
 IEMOCAP_EMOTIONS = ["Neutral", "Happy", "Sad", "Angry"]
-# Keys only MMSA's pickles hold; a pickle with any of them is left to that format.
-MMSA_MARKERS = (b"regression_labels", b"text_bert", b"raw_text")
 
 
 def _sniff(path: Path) -> bool:
+    # One streaming pass over the file (shared with MMSA's sniff); --format skips it.
     if not looks_like_pickle(path):
         return False
-    found = file_markers(path, (b"labels",) + MMSA_MARKERS)
+    found = file_markers(path, PICKLE_KEYS)
     return b"labels" in found and not found & set(MMSA_MARKERS)
 
 
