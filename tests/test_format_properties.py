@@ -13,10 +13,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from formats_fixtures import write_csd, write_mult, write_sequence
 from prefuse.data.formats import load_dataset
 from prefuse.data.inspect import describe
 from prefuse.errors import PrefuseError
+
+from .formats_fixtures import write_csd, write_mult, write_sequence
 
 SETTINGS = settings(max_examples=50, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -12,7 +12,13 @@ import h5py
 import numpy as np
 import pytest
 
-from formats_fixtures import (
+from prefuse.config import DataConfig, load_config
+from prefuse.data.formats import FORMATS, config_options, detect_format, load_dataset
+from prefuse.data.formats.npz import load_npz
+from prefuse.data.inspect import convert, describe
+from prefuse.errors import ConfigError, DataError
+
+from .formats_fixtures import (
     MOSEI_LABELS,
     MULT_DIMS,
     POM_TRAITS,
@@ -22,11 +28,6 @@ from formats_fixtures import (
     write_mult,
     write_sequence,
 )
-from prefuse.config import DataConfig, load_config
-from prefuse.data.formats import FORMATS, config_options, detect_format, load_dataset
-from prefuse.data.formats.npz import load_npz
-from prefuse.data.inspect import convert, describe
-from prefuse.errors import ConfigError, DataError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -9,10 +9,11 @@ import warnings
 import numpy as np
 import pytest
 
-from formats_fixtures import write_csd, write_mmsa, write_mult
 from prefuse.cli import main
 from prefuse.data.formats import load_dataset
 from prefuse.data.inspect import convert
+
+from .formats_fixtures import write_csd, write_mmsa, write_mult
 
 TINY = ["--seeds", "0", "--epochs", "2", "--pretrain-epochs", "1", "--width", "8",
         "--batch-size", "32", "--arms", "pretrained+attention"]

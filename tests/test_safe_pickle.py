@@ -89,7 +89,7 @@ class Plain:
 
 
 @pytest.mark.parametrize("protocol,name", [(1, "copy_reg._reconstructor"),
-                                           (4, "test_safe_pickle.Plain")])
+                                           (4, f"{Plain.__module__}.Plain")])
 def test_arbitrary_classes_are_refused(tmp_path, protocol, name):
     path = _write(tmp_path / "obj.pkl", {"x": Plain()}, protocol=protocol)
     with pytest.raises(DataError, match=f"refused to load the global '{name}'"):
