@@ -112,3 +112,15 @@ def test_numpy_reconstruct_with_bad_state_is_a_data_error(tmp_path):
     path.write_bytes(broken)
     with pytest.raises(DataError, match="truncated or corrupt pickle"):
         load_pickle(path)
+
+
+def test_pickles_written_by_numpy_1_load(tmp_path):
+    # The public releases were pickled by numpy 1.x, which names numpy.core, not _core.
+    data = pickle.dumps({"a": np.arange(3.0), "s": np.float32(2)}, protocol=2)
+    old = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray" in old
+    path = tmp_path / "old.pkl"
+    path.write_bytes(old)
+    back = load_pickle(path)
+    np.testing.assert_array_equal(back["a"], [0.0, 1.0, 2.0])
+    assert back["s"] == np.float32(2)
