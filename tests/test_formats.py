@@ -219,16 +219,22 @@ def test_describe_counts_raw_values(tmp_path):
     data = pickle.loads(path.read_bytes())
     data["train"]["vision"][3] = 0.0  # an all-zero sample
     data["train"]["text"][4, -1, :5] = np.nan
+    data["test"]["vision"][0, -1, 0] = 1e300  # finite in the file, inf as float32
     path.write_bytes(pickle.dumps(data))
     report = describe(path)
     assert "[train] 10 samples" in report
-    assert "audio: shape (10, 50, 5), dtype float32; NaN 0, +inf 0, -inf 2" in report
-    assert "text: shape (10, 50, 300), dtype float32; NaN 5, +inf 0, -inf 0" in report
-    assert "vision: shape (10, 50, 20), dtype float32; NaN 0, +inf 0, -inf 0, " \
+    # what the file stores: float64, with its own NaN/inf counts
+    assert "audio: shape (10, 50, 5), dtype float64; NaN 0, +inf 0, -inf 2" in report
+    assert "text: shape (10, 50, 300), dtype float64; NaN 5, +inf 0, -inf 0" in report
+    assert "vision: shape (10, 50, 20), dtype float64; NaN 0, +inf 0, -inf 0, " \
            "all-zero samples 1" in report
+    assert "vision: shape (6, 50, 20), dtype float64; NaN 0, +inf 0, -inf 0" in report
     assert "zeros 1" in report and "validation: ok" in report
-    in_memory = describe(quiet_load(path))
-    assert "NaN 0, +inf 0, -inf 0" in in_memory and "-inf 2" not in in_memory
+    with pytest.warns(UserWarning, match="test/vision: 1"):
+        loaded = load_dataset(path)
+    in_memory = describe(loaded)
+    assert "dtype float32; NaN 0, +inf 0, -inf 0" in in_memory and "-inf 2" not in in_memory
+    assert "float64" not in in_memory
 
 
 def test_each_fixture_is_claimed_by_exactly_one_format(tmp_path):

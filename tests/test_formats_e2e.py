@@ -59,7 +59,7 @@ def test_data_inspect_and_convert_commands(tmp_path, capsys):
     write_mult(tmp_path / "mosi_data.pkl", "mosi")
     assert main(["data", "inspect", str(tmp_path / "mosi_data.pkl")]) == 0
     report = capsys.readouterr().out
-    assert "audio: shape (10, 50, 5), dtype float32; NaN 0, +inf 0, -inf 2" in report
+    assert "audio: shape (10, 50, 5), dtype float64; NaN 0, +inf 0, -inf 2" in report
     with pytest.warns(UserWarning, match="train/audio: 2"):
         rc = main(["data", "convert", str(tmp_path / "mosi_data.pkl"), "--out",
                    str(tmp_path / "mosi.npz")])

@@ -1,7 +1,8 @@
 """What is in a data file: ``describe`` for people, ``convert`` to the generic NPZ layout.
 
-``describe`` counts NaN, +-inf and all-zero samples on the arrays as the file stores them,
-before the clean-up that ``load_dataset`` applies, so the report shows what the file holds.
+``describe`` reports dtypes and counts NaN, +-inf and all-zero samples on the arrays as
+the file stores them, before the float32 conversion and clean-up that ``load_dataset``
+applies, so the report shows what the file holds.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ...config import DataConfig
 from ...errors import ConfigError, DataError
 from ...registry import Registry
@@ -50,7 +52,8 @@ def _accepted(loader: Callable[..., MultimodalDataset], name: str,
 
 
 def read_dataset(path: str | Path, format: str = "auto", **options) -> MultimodalDataset:
-    """Load ``path`` as stored: no clean-up, no validation (``inspect`` counts raw values).
+    """Load ``path`` as stored: features in their stored dtype, no clean-up, no validation
+    (``inspect`` reports the raw values).
 
     ``options`` go to the format's loader; ``None`` means "not set".
     """
@@ -62,10 +65,21 @@ def read_dataset(path: str | Path, format: str = "auto", **options) -> Multimoda
     return loader(path, **_accepted(loader, name, options))
 
 
+def _features_to_float32(dataset: MultimodalDataset) -> None:
+    for split in dataset.splits.values():
+        for m, x in split.features.items():
+            if x.dtype != np.float32:
+                # float64 values beyond float32's range become inf here and are then
+                # zeroed and counted with the other non-finite values.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    split.features[m] = np.ascontiguousarray(x, dtype=np.float32)
+
+
 def load_dataset(path: str | Path, format: str = "auto", **options) -> MultimodalDataset:
-    """Load ``path`` with the named format (or detect it), zero non-finite feature values
-    (warning with counts), then validate the result."""
+    """Load ``path`` with the named format (or detect it), make features float32, zero
+    non-finite feature values (warning with counts), then validate the result."""
     dataset = read_dataset(path, format, **options)
+    _features_to_float32(dataset)
     replace_nonfinite(dataset)
     dataset.validate()
     return dataset

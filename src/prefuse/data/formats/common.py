@@ -28,7 +28,11 @@ def entry(container: Mapping, name: str, path: Path, key: str, what: str = "key"
 
 
 def features(value: object, path: Path, key: str) -> np.ndarray:
-    """A float32 ``(N, D)`` or ``(N, T, D)`` array, converting from any real dtype."""
+    """A real-valued ``(N, D)`` or ``(N, T, D)`` array, still in its stored dtype.
+
+    ``load_dataset`` makes features float32 afterwards, so ``inspect`` sees what the file
+    holds (dtype, and values beyond float32's range that the cast turns into inf).
+    """
     if not isinstance(value, np.ndarray):
         raise DataError(path, f"expected a numpy array, got {type(value).__name__}", key)
     if value.dtype.kind not in "biuf":
@@ -38,10 +42,7 @@ def features(value: object, path: Path, key: str) -> np.ndarray:
                         f"{value.ndim} with shape {value.shape}", key)
     if value.shape[-1] == 0 or (value.ndim == 3 and value.shape[1] == 0):
         raise DataError(path, f"shape {value.shape} has no time steps or no features", key)
-    # float64 values beyond float32's range would become inf; they are counted and
-    # zeroed with the other non-finite values.
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.ascontiguousarray(value, dtype=np.float32)
+    return value
 
 
 def infer_lengths(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

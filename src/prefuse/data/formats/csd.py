@@ -85,7 +85,7 @@ class Sequence:
         return list(self.data.keys())
 
     def features(self, key: str, max_rows: int | None = None) -> np.ndarray:
-        """``features`` of one segment as a float array ``(m, n)`` (first ``max_rows``)."""
+        """``features`` of one segment, ``(m, n)`` in its stored dtype (first ``max_rows``)."""
         where = f"{self.root}/data/{key}/features"
         group = self.data.get(key)
         dataset = group.get("features") if isinstance(group, h5py.Group) else None
@@ -97,7 +97,7 @@ class Sequence:
         if dataset.dtype.kind not in "biuf":
             raise DataError(self.path, f"expected numbers, got dtype {dataset.dtype}", where)
         try:
-            return np.asarray(dataset[:max_rows], dtype=np.float64)
+            return np.asarray(dataset[:max_rows])
         except (OSError, ValueError, TypeError) as e:
             raise DataError(self.path, f"cannot read ({e})", where) from None
 
@@ -165,11 +165,10 @@ def _modality(seq: Sequence, keys: list[str], max_steps: int) -> tuple[np.ndarra
         if part.shape[1] != width:
             raise DataError(seq.path, f"feature width {part.shape[1]} differs from "
                             f"{width}", f"{seq.root}/data/{key}/features")
-    x = np.zeros((len(keys), max_steps, width), dtype=np.float32)
+    x = np.zeros((len(keys), max_steps, width), dtype=np.result_type(*parts))
     lengths = np.array([len(p) for p in parts], dtype=np.int64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for i, part in enumerate(parts):
-            x[i, : len(part)] = part
+    for i, part in enumerate(parts):
+        x[i, : len(part)] = part
     return x, lengths
 
 
