@@ -23,7 +23,7 @@ from prefuse.training.experiment import run_experiment
 from prefuse.training.loop import evaluate
 from prefuse.training.recipe import Tensors, train_arm
 
-SIZES = {"train": 120, "valid": 40, "test": 60}
+SIZES = {"train": 80, "valid": 30, "test": 40}
 MODALITIES = ["text", "audio", "vision"]
 
 
@@ -92,7 +92,8 @@ def test_saved_and_loaded_model_predicts_identically(tmp_path):
     dataset = make_synthetic(seed=1, **SIZES)
     task = task_for(dataset)
     data = Tensors(dataset, task)
-    trained = train_arm("scratch+attention", dataset, data, task, tiny_config(tmp_path), seed=0)
+    config = tiny_config(tmp_path, arms=["scratch+attention"], **{"train.epochs": 1})
+    trained = train_arm("scratch+attention", dataset, data, task, config, seed=0)
     expected = evaluate(trained.model, data.test, task)
     save_model(trained.model, "scratch+attention", task, tmp_path / "model")
     got = predict(load_model(tmp_path / "model"), dataset, split="test")["test"].evaluation

@@ -89,19 +89,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .fileio import write_json
-    from .inference import predict
+    from .inference import predict, scores
 
     predictions = predict(args.run_dir, args.data, split=args.split, arm=args.arm,
                           format=args.format)
     _report_masked(next(iter(predictions.values())).masked)
-    scores = {name: {"loss": p.evaluation.loss, **p.evaluation.metrics}
-              for name, p in predictions.items()}
-    for name, metrics in scores.items():
-        print(f"{name} ({len(predictions[name].ids)} samples)")
+    table = scores(predictions)
+    for name, metrics in table.items():
+        print(f"{name} ({metrics['samples']} samples)")
         for key, value in metrics.items():
-            print(f"  {key:<14} {value:.4f}")
+            if key != "samples":
+                print(f"  {key:<14} {'n/a' if value is None else f'{value:.4f}'}")
     if args.out:
-        write_json(args.out, scores)
+        write_json(args.out, table)
     return 0
 
 

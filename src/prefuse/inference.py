@@ -141,6 +141,14 @@ def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
     return out
 
 
+def scores(predictions: dict[str, Prediction]) -> dict[str, dict]:
+    """Per split: sample count, loss and metrics (undefined values as None, for JSON)."""
+    return {name: {"samples": len(p.ids)} | {
+        k: (v if v == v else None)
+        for k, v in {"loss": p.evaluation.loss, **p.evaluation.metrics}.items()}
+        for name, p in predictions.items()}
+
+
 def _value(x, digits: int | None):
     """A per-sample value for a file: scalars stay scalars, vectors become lists."""
     if np.ndim(x):
