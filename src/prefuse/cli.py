@@ -78,7 +78,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .models.saving import load_model
 
     loaded = load_model(args.run_dir, args.arm)
-    predictions = predict(loaded, args.data, split=args.split, format=args.format)
+    predictions = predict(loaded, args.data, split=args.split, format=args.format,
+                          **_data_options(args))
     _report_masked(next(iter(predictions.values())).masked)
     model, task, _ = loaded
     write_predictions(predictions, task, model.spec.modalities, args.out)
@@ -92,7 +93,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .inference import predict, scores
 
     predictions = predict(args.run_dir, args.data, split=args.split, arm=args.arm,
-                          format=args.format)
+                          format=args.format, **_data_options(args))
     _report_masked(next(iter(predictions.values())).masked)
     table = scores(predictions)
     for name, metrics in table.items():
@@ -110,6 +111,30 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="data file or folder, any supported format")
     p.add_argument("--format", default="auto", help="data format (default: detect)")
     p.add_argument("--arm", help="use models/<arm>/ of the run (default: the headline model)")
+    p.add_argument("--config", help="TOML config whose [data] table sets loader options "
+                   "(label columns, .csd file names)")
+
+
+def _data_options(args: argparse.Namespace) -> dict[str, object]:
+    """Loader options from ``--config``'s ``[data]`` table (label columns, .csd names)."""
+    from .data.formats import config_options
+
+    return config_options(load_config(args.config).data) if args.config else {}
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .data.inspect import describe
+
+    print(describe(args.file, args.format, **_data_options(args)))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .data.inspect import convert
+
+    out = convert(args.file, args.out, args.format, **_data_options(args))
+    print(f"wrote {out}")
+    return 0
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -167,6 +192,24 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--valid", type=int, default=300)
     synth.add_argument("--test", type=int, default=600)
     synth.set_defaults(func=cmd_synth)
+
+    inspect = data.add_parser("inspect", help="splits, shapes, label statistics and raw "
+                              "NaN/inf/all-zero counts of a data file")
+    inspect.add_argument("file", help="data file or folder")
+    inspect.add_argument("--format", default="auto", help="mult, mmsa, csd or npz "
+                         "(default: detect from content)")
+    inspect.add_argument("--config", help="TOML config whose [data] table sets loader "
+                         "options (label_columns, [data.csd] file names)")
+    inspect.set_defaults(func=cmd_inspect)
+
+    convert = data.add_parser("convert", help="write a data file in the generic NPZ layout")
+    convert.add_argument("file", help="data file or folder")
+    convert.add_argument("--out", required=True, help="the .npz file to write")
+    convert.add_argument("--format", default="auto", help="mult, mmsa, csd or npz "
+                         "(default: detect from content)")
+    convert.add_argument("--config", help="TOML config whose [data] table sets loader "
+                         "options (label_columns, [data.csd] file names)")
+    convert.set_defaults(func=cmd_convert)
     return parser
 
 

@@ -44,14 +44,16 @@ class Prediction:
     evaluation: Evaluation
 
 
-def load_data_file(path: str | Path, format: str = "auto") -> MultimodalDataset:
-    """Load data for a saved model; generic NPZ files may lack a modality's arrays."""
+def load_data_file(path: str | Path, format: str = "auto", **options) -> MultimodalDataset:
+    """Load data for a saved model; generic NPZ files may lack a modality's arrays.
+    ``options`` go to the format's loader (see ``load_dataset``)."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "no such file or folder")
     name = detect_format(path) if format == "auto" else format
     # Only the generic layout can say "this modality is absent"; other formats are complete.
-    options = {"allow_missing": True} if name == "npz" else {}
+    if name == "npz":
+        options["allow_missing"] = True
     return load_dataset(path, name, **options)
 
 
@@ -117,15 +119,17 @@ def model_inputs(split: Split, spec: NetworkSpec, task: Task, masked: list[str])
 
 
 def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
-            split: str | None = None, arm: str | None = None,
-            format: str = "auto") -> dict[str, Prediction]:
+            split: str | None = None, arm: str | None = None, format: str = "auto",
+            **options) -> dict[str, Prediction]:
     """Run a saved model on every split of ``data`` (or only ``split``).
 
     ``model`` is a run directory or model folder (``arm`` picks ``models/<arm>/`` of a run)
-    or what ``load_model`` returned; ``data`` a file in any supported format or a dataset.
+    or what ``load_model`` returned; ``data`` a file in any supported format (``options``
+    go to its loader) or a dataset.
     """
     network, task, _ = model if isinstance(model, tuple) else load_model(model, arm)
-    dataset = data if isinstance(data, MultimodalDataset) else load_data_file(data, format)
+    dataset = data if isinstance(data, MultimodalDataset) else \
+        load_data_file(data, format, **options)
     masked = check_compatible(network.spec, task, dataset)
     names = [s for s in SPLITS if s in dataset.splits]
     if split is not None:
