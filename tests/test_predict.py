@@ -16,12 +16,13 @@ from prefuse.data.batching import TensorSplit
 from prefuse.data.formats.npz import dataset_arrays, save_npz
 from prefuse.data.synthetic import make_synthetic
 from prefuse.errors import PrefuseError
-from prefuse.inference import predict
+from prefuse.inference import predict, write_predictions
+from prefuse.models.network import MultimodalNetwork
 from prefuse.models.saving import load_model, save_model
 from prefuse.tasks import task_for
 from prefuse.training.experiment import run_experiment
 from prefuse.training.loop import evaluate
-from prefuse.training.recipe import Tensors, train_arm
+from prefuse.training.recipe import Tensors, network_spec, train_arm
 
 SIZES = {"train": 80, "valid": 30, "test": 40}
 MODALITIES = ["text", "audio", "vision"]
@@ -201,3 +202,37 @@ def test_public_api():
         assert callable(getattr(prefuse, name))
     with pytest.raises(AttributeError):
         prefuse.no_such_name  # noqa: B018
+
+
+def test_classes_and_vector_targets_get_their_own_columns(tmp_path):
+    from .conftest import mixed_dataset
+
+    dataset = mixed_dataset()
+    task = task_for(dataset)
+    data = Tensors(dataset, task)
+    config = tiny_config(tmp_path, arms=["scratch+attention"], **{"train.epochs": 1})
+    trained = train_arm("scratch+attention", dataset, data, task, config, seed=0)
+    save_model(trained.model, "scratch+attention", task, tmp_path / "model")
+    out = tmp_path / "classes.csv"
+    write_predictions(predict(tmp_path / "model", dataset, split="test"), task,
+                      ["sensor", "meta"], out)
+    rows = _rows(out)
+    assert len(rows) == len(dataset["test"])
+    for r in rows:
+        assert sum(float(r[f"prob_{c}"]) for c in "abc") == pytest.approx(1, abs=1e-5)
+        assert int(r["prediction"]) in (0, 1, 2)
+
+    for split in dataset.splits.values():
+        split.labels = np.stack([split.labels, -split.labels], axis=1).astype(np.float32)
+    dataset.task, dataset.label_names = "regression", ["x", "y"]
+    task = task_for(dataset)
+    model = MultimodalNetwork(network_spec(dataset, config, task, "attention"))
+    predictions = predict((model.eval(), task, {}), dataset, split="test")
+    write_predictions(predictions, task, ["sensor", "meta"], tmp_path / "targets.jsonl")
+    write_predictions(predictions, task, ["sensor", "meta"], tmp_path / "targets.csv")
+    record = json.loads((tmp_path / "targets.jsonl").read_text().splitlines()[0])
+    assert len(record["prediction"]) == 2 and len(record["label"]) == 2
+    assert not any(k.startswith("prob_") for k in record)
+    assert len(_rows(tmp_path / "targets.csv")[0]["prediction"].split(";")) == 2
+    with pytest.raises(PrefuseError, match=".csv or .jsonl"):
+        write_predictions(predictions, task, ["sensor", "meta"], tmp_path / "p.txt")

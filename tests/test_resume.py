@@ -52,7 +52,9 @@ def _config(tmp_path: Path, out: Path):
 def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 240.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        assert process.poll() is None, "the run ended before it could be interrupted"
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before it could be interrupted: "
+                        f"{process.stderr.read().decode()[-2000:]}")
         assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
         time.sleep(0.02)
 
@@ -60,8 +62,10 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 240.0) -> 
 def test_run_killed_mid_way_and_resumed_matches_uninterrupted(tmp_path):
     config_path, _ = _config(tmp_path, tmp_path / "unused")
     interrupted = tmp_path / "interrupted"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(Path(prefuse.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    # Same thread count as this process: float sums must split the same way in both.
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()),
+               PYTHONPATH=os.pathsep.join([str(Path(prefuse.__file__).parents[1]),
+                                           os.environ.get("PYTHONPATH", "")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "prefuse", "run", "--config", str(config_path),
          "--out", str(interrupted)], env=env, stdout=subprocess.DEVNULL,
