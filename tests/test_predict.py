@@ -103,15 +103,23 @@ def test_saved_and_loaded_model_predicts_identically(tmp_path):
     assert got.metrics == expected.metrics
 
 
-@pytest.mark.parametrize("listed", [True, False], ids=["arrays-absent", "not-listed"])
-def test_file_lacking_a_modality_matches_masking_it_by_hand(run, tmp_path, listed):
+def _test_split_without(arrays, modality):
+    return {k: v for k, v in arrays.items() if k not in (f"test/{modality}",
+                                                         f"test/lengths/{modality}")}
+
+
+@pytest.mark.parametrize("change, masked", [
+    (lambda a: _without(a, "vision", listed=True), ["vision"]),
+    (lambda a: _without(a, "vision", listed=False), ["vision"]),
+    (lambda a: _test_split_without(a, "vision"), []),
+], ids=["arrays-absent", "not-listed", "absent-from-test-only"])
+def test_file_lacking_a_modality_matches_masking_it_by_hand(run, tmp_path, change, masked):
     run_dir, data = run
     full = prefuse.load_dataset(data)
-    path = _write_npz(tmp_path / "novision.npz",
-                      _without(dataset_arrays(full), "vision", listed=listed))
+    path = _write_npz(tmp_path / "novision.npz", change(dataset_arrays(full)))
     model, task, _ = loaded = load_model(run_dir)
     got = predict(loaded, path, split="test")["test"]
-    assert got.masked == ["vision"]
+    assert got.masked == masked
     test = TensorSplit(full["test"], MODALITIES, regression=False)
     by_hand = evaluate(model, test, task, present={m: torch.full((len(test),), m != "vision")
                                                    for m in MODALITIES})
@@ -119,6 +127,18 @@ def test_file_lacking_a_modality_matches_masking_it_by_hand(run, tmp_path, liste
     np.testing.assert_array_equal(got.evaluation.predictions, by_hand.predictions)
     weights = got.evaluation.weights
     assert (weights[:, 2] == 0).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1, atol=1e-6)
+
+
+def test_samples_marked_absent_are_masked_alone(run, tmp_path):
+    run_dir, data = run
+    arrays = dataset_arrays(prefuse.load_dataset(data))
+    absent = np.zeros(SIZES["test"], dtype=bool)
+    absent[::3] = True
+    arrays["test/present/audio"] = ~absent
+    path = _write_npz(tmp_path / "someaudio.npz", arrays)
+    weights = predict(run_dir, path, split="test")["test"].evaluation.weights
+    assert (weights[absent, 1] == 0).all() and (weights[~absent, 1] > 0).all()
     np.testing.assert_allclose(weights.sum(axis=1), 1, atol=1e-6)
 
 
