@@ -203,8 +203,9 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     document.
     """
     config.validate()
-    checkpoints = RunCheckpoints(config.out).start(config, resume)
     dataset = dataset or load_data(config)
+    # After loading, so that data that cannot be read leaves no run directory behind.
+    checkpoints = RunCheckpoints(config.out).start(config, resume)
     task = task_for(dataset)
     data = Tensors(dataset, task)
     results = []
