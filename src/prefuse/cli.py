@@ -46,13 +46,23 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .analysis.report import write_report
     from .analysis.tables import ablation_table
     from .training.experiment import run_experiment
 
     config = resolve_config(args)
     summary = run_experiment(config)
     print(ablation_table(summary))
+    write_report(config.out)
     print(f"\nrun directory: {Path(config.out).resolve()}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .analysis.report import write_report
+
+    for path in write_report(args.run_dir):
+        print(f"wrote {path}")
     return 0
 
 
@@ -96,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train the ablation arms and write a run directory")
     _add_run_options(run)
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="write report.html and report.md for a run "
+                            "directory, from its own files")
+    report.add_argument("run_dir", help="a directory written by prefuse run")
+    report.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="data utilities").add_subparsers(dest="data_command",
                                                                        required=True)
