@@ -39,6 +39,11 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _legend(ax, **options) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
 def _band(ax, curve: Curve, colour: str, label: str, style: str = "-") -> None:
     ax.plot(curve.epochs, curve.mean, style, color=colour, label=label, marker=".")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -58,6 +63,9 @@ def convergence_figure(normalised: dict[str, Curve], loss: dict[str, Curve],
         _band(left, curve, c[m], m)
         if np.isfinite(converge.get(m, np.nan)):
             left.axvline(converge[m], color=c[m], linestyle=":", linewidth=1.2)
+    if not normalised:
+        left.text(0.5, 0.5, "no modality improved on its first epoch", ha="center",
+                  transform=left.transAxes)
     left.axhline(0.95, color="grey", linewidth=0.8, linestyle="--")
     left.set(title=f"Normalised validation {metric} (dotted: epochs to converge)",
              xlabel="stage-1 epoch", ylabel=f"{metric} gain / best gain")
@@ -65,7 +73,7 @@ def convergence_figure(normalised: dict[str, Curve], loss: dict[str, Curve],
         _band(right, curve, c[m], m)
     right.set(title="Validation loss", xlabel="stage-1 epoch", ylabel="loss")
     for ax in (left, right):
-        ax.legend(title="modality alone")
+        _legend(ax, title="modality alone")
         ax.grid(alpha=0.3)
     fig.suptitle("Stage 1: how fast each modality learns (mean ± std over seeds)")
     return _png(fig)
@@ -83,7 +91,7 @@ def stage1_figure(train: dict[str, Curve], valid: dict[str, Curve], metric: str,
         if m in train:
             _band(ax, train[m], c[m], "train", style="--")
         ax.set(title=m, xlabel="stage-1 epoch", ylabel=metric)
-        ax.legend()
+        _legend(ax)
         ax.grid(alpha=0.3)
     fig.suptitle(f"Stage 1: train and validation {metric} per modality")
     return _png(fig)
@@ -102,7 +110,7 @@ def usage_figure(usage: dict[str, dict[str, Curve]], metric: str, chance: float 
         if chance is not None:
             ax.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label="chance")
         ax.set(title=arm, xlabel="joint-training epoch", ylabel=f"validation {metric}")
-        ax.legend(fontsize="small")
+        _legend(ax, fontsize="small")
         ax.grid(alpha=0.3)
     fig.suptitle("Modality usage in joint training: validation metric with one modality kept")
     return _png(fig)
@@ -129,7 +137,7 @@ def attention_bars(means: dict[str, tuple[dict[str, float], dict[str, float]]],
     ax.set_xticks(x, modalities)
     ax.set(title="Mean attention weight per modality on the test split",
            xlabel="modality", ylabel="mean weight (± std over seeds)")
-    ax.legend()
+    _legend(ax)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
@@ -156,7 +164,7 @@ def attention_violins(samples: dict[str, dict[str, np.ndarray]],
     ax.set_ylim(-0.02, 1.02)
     ax.set(title="Distribution of per-sample attention weights (test split, all seeds)",
            xlabel="modality", ylabel="weight")
-    ax.legend()
+    _legend(ax)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
@@ -178,7 +186,8 @@ def class_means_figure(per_arm: dict[str, dict[str, tuple[dict[str, float], int]
         ax.set_xticks(x, [f"{name}\n(n={n})" for name, (_, n) in groups.items()],
                       fontsize="small")
         ax.set(title=arm, xlabel="class (test label)", ylabel="mean weight", ylim=(0, 1))
-        ax.legend(title="modality", fontsize="small", ncols=len(modalities), loc="upper left")
+        _legend(ax, title="modality", fontsize="small", ncols=len(modalities),
+                loc="upper left")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Mean attention weight per modality within each class")
     return _png(fig)

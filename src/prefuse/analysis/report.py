@@ -38,19 +38,22 @@ def _overview(run: RunFiles) -> list[Block]:
 
 def _convergence(run: RunFiles) -> list[Block]:
     blocks: list[Block] = [Heading("Stage 1: how fast each modality converges")]
-    normalised = conv.stage1_curves(run, "valid_metric", normalised=True)
-    if not normalised:
+    valid = conv.stage1_curves(run, "valid_metric")
+    if not valid:
         return blocks + [Text("history.csv has no stage-1 rows (a run without pre-training).")]
+    normalised = conv.stage1_curves(run, "valid_metric", normalised=True)
     unimodal = run.summary["unimodal"]
     converge = {m: e.get("epochs_to_converge") for m, e in unimodal.items()}
     converge = {m: np.nan if v is None else float(v) for m, v in converge.items()}
     loss = conv.stage1_curves(run, "valid_loss")
-    valid = conv.stage1_curves(run, "valid_metric")
     train = conv.stage1_curves(run, "train_metric")
+    flat = [m for m in valid if m not in normalised]
     blocks.append(Text("Each modality's encoder trained alone. Normalised curve: the "
                        f"validation {run.primary} rescaled per seed so that epoch 1 is 0 and "
                        "the seed's best epoch is 1. Epochs to converge: first epoch reaching "
-                       "95% of the best improvement (metrics.json)."))
+                       "95% of the best improvement (metrics.json)."
+                       + (f" Never better than epoch 1 (no normalised curve): "
+                          f"{', '.join(flat)}." if flat else "")))
     blocks.append(Figure("convergence", "Stage 1: normalised validation curves and loss",
                          plots.convergence_figure(normalised, loss, converge, run.primary,
                                                   run.modalities)))
