@@ -185,7 +185,8 @@ def class_means_figure(per_arm: dict[str, dict[str, tuple[dict[str, float], int]
                    label=m)
         ax.set_xticks(x, [f"{name}\n(n={n})" for name, (_, n) in groups.items()],
                       fontsize="small")
-        ax.set(title=arm, xlabel="class (test label)", ylabel="mean weight", ylim=(0, 1))
+        ax.set(title=arm, xlabel="class (test label; n = samples × seeds)",
+               ylabel="mean weight", ylim=(0, 1))
         _legend(ax, title="modality", fontsize="small", ncols=len(modalities),
                 loc="upper left")
         ax.grid(axis="y", alpha=0.3)

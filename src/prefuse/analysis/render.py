@@ -45,6 +45,11 @@ class Figure:
 
 Block = Heading | Text | Pre | Table | Figure
 
+# The page needs nothing but its inline style and data-URI images; the policy makes the
+# browser refuse anything else (scripts, fetches), whatever text the data smuggles in.
+CSP = ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+       'img-src data:; style-src \'unsafe-inline\'">')
+
 STYLE = """
 body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
        color: #222; }
@@ -63,7 +68,7 @@ def to_html(title: str, blocks: list[Block]) -> str:
     """One HTML page with the figures inlined as data URIs: nothing is fetched."""
     e = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{e(title)}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
+             CSP, f"<title>{e(title)}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
              f"<h1>{e(title)}</h1>"]
     for block in blocks:
         if isinstance(block, Heading):
