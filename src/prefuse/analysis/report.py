@@ -26,7 +26,8 @@ def _num(value: float | None) -> str:
 
 def _overview(run: RunFiles) -> list[Block]:
     s = run.summary
-    seeds = sorted({seed for arm in s["arms"].values() for seed in arm.get("seeds", {})})
+    seeds = sorted({seed for arm in s["arms"].values() for seed in arm.get("seeds", {})},
+                   key=lambda seed: (len(seed), seed))
     return [Text(f"Dataset {s.get('dataset', '?')}, task {s['task']}, modalities "
                  f"{', '.join(run.modalities)}; primary metric {run.primary}; seeds "
                  f"{', '.join(seeds) or 'none'}; arms {', '.join(s['arms']) or 'none'}. "
