@@ -193,6 +193,7 @@ def test_report_escapes_untrusted_text_and_writes_figures(run_dir):
         assert f"(figures/{name})" in markdown
     assert page.count('<img src="data:image/png;base64,') == len(figures)
     assert "pretrained+attention" in markdown and "Where b weighs most" in markdown
+    assert "Configuration" not in markdown  # this run directory has no config.toml
 
 
 def test_report_of_a_run_without_attention_dominant_or_stage1(run_dir):

@@ -57,6 +57,7 @@ def test_prefuse_run_writes_the_report(real_run):
     for name in ("report.html", "report.md", "figures/convergence.png",
                  "figures/attention_means.png"):
         assert (real_run / name).stat().st_size > 0, name
+    assert "## Configuration (config.toml)" in (real_run / "report.md").read_text("utf-8")
 
 
 def test_attention_csv_means_match_metrics_json(real_run):
@@ -76,7 +77,7 @@ def test_stage1_history_has_train_metric(real_run):
 def test_report_rebuilds_from_the_run_directory_alone(real_run, tmp_path):
     copy = tmp_path / real_run.name  # the title names the directory
     copy.mkdir()
-    for name in ("metrics.json", "history.csv", "attention.csv"):
+    for name in ("metrics.json", "history.csv", "attention.csv", "config.toml"):
         shutil.copy(real_run / name, copy / name)
     assert main(["report", str(copy)]) == 0
     assert (copy / "report.md").read_text(encoding="utf-8") == \

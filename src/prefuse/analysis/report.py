@@ -182,6 +182,8 @@ def build_report(run: RunFiles) -> tuple[str, list[Block]]:
     arms = att.attention_arms(run) if run.attention else []
     blocks = _overview(run) + _convergence(run) + _usage(run) + _attention(run, arms) + \
         _examples(run, arms)
+    if run.config:
+        blocks += [Heading("Configuration (config.toml)"), Pre(run.config)]
     return title, blocks
 
 

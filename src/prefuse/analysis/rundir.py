@@ -1,7 +1,8 @@
-"""Read a run directory back: ``metrics.json``, ``history.csv``, ``attention.csv``.
+"""Read a run directory back: ``metrics.json``, ``history.csv``, ``attention.csv``,
+``config.toml``.
 
 The report is rebuilt from these files alone, so every analysis takes a ``RunFiles``.
-``metrics.json`` is required; the CSV files may be absent (their sections are skipped).
+``metrics.json`` is required; the others may be absent (their sections are skipped).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class RunFiles:
     summary: dict
     history: list[dict[str, str]] = field(default_factory=list)
     attention: list[dict[str, str]] = field(default_factory=list)
+    config: str = ""
 
     @property
     def modalities(self) -> list[str]:
@@ -65,5 +67,7 @@ def load_run(path: str | Path) -> RunFiles:
                if k not in summary]
     if missing:
         raise PrefuseError(f"{metrics}: missing keys {', '.join(missing)}")
+    config = path / "config.toml"
     return RunFiles(path=path, summary=summary, history=_read_csv(path / "history.csv"),
-                    attention=_read_csv(path / "attention.csv"))
+                    attention=_read_csv(path / "attention.csv"),
+                    config=config.read_text(encoding="utf-8") if config.is_file() else "")
