@@ -110,6 +110,9 @@ def test_stage1_curves_average_seeds_that_reached_each_epoch(run_dir):
     np.testing.assert_allclose(curves["a"].std, [0, 0.25, 0])
     # b: seed 0 -> [0, 0, 1], seed 1 -> [0, .5, 1].
     np.testing.assert_allclose(curves["b"].mean, [0, 0.25, 1])
+    assert curves["a"].count.tolist() == [2, 2, 1]
+    three = conv.mean_curve([np.array([1.0, 2, 3]), np.array([1.0, 2]), np.array([1.0])])
+    assert three.settled().epochs.tolist() == [1, 2]
     raw = conv.stage1_curves(run, "train_metric")
     np.testing.assert_allclose(raw["a"].mean, [0.6, 0.8, 0.95])
 

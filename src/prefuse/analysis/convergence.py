@@ -21,6 +21,14 @@ class Curve:
     mean: np.ndarray
     std: np.ndarray
     seeds: int
+    count: np.ndarray
+
+    def settled(self) -> Curve:
+        """The epochs that at least half the seeds reached: past them, a mean of the one
+        or two longest-running seeds would jump and mislead."""
+        keep = 2 * self.count >= self.seeds
+        return Curve(self.epochs[keep], self.mean[keep], self.std[keep], self.seeds,
+                     self.count[keep])
 
 
 def _series(rows: list[dict[str, str]], column: str) -> list[np.ndarray]:
@@ -48,7 +56,7 @@ def mean_curve(series: list[np.ndarray]) -> Curve:
         mean = filled.sum(axis=0) / count
         var = (np.where(present, table - mean, 0.0) ** 2).sum(axis=0) / count
     return Curve(epochs=np.arange(1, length + 1), mean=mean, std=np.sqrt(var),
-                 seeds=len(series))
+                 seeds=len(series), count=count)
 
 
 def normalise(values: np.ndarray, metric: str) -> np.ndarray:
@@ -108,10 +116,11 @@ def usage_curves(run: RunFiles) -> dict[str, dict[str, Curve]]:
 
 
 def usage_summary(curves: dict[str, Curve], metric: str) -> dict:
-    """Usage at epoch 1 and at the last epoch (means over the seeds that reached it), and
-    the modality that leads at epoch 1: the measured "one modality dominates early"."""
+    """Usage at epoch 1 and at the last epoch at least half the seeds reached (means over
+    seeds), and the modality that leads at epoch 1: the measured "one modality dominates
+    early"."""
     first = {m: float(c.mean[0]) for m, c in curves.items()}
-    last = {m: float(c.mean[np.flatnonzero(np.isfinite(c.mean))[-1]]) for m, c in curves.items()}
+    last = {m: float(c.settled().mean[-1]) for m, c in curves.items()}
     sign = -1.0 if lower_is_better(metric) else 1.0
     finite = {m: v for m, v in first.items() if np.isfinite(v)}
     leader = max(finite, key=lambda m: sign * finite[m]) if finite else None

@@ -45,6 +45,7 @@ def _legend(ax, **options) -> None:
 
 
 def _band(ax, curve: Curve, colour: str, label: str, style: str = "-") -> None:
+    curve = curve.settled()
     ax.plot(curve.epochs, curve.mean, style, color=colour, label=label, marker=".")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if curve.seeds > 1:
@@ -75,7 +76,8 @@ def convergence_figure(normalised: dict[str, Curve], loss: dict[str, Curve],
     for ax in (left, right):
         _legend(ax, title="modality alone")
         ax.grid(alpha=0.3)
-    fig.suptitle("Stage 1: how fast each modality learns (mean ± std over seeds)")
+    fig.suptitle("Stage 1: how fast each modality learns (mean ± std over seeds, "
+                 "while at least half of them train)")
     return _png(fig)
 
 
@@ -112,7 +114,8 @@ def usage_figure(usage: dict[str, dict[str, Curve]], metric: str, chance: float 
         ax.set(title=arm, xlabel="joint-training epoch", ylabel=f"validation {metric}")
         _legend(ax, fontsize="small")
         ax.grid(alpha=0.3)
-    fig.suptitle("Modality usage in joint training: validation metric with one modality kept")
+    fig.suptitle("Modality usage in joint training: validation metric with one modality kept "
+                 "(mean ± std over seeds, while at least half of them train)")
     return _png(fig)
 
 
