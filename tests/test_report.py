@@ -140,12 +140,22 @@ def test_mean_weights_are_means_of_per_seed_means(run_dir):
 
 def test_class_means_pool_seeds(run_dir):
     run = load_run(run_dir)
-    groups = att.class_means(run, "pretrained+attention")
+    groups = att.group_means(run, "pretrained+attention")
     assert list(groups) == ["class 0", "class 1"]
     mean0, n0 = groups["class 0"]
     assert n0 == 2 and mean0["a"] == pytest.approx((0.3 + 0.45) / 2)
     mean1, n1 = groups["class 1"]
     assert n1 == 4 and mean1["b"] == pytest.approx((0.2 + 0.9 + 0.4 + 0.65) / 4)
+
+
+def test_dominant_groups_follow_the_dominant_column(run_dir):
+    run = load_run(run_dir)
+    groups = att.group_means(run, "scratch+attention", att.dominant_groups)
+    mean_a, n_a = groups["a"]
+    assert n_a == 2 and mean_a["a"] == pytest.approx((0.9 + 0.7) / 2)
+    mean_b, n_b = groups["b"]
+    assert n_b == 4 and mean_b["b"] == pytest.approx((0.4 + 0.8 + 0.5 + 0.7) / 4)
+    assert att.dominant_groups(run, [{"label": "1"}]) == {}
 
 
 def test_examples_come_from_the_saved_seed_and_rank_by_weight(run_dir):
@@ -190,7 +200,8 @@ def test_report_escapes_untrusted_text_and_writes_figures(run_dir):
     markdown = md_path.read_text(encoding="utf-8")
     assert "<script" not in markdown and "\\| **bold**" in markdown
     figures = sorted(p.name for p in (run_dir / "figures").glob("*.png"))
-    assert figures == ["attention_by_class.png", "attention_distributions.png",
+    assert figures == ["attention_by_class.png", "attention_by_dominant.png",
+                       "attention_distributions.png",
                        "attention_means.png", "convergence.png", "stage1.png", "usage.png"]
     for name in figures:
         assert f"(figures/{name})" in markdown

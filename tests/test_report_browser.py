@@ -57,7 +57,8 @@ def test_prefuse_run_writes_the_report(real_run):
     for name in ("report.html", "report.md", "figures/convergence.png",
                  "figures/attention_means.png"):
         assert (real_run / name).stat().st_size > 0, name
-    assert "## Configuration (config.toml)" in (real_run / "report.md").read_text("utf-8")
+    markdown = (real_run / "report.md").read_text("utf-8")
+    assert "## Configuration (config.toml)" in markdown and "robustness:" in markdown
 
 
 def test_attention_csv_means_match_metrics_json(real_run):

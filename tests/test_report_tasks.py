@@ -51,3 +51,4 @@ def test_report_for_every_task_kind(kind, tmp_path):
                 "multilabel": [f"label {k} present" for k in range(3)]}[kind]
     assert sorted(groups) == expected
     assert (out / "figures" / "attention_by_class.png").stat().st_size > 0
+    assert not (out / "figures" / "attention_by_dominant.png").exists()

@@ -4,6 +4,7 @@ their distributions, their means per class, and the samples worth looking at."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -84,12 +85,26 @@ def _sort_key(label: str) -> float:
         return float("inf")
 
 
-def class_means(run: RunFiles, arm: str) -> dict[str, tuple[dict[str, float], int]]:
-    """Per class: mean weight per modality (all seeds pooled) and the number of rows."""
+def dominant_groups(run: RunFiles, rows: list[dict[str, str]]) -> dict[str, np.ndarray]:
+    """Boolean masks over ``rows`` by the modality that carries the label (``dominant``
+    column; empty when the data does not record it)."""
+    if not rows or "dominant" not in rows[0]:
+        return {}
+    dominant = np.array([int(r["dominant"]) for r in rows])
+    return {m: dominant == k for k, m in enumerate(run.modalities)}
+
+
+Grouping = Callable[[RunFiles, list[dict[str, str]]], dict[str, np.ndarray]]
+
+
+def group_means(run: RunFiles, arm: str, grouping: Grouping = class_groups
+                ) -> dict[str, tuple[dict[str, float], int]]:
+    """Per group of ``grouping`` (by class unless given): mean weight per modality (all
+    seeds pooled) and the number of rows."""
     rows = rows_of(run, arm)
     w = weights(rows, run.modalities)
     return {name: (dict(zip(run.modalities, w[mask].mean(axis=0).tolist())), int(mask.sum()))
-            for name, mask in class_groups(run, rows).items() if mask.any()}
+            for name, mask in grouping(run, rows).items() if mask.any()}
 
 
 def example_seed(run: RunFiles, arm: str) -> str:

@@ -172,9 +172,10 @@ def attention_violins(samples: dict[str, dict[str, np.ndarray]],
     return _png(fig)
 
 
-def class_means_figure(per_arm: dict[str, dict[str, tuple[dict[str, float], int]]],
-                       modalities: list[str]) -> bytes:
-    """One panel per attention arm: mean weight per modality within each class."""
+def group_means_figure(per_arm: dict[str, dict[str, tuple[dict[str, float], int]]],
+                       modalities: list[str], title: str, xlabel: str) -> bytes:
+    """One panel per attention arm: mean weight per modality within each group of test
+    samples (classes, or the modality that carries the label)."""
     c = colours(modalities)
     classes = max((len(v) for v in per_arm.values()), default=1)
     panel = max(5.0, 0.45 * classes * len(modalities))
@@ -188,10 +189,10 @@ def class_means_figure(per_arm: dict[str, dict[str, tuple[dict[str, float], int]
                    label=m)
         ax.set_xticks(x, [f"{name}\n(n={n})" for name, (_, n) in groups.items()],
                       fontsize="small")
-        ax.set(title=arm, xlabel="class (test label; n = samples × seeds)",
-               ylabel="mean weight", ylim=(0, 1))
+        ax.set(title=arm, xlabel=f"{xlabel} (n = samples × seeds)", ylabel="mean weight",
+               ylim=(0, 1))
         _legend(ax, title="modality", fontsize="small", ncols=len(modalities),
                 loc="upper left")
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Mean attention weight per modality within each class")
+    fig.suptitle(title)
     return _png(fig)

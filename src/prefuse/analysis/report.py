@@ -14,7 +14,7 @@ from . import convergence as conv
 from . import plots
 from .render import Block, Figure, Heading, Pre, Table, Text, to_html, to_markdown
 from .rundir import RunFiles, load_run
-from .tables import ablation_table
+from .tables import ablation_table, robustness_table
 
 EXAMPLES = 5
 TEXT_CHARS = 160
@@ -28,13 +28,15 @@ def _overview(run: RunFiles) -> list[Block]:
     s = run.summary
     seeds = sorted({seed for arm in s["arms"].values() for seed in arm.get("seeds", {})},
                    key=lambda seed: (len(seed), seed))
-    return [Text(f"Dataset {s.get('dataset', '?')}, task {s['task']}, modalities "
-                 f"{', '.join(run.modalities)}; primary metric {run.primary}; seeds "
-                 f"{', '.join(seeds) or 'none'}; arms {', '.join(s['arms']) or 'none'}. "
-                 "Everything below is read from metrics.json, history.csv and attention.csv "
-                 "in this run directory."),
-            Heading("Results: ablation and each modality alone"),
-            Pre(ablation_table(s))]
+    about = (f"Dataset {s.get('dataset', '?')}, task {s['task']}, modalities "
+             f"{', '.join(run.modalities)}; primary metric {run.primary}; seeds "
+             f"{', '.join(seeds) or 'none'}; arms {', '.join(s['arms']) or 'none'}. "
+             "Everything below is read from metrics.json, history.csv, attention.csv and "
+             "config.toml in this run directory.")
+    blocks: list[Block] = [Text(about), Heading("Results: ablation and each modality alone"),
+                           Pre(ablation_table(s))]
+    robustness = robustness_table(s)
+    return blocks + ([Pre(robustness)] if robustness else [])
 
 
 def _convergence(run: RunFiles) -> list[Block]:
@@ -112,8 +114,21 @@ def _attention(run: RunFiles, arms: list[str]) -> list[Block]:
                          plots.attention_violins({a: att.weight_samples(run, a) for a in arms},
                                                  run.modalities)))
     blocks.append(Figure("attention_by_class", "Mean attention weight per class",
-                         plots.class_means_figure({a: att.class_means(run, a) for a in arms},
-                                                  run.modalities)))
+                         plots.group_means_figure({a: att.group_means(run, a) for a in arms},
+                                                  run.modalities,
+                                                  "Mean attention weight per modality within "
+                                                  "each class", "class (test label)")))
+    by_dominant = {a: att.group_means(run, a, att.dominant_groups) for a in arms}
+    if any(by_dominant.values()):
+        blocks.append(Text("Grouped by the modality that carries the label (the data's "
+                           "dominant column): attention that picks the deciding modality "
+                           "puts the most weight on the matching bar."))
+        blocks.append(Figure("attention_by_dominant",
+                             "Mean attention weight by the modality that carries the label",
+                             plots.group_means_figure(by_dominant, run.modalities,
+                                                      "Mean attention weight per modality, "
+                                                      "by the sample's dominant modality",
+                                                      "dominant modality")))
     return blocks
 
 
