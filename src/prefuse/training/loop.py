@@ -131,9 +131,13 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             p.requires_grad_(not frozen)
         model.train()
         total, count = 0.0, 0
+        # The epoch's own outputs give the train metric without a second pass.
+        seen_logits, seen_y = [], []
         for batch in train.batches(batch_size, generator, modality_dropout):
             out, _ = model(batch)
             loss = task.loss(out, batch.y)
+            seen_logits.append(out.detach().numpy())
+            seen_y.append(batch.y.numpy())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip > 0:
@@ -142,8 +146,10 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             total += loss.item() * len(batch)
             count += len(batch)
         result = evaluate(model, valid, task)
+        train_predictions, _ = task.decode(np.concatenate(seen_logits))
+        train_metric = task.metrics(train_predictions, np.concatenate(seen_y))[metric]
         row = {"epoch": epoch, "train_loss": total / count, "valid_loss": result.loss,
-               "valid_metric": result.metrics[metric]}
+               "train_metric": train_metric, "valid_metric": result.metrics[metric]}
         if on_epoch is not None:
             row.update(on_epoch(epoch, model, row) or {})
         history.append(row)
