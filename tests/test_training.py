@@ -102,3 +102,13 @@ def test_synth_command_writes_the_generic_layout(tmp_path):
     with np.load(out, allow_pickle=False) as z:
         assert list(z["meta/modalities"]) == ["text", "audio", "vision"]
         assert z["train/text"].shape[0] == 30 and "test/dominant" in z.files
+
+
+def test_unwritable_run_directory_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["run", "--out", str(blocker / "run"), "--epochs", "2",
+                 "--pretrain-epochs", "1", "--set", "data.synthetic.train=40",
+                 "--set", "data.synthetic.valid=20", "--set", "data.synthetic.test=20"]) == 2
+    assert "cannot write the run directory" in capsys.readouterr().err
+    assert blocker.read_text() == "not a folder"

@@ -134,8 +134,11 @@ class RunCheckpoints:
                                    f"config.toml: {'; '.join(differences)}")
         else:
             self.remove()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        write_text(saved_path, config_to_toml(config))
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write_text(saved_path, config_to_toml(config))
+        except OSError as e:
+            raise PrefuseError(f"{self.out}: cannot write the run directory ({e})") from None
         return self
 
     def remove(self) -> None:
