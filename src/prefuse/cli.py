@@ -47,12 +47,14 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .analysis.tables import ablation_table
+    from .training import distributed
     from .training.experiment import run_experiment
 
     config = resolve_config(args)
     summary = run_experiment(config)
-    print(ablation_table(summary))
-    print(f"\nrun directory: {Path(config.out).resolve()}")
+    if distributed.is_main():  # under torchrun, rank 0 speaks for all
+        print(ablation_table(summary))
+        print(f"\nrun directory: {Path(config.out).resolve()}")
     return 0
 
 

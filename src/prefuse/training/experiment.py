@@ -21,6 +21,7 @@ from ..fileio import write_json, write_text
 from ..metrics import lower_is_better
 from ..models.saving import save_model
 from ..tasks import Task, task_for
+from . import distributed
 from .recipe import SeedResult, Tensors, epochs_to_converge, run_seed
 
 HEADLINE_ARM = "pretrained+attention"
@@ -183,7 +184,8 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
                    log=print) -> dict:
     """Train every arm of ``config`` for every seed and write the run directory.
 
-    Returns the ``metrics.json`` document.
+    Returns the ``metrics.json`` document. Under torchrun every rank trains its share and
+    returns the document; only the main rank logs and writes the run directory.
     """
     config.validate()
     dataset = dataset or load_data(config)
@@ -191,6 +193,9 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     data = Tensors(dataset, task)
     results = []
     for seed in config.seeds:
-        log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
+        if distributed.is_main():
+            log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
         results.append(run_seed(dataset, config, seed, data))
+    if not distributed.is_main():
+        return summarize(dataset, task, results)
     return write_run(Path(config.out), config, dataset, task, results)
