@@ -54,3 +54,15 @@ def test_two_processes_train_like_one(tmp_path):
         torch.set_num_threads(threads)
     for key, value in single.state_dict().items():
         assert torch.allclose(value, ranks[0][key], atol=1e-4), key
+
+
+def test_torchrun_prefuse_run_writes_once(tmp_path):
+    out = tmp_path / "run"
+    done = torchrun(["-m", "prefuse", "run", "--arms", "scratch+concat", "--seeds", "0",
+                     "--epochs", "2", "--pretrain-epochs", "1", "--set",
+                     "data.synthetic.train=64", "--set", "data.synthetic.valid=32", "--set",
+                     "data.synthetic.test=32", "--out", str(out)], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run directory:") == 1
+    assert json.loads((out / "metrics.json").read_text())["arms"]["scratch+concat"]
+    assert not list(out.glob(".*.tmp"))

@@ -128,3 +128,14 @@ def test_tiny_mult_learns():
     result = fit(model, *data, task, epochs=15, lr=3e-3, seed=0, batch_size=16, patience=15)
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_saved_and_loaded_like_any_arm(tmp_path):
+    from prefuse.models.saving import load_model, save_model
+
+    model = MulT(spec({"text": 6, "audio": 4}, TINY)).eval()
+    b = batch({"text": (2, 7, 6), "audio": (2, 9, 4)})
+    save_model(model, "mult", make_task("regression", 1, ["y"]), tmp_path)
+    loaded, _, meta = load_model(tmp_path)
+    assert meta["arm"] == "mult" and isinstance(loaded, MulT)
+    assert torch.allclose(loaded(b)[0], model(b)[0])
