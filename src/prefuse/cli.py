@@ -68,6 +68,28 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_options(args: argparse.Namespace) -> dict[str, object]:
+    """Loader options from ``--config``'s ``[data]`` table (label columns, .csd names)."""
+    from .data.formats import config_options
+
+    return config_options(load_config(args.config).data) if args.config else {}
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .data.inspect import describe
+
+    print(describe(args.file, args.format, **_data_options(args)))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .data.inspect import convert
+
+    out = convert(args.file, args.out, args.format, **_data_options(args))
+    print(f"wrote {out}")
+    return 0
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file (defaults apply where it is silent)")
     p.add_argument("--data", help="data file or folder (default: the built-in benchmark)")
@@ -108,6 +130,24 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--valid", type=int, default=300)
     synth.add_argument("--test", type=int, default=600)
     synth.set_defaults(func=cmd_synth)
+
+    inspect = data.add_parser("inspect", help="splits, shapes, label statistics and raw "
+                              "NaN/inf/all-zero counts of a data file")
+    inspect.add_argument("file", help="data file or folder")
+    inspect.add_argument("--format", default="auto", help="mult, mmsa, csd or npz "
+                         "(default: detect from content)")
+    inspect.add_argument("--config", help="TOML config whose [data] table sets loader "
+                         "options (label_columns, [data.csd] file names)")
+    inspect.set_defaults(func=cmd_inspect)
+
+    convert = data.add_parser("convert", help="write a data file in the generic NPZ layout")
+    convert.add_argument("file", help="data file or folder")
+    convert.add_argument("--out", required=True, help="the .npz file to write")
+    convert.add_argument("--format", default="auto", help="mult, mmsa, csd or npz "
+                         "(default: detect from content)")
+    convert.add_argument("--config", help="TOML config whose [data] table sets loader "
+                         "options (label_columns, [data.csd] file names)")
+    convert.set_defaults(func=cmd_convert)
     return parser
 
 

@@ -30,13 +30,33 @@ class SyntheticConfig:
 
 
 @dataclass
+class CsdConfig:
+    """CMU-MultimodalSDK files named one by one, relative to the ``data.path`` folder.
+
+    Empty values mean the folder layout: every ``<modality>.csd``, ``labels.csd`` and
+    ``folds.json``. ``max_steps`` = 0 means the loader's default (50).
+    """
+
+    features: dict[str, str] = field(default_factory=dict)
+    labels: str = ""
+    folds: str = ""
+    max_steps: int = 0
+
+
+@dataclass
 class DataConfig:
-    """Where the data comes from. An empty ``path`` means the built-in benchmark."""
+    """Where the data comes from. An empty ``path`` means the built-in benchmark.
+
+    ``label_columns`` picks label columns where a format has several (``.csd`` labels:
+    MOSEI's 7, POM's traits); empty means the format's default.
+    """
 
     path: str = ""
     format: str = "auto"
     valid_fraction: float = 0.1
+    label_columns: list[int] = field(default_factory=list)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    csd: CsdConfig = field(default_factory=CsdConfig)
 
 
 @dataclass
@@ -106,6 +126,10 @@ class RunConfig:
             raise ConfigError("train.pretrain_epochs",
                               f"must lie in [1, epochs-1] = [1, {t.epochs - 1}] for pre-trained "
                               f"arms (it counts against the budget), got {t.pretrain_epochs}")
+        if self.data.csd.max_steps < 0:
+            raise ConfigError("data.csd.max_steps", f"must be >= 0, got {self.data.csd.max_steps}")
+        if any(c < 0 for c in self.data.label_columns):
+            raise ConfigError("data.label_columns", f"must be >= 0, got {self.data.label_columns}")
         for name, value in (("model.dropout", m.dropout),
                             ("train.modality_dropout", t.modality_dropout),
                             ("data.valid_fraction", self.data.valid_fraction)):
@@ -217,5 +241,6 @@ def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig
     return config_from_dict(raw)
 
 
-__all__ = ["ARMS", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "SyntheticConfig",
-           "load_config", "config_to_toml", "config_from_dict", "with_overrides", "replace"]
+__all__ = ["ARMS", "RunConfig", "DataConfig", "CsdConfig", "ModelConfig", "TrainConfig",
+           "SyntheticConfig", "load_config", "config_to_toml", "config_from_dict",
+           "with_overrides", "replace"]

@@ -28,6 +28,7 @@ MODALITIES = ("text", "audio", "vision")
 STEPS = 20
 DIMS = {"text": 32, "audio": 8, "vision": 16}
 STRONG, WEAK, NOISE = 1.0, 0.3, 1.0
+AGREE = 0.5
 
 
 def _cue(modality: str, sign: np.ndarray, amplitude: np.ndarray, rng: np.random.Generator,
@@ -55,7 +56,7 @@ def _split(n: int, rng: np.random.Generator, direction: np.ndarray, prefix: str)
     features, lengths = {}, {}
     for k, m in enumerate(MODALITIES):
         is_dom = dominant == k
-        decoy = rng.choice([-1.0, 1.0], size=n)
+        decoy = np.where(rng.random(n) < AGREE, sign, -sign)
         s = np.where(is_dom, sign, decoy)
         amplitude = np.where(is_dom, STRONG, WEAK)
         x = _cue(m, s, amplitude, rng, direction)

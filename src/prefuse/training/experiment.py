@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import RunConfig, config_to_toml
 from ..data.dataset import MultimodalDataset
-from ..data.formats import load_dataset
+from ..data.formats import config_options, load_dataset
 from ..data.synthetic import make_synthetic
 from ..fileio import write_json, write_text
 from ..metrics import lower_is_better
@@ -33,7 +33,7 @@ def load_data(config: RunConfig) -> MultimodalDataset:
     if not d.path:
         s = d.synthetic
         return make_synthetic(seed=s.seed, train=s.train, valid=s.valid, test=s.test)
-    return load_dataset(d.path, d.format, valid_fraction=d.valid_fraction)
+    return load_dataset(d.path, d.format, **config_options(d))
 
 
 def _mean_std(rows: list[dict[str, float]]) -> tuple[dict, dict]:

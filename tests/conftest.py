@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny datasets and configs that train in seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from prefuse.config import RunConfig, with_overrides
+from prefuse.data.dataset import MultimodalDataset, Split
+from prefuse.data.synthetic import make_synthetic
+
+# Small models, single-threaded: the suite runs on 2 cores.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic() -> MultimodalDataset:
+    return make_synthetic(seed=0, train=240, valid=80, test=120)
+
+
+def tiny_config(out, **overrides) -> RunConfig:
+    """A config that trains every arm in a couple of seconds."""
+    base = {"out": str(out), "seeds": [0], "train.epochs": 6, "train.pretrain_epochs": 2,
+            "train.patience": 6, "model.width": 8, "model.head_hidden": 16,
+            "data.synthetic.train": 240, "data.synthetic.valid": 80,
+            "data.synthetic.test": 120}
+    base.update(overrides)
+    return with_overrides(RunConfig(), base)
+
+
+def mixed_dataset(n: int = 60, seed: int = 0) -> MultimodalDataset:
+    """Two modalities of different kinds: a sequence (N, T, D) and a vector (N, D),
+    with a label readable from either."""
+    rng = np.random.default_rng(seed)
+
+    def split(k: int) -> Split:
+        y = rng.integers(0, 3, size=k)
+        seq = rng.normal(size=(k, 7, 3)).astype(np.float32)
+        seq[:, :, 0] += y[:, None]
+        lengths = rng.integers(2, 8, size=k)
+        seq[np.arange(7)[None, :] >= lengths[:, None]] = 0
+        vec = rng.normal(size=(k, 5)).astype(np.float32)
+        vec[:, 1] += 2 * y
+        return Split(features={"sensor": seq, "meta": vec}, labels=y.astype(np.int64),
+                     lengths={"sensor": lengths.astype(np.int64)})
+
+    return MultimodalDataset(
+        splits={"train": split(n), "valid": split(n // 2), "test": split(n // 2)},
+        task="multiclass", modalities=["sensor", "meta"], label_names=["a", "b", "c"],
+        name="mixed")

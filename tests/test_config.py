@@ -1,0 +1,38 @@
+import pytest
+
+from prefuse.config import RunConfig, config_to_toml, load_config, with_overrides
+from prefuse.errors import ConfigError
+
+
+def test_config_round_trips_through_toml(tmp_path):
+    config = with_overrides(RunConfig(), {"train.lr": 0.005, "seeds": [3, 4],
+                                          "model.encoders": {"text": "gru"},
+                                          "arms": ["scratch+concat", "pretrained+attention"]})
+    path = tmp_path / "c.toml"
+    path.write_text(config_to_toml(config))
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize("text, field", [
+    ("[train]\nlr = -1.0\n", "train.lr"),
+    ("[train]\nepochs = 'ten'\n", "train.epochs"),
+    ("[train]\nlearning_rate = 0.1\n", "train.learning_rate"),
+    ("[model]\nencoder = 'rnn9'\n", "model.encoder"),
+    ("arms = ['scratch+magic']\n", "arms"),
+    ("[train]\nepochs = 5\npretrain_epochs = 5\n", "train.pretrain_epochs"),
+    ("seeds = []\n", "seeds"),
+])
+def test_bad_config_value_names_file_and_field(tmp_path, text, field):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.field == field
+    assert str(path) in str(info.value) and field in str(info.value)
+
+
+def test_invalid_toml_is_a_config_error(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[train\nlr = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)

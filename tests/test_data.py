@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from prefuse.data.formats import load_dataset
+from prefuse.data.formats.npz import dataset_arrays, save_npz
+from prefuse.data.synthetic import make_synthetic
+from prefuse.errors import DataError
+
+from .conftest import mixed_dataset
+
+
+def test_npz_round_trip_keeps_everything(tmp_path):
+    original = mixed_dataset()
+    path = save_npz(original, tmp_path / "d.npz")
+    loaded = load_dataset(path)
+    assert loaded.modalities == ["sensor", "meta"] and loaded.task == "multiclass"
+    for split in ("train", "valid", "test"):
+        for m in loaded.modalities:
+            np.testing.assert_array_equal(loaded[split].features[m], original[split].features[m])
+            np.testing.assert_array_equal(loaded[split].lengths[m], original[split].lengths[m])
+        np.testing.assert_array_equal(loaded[split].labels, original[split].labels)
+
+
+def test_missing_valid_split_is_carved_from_train_with_a_fixed_seed(tmp_path):
+    arrays = dataset_arrays(mixed_dataset(n=50))
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("valid/")}
+    np.savez(tmp_path / "d.npz", **arrays)
+    a = load_dataset(tmp_path / "d.npz", valid_fraction=0.2)
+    b = load_dataset(tmp_path / "d.npz", valid_fraction=0.2)
+    assert len(a["valid"]) == 10 and len(a["train"]) == 40
+    np.testing.assert_array_equal(a["valid"].ids, b["valid"].ids)
+
+
+@pytest.mark.parametrize("drop, field", [
+    ("test/labels", "test/labels"),
+    ("valid/meta", "valid/meta"),
+    ("meta/task", "meta/task"),
+])
+def test_missing_key_is_named(tmp_path, drop, field):
+    arrays = dataset_arrays(mixed_dataset())
+    del arrays[drop]
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError) as info:
+        load_dataset(path)
+    assert info.value.field == field and str(path) in str(info.value)
+
+
+def test_wrong_shapes_are_named(tmp_path):
+    arrays = dataset_arrays(mixed_dataset())
+    arrays["train/meta"] = arrays["train/meta"][:-1]
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DataError, match=r"\[train/meta\].*samples"):
+        load_dataset(tmp_path / "d.npz")
+    arrays = dataset_arrays(mixed_dataset())
+    arrays["valid/meta"] = arrays["valid/meta"][:, :, None, None]
+    np.savez(tmp_path / "e.npz", **arrays)
+    with pytest.raises(DataError, match=r"\[valid/meta\]"):
+        load_dataset(tmp_path / "e.npz")
+
+
+def test_corrupt_file_is_a_data_error(tmp_path):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    with pytest.raises(DataError, match="bad.npz"):
+        load_dataset(path, format="npz")
+
+
+def test_object_arrays_are_refused_without_unpickling(tmp_path):
+    arrays = dataset_arrays(mixed_dataset())
+    arrays["train/ids"] = np.array([{"x": 1}] * len(arrays["train/labels"]), dtype=object)
+    np.savez(tmp_path / "obj.npz", **arrays)
+    with pytest.raises(DataError, match="pickle"):
+        load_dataset(tmp_path / "obj.npz")
+
+
+def test_synthetic_benchmark_is_deterministic_and_well_formed():
+    a, b = make_synthetic(seed=3, train=50, valid=20, test=20), make_synthetic(seed=3, train=50,
+                                                                             valid=20, test=20)
+    a.validate()
+    for m in a.modalities:
+        np.testing.assert_array_equal(a["train"].features[m], b["train"].features[m])
+        x, lengths = a["train"].features[m], a["train"].lengths[m]
+        assert (x[np.arange(x.shape[1])[None, :] >= lengths[:, None]] == 0).all()
+    assert set(np.unique(a["train"].dominant)) <= {0, 1, 2}
+    c = make_synthetic(seed=4, train=50, valid=20, test=20)
+    assert not np.array_equal(a["train"].features["text"], c["train"].features["text"])

@@ -1,0 +1,104 @@
+import json
+
+import numpy as np
+import torch
+
+from prefuse.cli import main
+from prefuse.data.formats.npz import save_npz
+from prefuse.models.network import MultimodalNetwork
+from prefuse.tasks import task_for
+from prefuse.training.arms import ARM_SPECS
+from prefuse.training.loop import evaluate, fit
+from prefuse.training.recipe import Tensors, network_spec, pretrain, train_arm
+
+from .conftest import mixed_dataset, tiny_config
+
+
+def test_a_tiny_run_learns(tmp_path):
+    dataset = mixed_dataset(n=200)
+    config = tiny_config(tmp_path)
+    task = task_for(dataset)
+    data = Tensors(dataset, task)
+    torch.manual_seed(0)
+    model = MultimodalNetwork(network_spec(dataset, config, task, "attention"))
+    model.fit_standardization(dataset["train"])
+    result = fit(model, data.train, data.valid, task, epochs=10, lr=3e-3, seed=0, patience=10,
+                 batch_size=16)
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    chance = task.chance(dataset["test"].labels)["acc"]
+    assert evaluate(model, data.test, task).metrics["acc"] > chance + 0.3
+
+
+def test_stage_two_starts_from_stage_one_weights(tiny_synthetic, tmp_path, monkeypatch):
+    config = tiny_config(tmp_path)
+    task = task_for(tiny_synthetic)
+    data = Tensors(tiny_synthetic, task)
+    unimodal = pretrain(tiny_synthetic, data, task, config, seed=0)
+    seen = {}
+
+    def record_start(model, *args, **kwargs):
+        seen.update({m: {k: v.clone() for k, v in model.encoders[m].state_dict().items()}
+                     for m in model.modalities})
+        raise StopIteration  # only the starting point matters here
+
+    monkeypatch.setattr("prefuse.training.recipe.fit", record_start)
+    try:
+        train_arm("pretrained+attention", tiny_synthetic, data, task, config, 0, unimodal)
+    except StopIteration:
+        pass
+    for m, result in unimodal.items():
+        for k, v in result.model.encoders[m].state_dict().items():
+            assert torch.equal(seen[m][k], v), (m, k)
+    assert ARM_SPECS.get("pretrained+attention").pretrained
+
+
+def test_same_seed_same_results_other_seed_differs(tiny_synthetic, tmp_path):
+    config = tiny_config(tmp_path)
+    task = task_for(tiny_synthetic)
+    data = Tensors(tiny_synthetic, task)
+    runs = [train_arm("scratch+attention", tiny_synthetic, data, task, config, s)
+            for s in (0, 0, 1)]
+    assert runs[0].test.metrics == runs[1].test.metrics
+    np.testing.assert_array_equal(runs[0].test.weights, runs[1].test.weights)
+    assert not np.array_equal(runs[0].test.weights, runs[2].test.weights)
+
+
+def test_run_on_any_generic_file_writes_the_run_directory(tmp_path):
+    path = save_npz(mixed_dataset(n=60), tmp_path / "mixed.npz")
+    out = tmp_path / "run"
+    code = main(["run", "--data", str(path), "--out", str(out), "--seeds", "0", "1",
+                 "--epochs", "4", "--pretrain-epochs", "2", "--width", "8"])
+    assert code == 0
+    for name in ("config.toml", "metrics.json", "history.csv", "attention.csv",
+                 "model.safetensors", "model.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["modalities"] == ["sensor", "meta"]
+    assert set(summary["arms"]) == {"scratch+concat", "scratch+attention",
+                                    "pretrained+concat", "pretrained+attention"}
+    for arm in summary["arms"].values():
+        assert set(arm["seeds"]) == {"0", "1"}
+        assert {"mean", "std", "train_seconds", "seconds_per_epoch", "params"} <= set(arm)
+        assert "attention_agreement" not in arm  # no `dominant` in this file
+    assert set(summary["unimodal"]) == {"sensor", "meta"}
+    assert set(summary["attention"]) == {"before_pretraining", "after_pretraining"}
+    lines = (out / "attention.csv").read_text().splitlines()
+    assert lines[0].split(",")[-2:] == ["weight_sensor", "weight_meta"]
+    assert len(lines) == 1 + 4 * 2 * 30
+
+
+def test_bad_config_and_missing_data_exit_with_a_clear_message(tmp_path, capsys):
+    assert main(["run", "--data", str(tmp_path / "nope.npz")]) == 2
+    assert "nope.npz" in capsys.readouterr().err
+    assert main(["run", "--set", "train.lr=-1"]) == 2
+    assert "train.lr" in capsys.readouterr().err
+
+
+def test_synth_command_writes_the_generic_layout(tmp_path):
+    out = tmp_path / "s.npz"
+    assert main(["data", "synth", "--out", str(out), "--train", "30", "--valid", "10",
+                 "--test", "10"]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        assert list(z["meta/modalities"]) == ["text", "audio", "vision"]
+        assert z["train/text"].shape[0] == 30 and "test/dominant" in z.files
