@@ -18,16 +18,6 @@ TINY = {"width": 8, "layers": 1, "heads": 2, "embed_dropout": 0.0, "attn_dropout
         "relu_dropout": 0.0, "res_dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy 2-core machine makes a second
-    thread spin rather than help."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def spec(dims: dict[str, int], extra: dict | None = None, out_dim: int = 1,
          sequence: dict[str, bool] | None = None) -> NetworkSpec:
     names = list(dims)
