@@ -41,6 +41,7 @@ def active() -> bool:
 
 
 def backend() -> str:
+    """The process-group backend: NCCL when CUDA is available, gloo otherwise."""
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
