@@ -46,15 +46,18 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .analysis.tables import ablation_table
+    from .analysis.tables import ablation_table, robustness_table
     from .training import distributed
     from .training.experiment import run_experiment
 
     config = resolve_config(args)
-    summary = run_experiment(config)
-    if distributed.is_main():  # under torchrun, rank 0 speaks for all
-        print(ablation_table(summary))
-        print(f"\nrun directory: {Path(config.out).resolve()}")
+    summary = run_experiment(config, resume=args.resume)
+    if not distributed.is_main():  # under torchrun, rank 0 speaks for all
+        return 0
+    print(ablation_table(summary))
+    if robustness := robustness_table(summary):
+        print(f"\n{robustness}")
+    print(f"\nrun directory: {Path(config.out).resolve()}")
     return 0
 
 
@@ -66,6 +69,53 @@ def cmd_synth(args: argparse.Namespace) -> int:
     save_npz(dataset, args.out)
     print(f"wrote {args.out}: {', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}")
     return 0
+
+
+def _report_masked(masked: list[str]) -> None:
+    if masked:
+        print(f"the data lacks {', '.join(masked)}: masked for every sample", file=sys.stderr)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import predict, write_predictions
+    from .models.saving import load_model
+
+    loaded = load_model(args.run_dir, args.arm)
+    predictions = predict(loaded, args.data, split=args.split, format=args.format,
+                          **_data_options(args))
+    _report_masked(next(iter(predictions.values())).masked)
+    model, task, _ = loaded
+    write_predictions(predictions, task, model.spec.modalities, args.out)
+    counts = ", ".join(f"{name} {len(p.ids)}" for name, p in predictions.items())
+    print(f"wrote {args.out}: {counts}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .fileio import write_json
+    from .inference import predict, scores
+
+    predictions = predict(args.run_dir, args.data, split=args.split, arm=args.arm,
+                          format=args.format, **_data_options(args))
+    _report_masked(next(iter(predictions.values())).masked)
+    table = scores(predictions)
+    for name, metrics in table.items():
+        print(f"{name} ({metrics['samples']} samples)")
+        for key, value in metrics.items():
+            if key != "samples":
+                print(f"  {key:<14} {'n/a' if value is None else f'{value:.4f}'}")
+    if args.out:
+        write_json(args.out, table)
+    return 0
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run directory (or a model folder)")
+    p.add_argument("--data", required=True, help="data file or folder, any supported format")
+    p.add_argument("--format", default="auto", help="data format (default: detect)")
+    p.add_argument("--arm", help="use models/<arm>/ of the run (default: the headline model)")
+    p.add_argument("--config", help="TOML config whose [data] table sets loader options "
+                   "(label columns, .csd file names)")
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, object]:
@@ -119,7 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train the ablation arms and write a run directory")
     _add_run_options(run)
+    run.add_argument("--resume", action="store_true",
+                     help="continue the interrupted run in --out (same config) from its "
+                     "last checkpoint")
     run.set_defaults(func=cmd_run)
+
+    pred = sub.add_parser("predict", help="predict with a saved model: one row per sample")
+    _add_model_options(pred)
+    pred.add_argument("--split", help="only this split (default: every split in the file)")
+    pred.add_argument("--out", required=True, help="predictions file, .csv or .jsonl")
+    pred.set_defaults(func=cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="re-score a saved model on a data file")
+    _add_model_options(ev)
+    ev.add_argument("--split", default="test", help="split to score (default: test)")
+    ev.add_argument("--out", help="also write the metrics here as JSON")
+    ev.set_defaults(func=cmd_evaluate)
 
     data = sub.add_parser("data", help="data utilities").add_subparsers(dest="data_command",
                                                                        required=True)

@@ -63,3 +63,20 @@ def ablation_table(summary: dict) -> str:
     parts.append(f"test split, mean ± std over {seeds} seed(s); primary metric: "
                  f"{summary['primary_metric']}")
     return "\n\n".join(parts)
+
+
+def robustness_table(summary: dict) -> str:
+    """The primary test metric of each arm with all modalities and with each one removed
+    (mean ± std over seeds); empty when the run has no robustness results."""
+    robustness = summary.get("robustness") or {}
+    if not robustness:
+        return ""
+    metric = summary["primary_metric"]
+    columns = list(next(iter(robustness.values())))
+    rows = [[arm, _cell(summary["arms"][arm]["mean"].get(metric),
+                        summary["arms"][arm]["std"].get(metric))]
+            + [_cell(entry[c]["mean"].get(metric), entry[c]["std"].get(metric))
+               for c in columns]
+            for arm, entry in robustness.items()]
+    return (f"robustness: test {metric} with one modality removed\n\n"
+            + _render(["arm", "all"] + columns, rows))

@@ -61,6 +61,13 @@ def init() -> None:
     dist.init_process_group(backend())
 
 
+def barrier() -> None:
+    """Wait until every rank gets here (joining the process group first if need be)."""
+    init()
+    if active():
+        dist.barrier()
+
+
 def shard(batch: Batch) -> Batch:
     """This rank's share of a batch that every rank drew identically."""
     step = world_size()

@@ -2,13 +2,15 @@
 
 Run directory (DESIGN section 2): ``config.toml``, ``metrics.json``, ``history.csv``,
 ``attention.csv``, the headline model (``model.safetensors`` + ``model.json``) and
-each arm's best model under ``models/<arm>/``.
+each arm's best model under ``models/<arm>/``. While it runs, ``checkpoints/`` holds
+what ``--resume`` needs (see ``checkpoint``); it is deleted once ``metrics.json`` is written.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from ..metrics import lower_is_better
 from ..models.saving import save_model
 from ..tasks import Task, task_for
 from . import distributed
+from .checkpoint import RunCheckpoints
 from .recipe import SeedResult, Tensors, epochs_to_converge, run_seed
 
 HEADLINE_ARM = "pretrained+attention"
@@ -87,10 +90,22 @@ def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult])
                                                                     task.primary)
                                                  for run in runs])),
         }
+    robustness = {arm: _robustness([r.arms[arm] for r in results]) for arm in results[0].arms}
+    if any(robustness.values()):
+        out["robustness"] = robustness
     for label, arm in (("before_pretraining", "scratch+attention"),
                        ("after_pretraining", HEADLINE_ARM)):
         if arm in out["arms"]:
             out["attention"][label] = out["arms"][arm]["mean_weights"]
+    return out
+
+
+def _robustness(runs: list) -> dict:
+    """``{"without_<m>": {"mean", "std"}}`` over seeds of the test metrics."""
+    out = {}
+    for key in runs[0].robustness:
+        mean, std = _mean_std([run.robustness[key] for run in runs])
+        out[key] = {"mean": mean, "std": std}
     return out
 
 
@@ -160,7 +175,7 @@ def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Ta
     headline = HEADLINE_ARM if HEADLINE_ARM in config.arms else config.arms[0]
     for arm in config.arms:
         best = _best_seed(results, arm, task.primary)
-        extra = {"seed": best.seed, "dataset": dataset.name}
+        extra = {"seed": best.seed, "dataset": dataset.name, "config": asdict(config)}
         save_model(best.arms[arm].model, arm, task, out / "models" / arm, extra)
         if arm == headline:
             save_model(best.arms[arm].model, arm, task, out, extra)
@@ -181,21 +196,27 @@ def _finite(obj):
 
 
 def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
-                   log=print) -> dict:
+                   log=print, resume: bool = False) -> dict:
     """Train every arm of ``config`` for every seed and write the run directory.
 
-    Returns the ``metrics.json`` document. Under torchrun every rank trains its share and
-    returns the document; only the main rank logs and writes the run directory.
+    Every epoch is checkpointed; ``resume`` continues an interrupted run of the same
+    config in ``config.out`` and ends with the same results. Returns the ``metrics.json``
+    document. Under torchrun every rank trains its share and returns the document; only
+    the main rank logs and writes the run directory and checkpoints.
     """
     config.validate()
     dataset = dataset or load_data(config)
+    # After loading, so that data that cannot be read leaves no run directory behind.
+    checkpoints = RunCheckpoints(config.out).start(config, resume)
     task = task_for(dataset)
     data = Tensors(dataset, task)
     results = []
     for seed in config.seeds:
         if distributed.is_main():
             log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
-        results.append(run_seed(dataset, config, seed, data))
+        results.append(run_seed(dataset, config, seed, data, checkpoints))
     if not distributed.is_main():
         return summarize(dataset, task, results)
-    return write_run(Path(config.out), config, dataset, task, results)
+    summary = write_run(Path(config.out), config, dataset, task, results)
+    checkpoints.remove()
+    return summary

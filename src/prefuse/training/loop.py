@@ -22,6 +22,7 @@ from ..data.batching import TensorSplit
 from ..metrics import lower_is_better
 from ..tasks import Task
 from . import distributed
+from .checkpoint import StageCheckpoint, restore_training, training_state
 
 
 @dataclass
@@ -91,12 +92,14 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
         grad_clip: float = 1.0, weight_decay: float = 0.0, encoder_lr: float = 0.0,
         freeze_epochs: int = 0, modality_dropout: float = 0.0,
         on_epoch: Callable[[int, nn.Module, dict], dict | None] | None = None,
-        desc: str = "train") -> FitResult:
+        desc: str = "train", checkpoint: StageCheckpoint | None = None) -> FitResult:
     """Train ``model`` for at most ``epochs`` epochs; keep the best on validation.
 
     ``encoder_lr`` (0 = same as ``lr``) applies to ``model.encoders``; ``freeze_epochs``
     holds the encoders fixed for the first epochs. ``on_epoch(epoch, model, row)`` may
     add columns to the epoch's history row. Data order comes from ``seed`` alone.
+    With ``checkpoint``, training continues after its last saved epoch, and every
+    epoch is saved, so an interrupted fit resumes to exactly the same result.
 
     Under torchrun (``distributed.active()``) each rank trains a DistributedDataParallel
     copy on its slice of every batch, on ``distributed.device()``; the model comes back
@@ -124,8 +127,19 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     best_state = copy.deepcopy(model.state_dict())
     best_epoch, best_valid, bad_epochs = 0, {}, 0
     history: list[dict] = []
+    first_epoch, earlier_seconds = 1, 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        restore_training(saved, model, optimizer, generator)
+        best_value, best_state, best_epoch = saved["best_value"], saved["best_state"], \
+            saved["best_epoch"]
+        best_valid, bad_epochs, history = saved["best_valid"], saved["bad_epochs"], \
+            saved["history"]
+        earlier_seconds = saved["seconds"]
+        # A fit saved just as early stopping ended it has no epochs left.
+        first_epoch = saved["epoch"] + 1 if bad_epochs < patience else epochs + 1
     start_time = time.perf_counter()
-    bar = tqdm(range(1, epochs + 1), desc=desc, leave=False,
+    bar = tqdm(range(first_epoch, epochs + 1), desc=desc, leave=False,
                disable=not sys.stderr.isatty() or not distributed.is_main())
     for epoch in bar:
         frozen = epoch <= freeze_epochs
@@ -160,12 +174,19 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             bad_epochs = 0
         else:
             bad_epochs += 1
-            if bad_epochs >= patience:
-                break
+        if checkpoint is not None:
+            checkpoint.save(training_state(
+                model, optimizer, generator, epoch=epoch, best_value=best_value,
+                best_state=best_state, best_epoch=best_epoch, best_valid=best_valid,
+                bad_epochs=bad_epochs, history=history,
+                seconds=earlier_seconds + time.perf_counter() - start_time))
+        if bad_epochs >= patience:
+            break
     for p in encoder_params:
         p.requires_grad_(True)
     model.load_state_dict(best_state)
     if distributed.active():
         model.to("cpu")
     return FitResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=len(history),
-                     seconds=time.perf_counter() - start_time, history=history)
+                     seconds=earlier_seconds + time.perf_counter() - start_time,
+                     history=history)

@@ -19,17 +19,20 @@ from ..data.dataset import MultimodalDataset
 from ..models.network import MultimodalNetwork, NetworkSpec
 from ..tasks import Task, task_for
 from .arms import ARM_SPECS
+from .checkpoint import RunCheckpoints, StageCheckpoint
 from .loop import Evaluation, FitResult, evaluate, fit
 
 
 @dataclass
 class StageResult:
-    """One trained network: its fit, its validation and test evaluations."""
+    """One trained network: its fit, its validation and test evaluations, and (fused
+    networks) the test metrics with each single modality removed."""
 
     model: nn.Module
     fit: FitResult
     valid: Evaluation
     test: Evaluation
+    robustness: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def params(self) -> int:
@@ -84,8 +87,26 @@ def usage_probe(data: Tensors, task: Task, modalities: list[str]):
     return probe
 
 
+def without_each(model: nn.Module, split: TensorSplit, task: Task) -> dict[str, dict[str, float]]:
+    """``{"without_<m>": metrics}``: ``model`` scored on ``split`` with modality m masked
+    for every sample (attention renormalised over the rest)."""
+    modalities = list(split.modalities)
+    n = len(split)
+    return {f"without_{m}": evaluate(model, split, task,
+                                     present={k: torch.full((n,), k != m) for k in modalities}
+                                     ).metrics
+            for m in modalities}
+
+
 def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed: int,
-           epochs: int, desc: str, **overrides) -> StageResult:
+           epochs: int, desc: str, stage: StageCheckpoint | None = None,
+           **overrides) -> StageResult:
+    if stage is not None and (done := stage.load_done()) is not None:
+        # Finished before an interruption: its weights and fit are kept; the evaluations
+        # are deterministic, so recomputing them gives the original numbers.
+        model.load_state_dict(done["model"])
+        return StageResult(model, FitResult(**done["fit"]), evaluate(model, data.valid, task),
+                           evaluate(model, data.test, task))
     t = config.train
     options = dict(lr=t.lr, batch_size=t.batch_size, patience=t.patience,
                    grad_clip=t.grad_clip, weight_decay=t.weight_decay,
@@ -95,30 +116,36 @@ def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed:
     if len(model.spec.modalities) > 1:
         options["on_epoch"] = usage_probe(data, task, modalities)
     result = fit(model, data.train, data.valid, task, epochs=epochs, seed=seed, desc=desc,
-                 **options)
+                 checkpoint=stage, **options)
+    if stage is not None:
+        stage.save_done(model, result)
     return StageResult(model, result, evaluate(model, data.valid, task),
                        evaluate(model, data.test, task))
 
 
 def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunConfig,
-             seed: int) -> dict[str, StageResult]:
-    """Stage 1: each modality's encoder with its own head, trained alone."""
+             seed: int, checkpoints: RunCheckpoints | None = None) -> dict[str, StageResult]:
+    """Stage 1: each modality's encoder with its own head, trained alone (resumed from
+    ``checkpoints`` where given)."""
     base = network_spec(dataset, config, task, "concat")
     out = {}
     for modality in dataset.modalities:
         torch.manual_seed(seed)
         model = MultimodalNetwork(base.only(modality))
         model.fit_standardization(dataset["train"])
+        stage = checkpoints.stage(seed, "pretrain", modality) if checkpoints else None
         out[modality] = _train(model, data, task, config, seed, config.train.pretrain_epochs,
-                               f"seed {seed} pretrain {modality}")
+                               f"seed {seed} pretrain {modality}", stage)
     return out
 
 
 def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
               config: RunConfig, seed: int,
-              unimodal: dict[str, StageResult] | None = None) -> StageResult:
+              unimodal: dict[str, StageResult] | None = None,
+              checkpoints: RunCheckpoints | None = None) -> StageResult:
     """Stage 2 for one arm: build its network, start from stage-1 encoders if the arm
-    is pre-trained, train end to end within what is left of the budget."""
+    is pre-trained, train end to end within what is left of the budget (resumed from
+    ``checkpoints`` where given), then score it with each modality removed."""
     spec = ARM_SPECS.get(arm, "arms")
     torch.manual_seed(seed)
     model = spec.build(network_spec(dataset, config, task, spec.fusion))
@@ -133,19 +160,27 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
         epochs -= t.pretrain_epochs
         extra.setdefault("encoder_lr", t.encoder_lr)
         extra.setdefault("freeze_epochs", t.freeze_epochs)
-    return _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", **extra)
+    stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
+    result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
+                    **extra)
+    if len(dataset.modalities) > 1:
+        result.robustness = without_each(result.model, data.test, task)
+    return result
 
 
 def run_seed(dataset: MultimodalDataset, config: RunConfig, seed: int,
-             data: Tensors | None = None) -> SeedResult:
-    """Stage 1 (always: it also gives the unimodal table) and every configured arm."""
+             data: Tensors | None = None,
+             checkpoints: RunCheckpoints | None = None) -> SeedResult:
+    """Stage 1 (always: it also gives the unimodal table) and every configured arm;
+    stages finished before an interruption are taken from ``checkpoints``."""
     task = task_for(dataset)
     data = data or Tensors(dataset, task)
     result = SeedResult(seed)
     if config.train.pretrain_epochs > 0:
-        result.unimodal = pretrain(dataset, data, task, config, seed)
+        result.unimodal = pretrain(dataset, data, task, config, seed, checkpoints)
     for arm in config.arms:
-        result.arms[arm] = train_arm(arm, dataset, data, task, config, seed, result.unimodal)
+        result.arms[arm] = train_arm(arm, dataset, data, task, config, seed, result.unimodal,
+                                     checkpoints)
     return result
 
 

@@ -46,8 +46,14 @@ def _strings(arrays: dict, key: str, path: Path) -> list[str] | None:
     return [x.decode() if isinstance(x, bytes) else str(x) for x in a.reshape(-1)]
 
 
-def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0) -> MultimodalDataset:
-    """Read a generic NPZ file; carve ``valid`` from ``train`` when it is absent."""
+def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
+             allow_missing: bool = False) -> MultimodalDataset:
+    """Read a generic NPZ file; carve ``valid`` from ``train`` when it is absent.
+
+    ``allow_missing`` (for using a trained model) accepts a modality whose arrays are
+    absent: absent from every split, it is left out of the dataset; absent from some,
+    it is marked missing for every sample of those splits.
+    """
     arrays = _read(path)
     task_list = _strings(arrays, "meta/task", path)
     if not task_list:
@@ -58,6 +64,8 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0) -> Multimod
     label_names = _strings(arrays, "meta/label_names", path)
     name_list = _strings(arrays, "meta/name", path)
     task = task_list[0]
+    if allow_missing:
+        modalities = [m for m in modalities if any(f"{s}/{m}" in arrays for s in SPLITS)]
 
     splits: dict[str, Split] = {}
     for s in SPLITS:
@@ -68,6 +76,9 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0) -> Multimod
         features, lengths, present = {}, {}, {}
         for m in modalities:
             key = f"{s}/{m}"
+            if key not in arrays and allow_missing:
+                features[m], lengths[m], present[m] = _absent(arrays, m, len(arrays[f"{s}/labels"]))
+                continue
             if key not in arrays:
                 raise DataError(path, f"modality '{m}' is missing", key)
             features[m] = np.ascontiguousarray(arrays[key], dtype=np.float32)
@@ -102,6 +113,14 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0) -> Multimod
         splits=splits, task=task, modalities=modalities, label_names=label_names,
         name=name_list[0] if name_list else path.stem, source=str(path),
     )
+
+
+def _absent(arrays: dict[str, np.ndarray], modality: str,
+            n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Placeholder features shaped like another split's, length 0, present nowhere."""
+    like = next(arrays[f"{s}/{modality}"] for s in SPLITS if f"{s}/{modality}" in arrays)
+    return (np.zeros((n,) + like.shape[1:], dtype=np.float32), np.zeros(n, dtype=np.int64),
+            np.zeros(n, dtype=bool))
 
 
 def dataset_arrays(dataset: MultimodalDataset) -> dict[str, np.ndarray]:

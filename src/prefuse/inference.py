@@ -1,0 +1,199 @@
+"""Using a saved model on a data file: compatibility, predictions and re-scoring.
+
+The data must carry the model's modalities with the same feature widths and the same
+kind (sequence ``(N, T, D)`` or vector ``(N, D)``); anything else is refused with a
+message listing every difference. A modality the data lacks altogether (left out of
+``meta/modalities``, or its arrays absent from a generic NPZ file) is masked for every
+sample, so attention renormalises over the modalities present; per-sample absence
+(``<split>/present/<modality>``) is honoured the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from .data.batching import TensorSplit
+from .data.dataset import SPLITS, MultimodalDataset, Split
+from .data.formats import detect_format, load_dataset
+from .errors import DataError, PrefuseError
+from .fileio import write_text
+from .models.network import NetworkSpec
+from .models.saving import load_model
+from .tasks import Task
+from .training.loop import Evaluation, evaluate
+
+Loaded = tuple[nn.Module, Task, dict]
+
+
+@dataclass
+class Prediction:
+    """A saved model's outputs on one split; ``masked`` lists the modalities the data
+    lacked altogether."""
+
+    split: str
+    ids: np.ndarray
+    labels: np.ndarray
+    masked: list[str]
+    evaluation: Evaluation
+
+
+def load_data_file(path: str | Path, format: str = "auto", **options) -> MultimodalDataset:
+    """Load data for a saved model; generic NPZ files may lack a modality's arrays.
+    ``options`` go to the format's loader (see ``load_dataset``)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "no such file or folder")
+    name = detect_format(path) if format == "auto" else format
+    # Only the generic layout can say "this modality is absent"; other formats are complete.
+    if name == "npz":
+        options["allow_missing"] = True
+    return load_dataset(path, name, **options)
+
+
+def _kind(sequence: bool) -> str:
+    return "a sequence (N, T, D)" if sequence else "a vector (N, D)"
+
+
+def _label_width(labels: np.ndarray) -> int:
+    return 1 if labels.ndim == 1 else int(labels.shape[1])
+
+
+def check_compatible(spec: NetworkSpec, task: Task, dataset: MultimodalDataset) -> list[str]:
+    """Raise ``PrefuseError`` naming every way ``dataset`` does not fit the model; return
+    the model's modalities that the data lacks (to be masked)."""
+    problems = []
+    extra = [m for m in dataset.modalities if m not in spec.modalities]
+    missing = [m for m in spec.modalities if m not in dataset.modalities]
+    if extra:
+        problems.append(f"modalities unknown to the model: {', '.join(extra)} "
+                        f"(the model has {', '.join(spec.modalities)})")
+    if len(missing) == len(spec.modalities):
+        problems.append(f"none of the model's modalities ({', '.join(spec.modalities)}) "
+                        "is in the data")
+    dims, sequence = dataset.dims(), dataset.is_sequence()
+    for m in spec.modalities:
+        if m in missing:
+            continue
+        if sequence[m] != spec.sequence[m]:
+            problems.append(f"{m}: the model expects {_kind(spec.sequence[m])}, "
+                            f"the data has {_kind(sequence[m])}")
+        elif dims[m] != spec.dims[m]:
+            problems.append(f"{m}: the model expects D={spec.dims[m]}, the data has D={dims[m]}")
+    if dataset.task != task.kind:
+        problems.append(f"task: the model is {task.kind}, the data is {dataset.task}")
+    else:
+        labels = dataset["train"].labels
+        if task.kind in ("regression", "multilabel") and _label_width(labels) != task.targets:
+            problems.append(f"labels: the model has {task.targets} targets, "
+                            f"the data {_label_width(labels)}")
+        if task.kind == "multiclass":
+            top = max(int(s.labels.max()) for s in dataset.splits.values())
+            if top >= task.targets:
+                problems.append(f"labels: class id {top} but the model has {task.targets} "
+                                "classes")
+    if problems:
+        raise PrefuseError(f"{dataset.source}: does not fit the model: " + "; ".join(problems))
+    return missing
+
+
+def model_inputs(split: Split, spec: NetworkSpec, task: Task, masked: list[str]) -> TensorSplit:
+    """``split`` as the model's tensors; each ``masked`` modality is a placeholder marked
+    absent for every sample (its values are never used: the fusion masks it)."""
+    n = len(split)
+    features, lengths, present = dict(split.features), dict(split.lengths), dict(split.present)
+    for m in masked:
+        shape = (n, 1, spec.dims[m]) if spec.sequence[m] else (n, spec.dims[m])
+        features[m] = np.zeros(shape, dtype=np.float32)
+        lengths[m] = np.zeros(n, dtype=np.int64)
+        present[m] = np.zeros(n, dtype=bool)
+    full = Split(features=features, labels=split.labels, lengths=lengths, present=present,
+                 ids=split.ids)
+    return TensorSplit(full, spec.modalities, task.kind == "regression")
+
+
+def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
+            split: str | None = None, arm: str | None = None, format: str = "auto",
+            **options) -> dict[str, Prediction]:
+    """Run a saved model on every split of ``data`` (or only ``split``).
+
+    ``model`` is a run directory or model folder (``arm`` picks ``models/<arm>/`` of a run)
+    or what ``load_model`` returned; ``data`` a file in any supported format (``options``
+    go to its loader) or a dataset.
+    """
+    network, task, _ = model if isinstance(model, tuple) else load_model(model, arm)
+    dataset = data if isinstance(data, MultimodalDataset) else \
+        load_data_file(data, format, **options)
+    masked = check_compatible(network.spec, task, dataset)
+    names = [s for s in SPLITS if s in dataset.splits]
+    if split is not None:
+        if split not in dataset.splits:
+            raise PrefuseError(f"{dataset.source}: no split '{split}' (has {', '.join(names)})")
+        names = [split]
+    out = {}
+    for name in names:
+        part = dataset[name]
+        inputs = model_inputs(part, network.spec, task, masked)
+        out[name] = Prediction(name, np.asarray(part.ids), part.labels, masked,
+                               evaluate(network, inputs, task))
+    return out
+
+
+def scores(predictions: dict[str, Prediction]) -> dict[str, dict]:
+    """Per split: sample count, loss and metrics (undefined values as None, for JSON)."""
+    return {name: {"samples": len(p.ids)} | {
+        k: (v if v == v else None)
+        for k, v in {"loss": p.evaluation.loss, **p.evaluation.metrics}.items()}
+        for name, p in predictions.items()}
+
+
+def _value(x, digits: int | None):
+    """A per-sample value for a file: scalars stay scalars, vectors become lists."""
+    if np.ndim(x):
+        return [_value(v, digits) for v in np.ravel(x)]
+    x = x.item() if hasattr(x, "item") else x
+    return round(x, digits) if digits is not None and isinstance(x, float) else x
+
+
+def prediction_records(predictions: dict[str, Prediction], task: Task,
+                       modalities: list[str], digits: int | None = None) -> list[dict]:
+    """One record per sample: split, id, label, prediction, ``prob_<label>`` (classifier
+    tasks), ``weight_<modality>`` (zero for absent modalities; the rest sum to 1)."""
+    records = []
+    for p in predictions.values():
+        e = p.evaluation
+        scores = e.scores.reshape(len(p.ids), -1)
+        for i in range(len(p.ids)):
+            row = {"split": p.split, "id": str(p.ids[i]), "label": _value(p.labels[i], digits),
+                   "prediction": _value(e.predictions[i], digits)}
+            if task.kind != "regression":
+                row.update({f"prob_{name}": _value(s, digits)
+                            for name, s in zip(task.label_names, scores[i])})
+            row.update({f"weight_{m}": _value(w, digits) for m, w in zip(modalities, e.weights[i])})
+            records.append(row)
+    return records
+
+
+def write_predictions(predictions: dict[str, Prediction], task: Task, modalities: list[str],
+                      path: str | Path) -> Path:
+    """Write ``.csv`` (vectors joined by ``;``) or ``.jsonl``, atomically."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        records = prediction_records(predictions, task, modalities)
+        return write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+    if path.suffix != ".csv":
+        raise PrefuseError(f"{path}: write predictions to a .csv or .jsonl file")
+    records = prediction_records(predictions, task, modalities, digits=6)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(list(records[0]))
+    for r in records:
+        writer.writerow([";".join(map(str, v)) if isinstance(v, list) else v
+                         for v in r.values()])
+    return write_text(path, buffer.getvalue())

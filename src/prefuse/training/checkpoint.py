@@ -1,0 +1,153 @@
+"""Checkpoints of a run in progress, so that ``prefuse run --resume`` can continue it.
+
+Layout of ``RUN_DIR/checkpoints/``, one pair of files per stage (a stage is one ``fit``:
+``seed<k>-pretrain-<modality>`` or ``seed<k>-arm-<arm>``):
+
+- ``<stage>.epoch.pt``: the last complete epoch of a stage still training: model and
+  optimizer state, the data-order generator and the global torch RNG (dropout) states,
+  the early-stopping state and the history so far.
+- ``<stage>.done.pt``: a finished stage: its final (best) weights and its fit result.
+
+Files hold only tensors and plain containers: written with ``torch.save`` and read back
+with ``weights_only=True``, so nothing but tensors is ever unpickled. Every file is
+written atomically. The folder is deleted once ``metrics.json`` is written.
+
+Under torchrun every rank reads the checkpoints (all resume alike) and only the main
+rank writes them; the ranks hold the same weights, so its files stand for all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import RunConfig, config_to_toml, load_config
+from ..errors import PrefuseError
+from ..fileio import atomic_path, write_text
+from . import distributed
+
+FOLDER = "checkpoints"
+
+
+def _save(state: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except (RuntimeError, OSError, EOFError) as e:
+        raise PrefuseError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); "
+                           "run again without --resume") from None
+
+
+class StageCheckpoint:
+    """The checkpoint files of one stage. ``fit`` calls ``load`` once and ``save`` after
+    every epoch; the recipe calls ``load_done``/``save_done`` around the whole fit."""
+
+    def __init__(self, directory: Path, stage: str):
+        self.stage = stage
+        self.epoch_path = directory / f"{stage}.epoch.pt"
+        self.done_path = directory / f"{stage}.done.pt"
+
+    def load(self) -> dict | None:
+        """The last complete epoch's training state, or None to start afresh."""
+        return _load(self.epoch_path)
+
+    def save(self, state: dict) -> None:
+        """Replace the epoch checkpoint with ``state`` (see ``training_state``)."""
+        if distributed.is_main():
+            _save(state, self.epoch_path)
+
+    def load_done(self) -> dict | None:
+        """``{"model": state_dict, "fit": FitResult fields}`` of a finished stage, or None."""
+        return _load(self.done_path)
+
+    def save_done(self, model: nn.Module, fit_result) -> None:
+        """Record the finished stage; its epoch checkpoint is no longer needed."""
+        if not distributed.is_main():
+            return
+        _save({"model": model.state_dict(), "fit": dataclasses.asdict(fit_result)},
+              self.done_path)
+        self.epoch_path.unlink(missing_ok=True)
+
+
+def training_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+                   generator: torch.Generator, **progress) -> dict:
+    """Everything that shapes the epochs still to come, plus ``progress`` (epoch,
+    early-stopping state, history, seconds)."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(), "rng": torch.get_rng_state(), **progress}
+
+
+def restore_training(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     generator: torch.Generator) -> None:
+    """Put model, optimizer, data order and dropout RNG back as ``training_state`` saw them."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["rng"])
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(saved: RunConfig, current: RunConfig) -> list[str]:
+    """``field: saved X, now Y`` for every field that differs, ``out`` excepted."""
+    old = _flatten(dataclasses.asdict(saved))
+    new = _flatten(dataclasses.asdict(current))
+    return [f"{k}: saved {old.get(k)!r}, now {new.get(k)!r}"
+            for k in sorted(old.keys() | new.keys())
+            if k != "out" and old.get(k) != new.get(k)]
+
+
+class RunCheckpoints:
+    """The checkpoint folder of one run directory."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        self.directory = self.out / FOLDER
+
+    def stage(self, seed: int, kind: str, name: str) -> StageCheckpoint:
+        """The checkpoint of stage ``kind`` (``pretrain`` or ``arm``) ``name`` of ``seed``."""
+        return StageCheckpoint(self.directory, f"seed{seed}-{kind}-{name}")
+
+    def start(self, config: RunConfig, resume: bool) -> RunCheckpoints:
+        """Begin a run: a fresh run drops stale checkpoints and records its config; a
+        resumed one must find an unfinished run with the same config."""
+        saved_path = self.out / "config.toml"
+        if resume:
+            if not saved_path.is_file():
+                raise PrefuseError(f"{self.out}: nothing to resume (no config.toml)")
+            if not self.directory.is_dir() and (self.out / "metrics.json").is_file():
+                raise PrefuseError(f"{self.out}: the run is already complete")
+            differences = config_differences(load_config(saved_path), config)
+            if differences:
+                raise PrefuseError(f"{self.out}: cannot resume, the config differs from "
+                                   f"config.toml: {'; '.join(differences)}")
+        elif distributed.is_main():
+            self.remove()
+        if distributed.is_main():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write_text(saved_path, config_to_toml(config))
+        # No rank may read a stale checkpoint that the main rank is about to delete.
+        distributed.barrier()
+        return self
+
+    def remove(self) -> None:
+        """Delete the checkpoint folder (the run is complete, or starts afresh)."""
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,0 +1,258 @@
+"""Using a saved model: predict, evaluate, missing modalities, refused files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import prefuse
+from prefuse.cli import main
+from prefuse.config import RunConfig, with_overrides
+from prefuse.data.batching import TensorSplit
+from prefuse.data.formats.npz import dataset_arrays, save_npz
+from prefuse.data.synthetic import make_synthetic
+from prefuse.errors import PrefuseError
+from prefuse.inference import predict, write_predictions
+from prefuse.models.network import MultimodalNetwork
+from prefuse.models.saving import load_model, save_model
+from prefuse.tasks import task_for
+from prefuse.training.experiment import run_experiment
+from prefuse.training.loop import evaluate
+from prefuse.training.recipe import Tensors, network_spec, train_arm
+
+SIZES = {"train": 80, "valid": 30, "test": 40}
+MODALITIES = ["text", "audio", "vision"]
+
+
+def tiny_config(out, **more) -> RunConfig:
+    overrides = {"out": str(out), "seeds": [0], "arms": ["scratch+concat", "pretrained+attention"],
+                 "train.epochs": 3, "train.pretrain_epochs": 1, "model.width": 8,
+                 **{f"data.synthetic.{k}": v for k, v in SIZES.items()}, **more}
+    return with_overrides(RunConfig(), overrides)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished run trained on an NPZ file, and that file."""
+    root = tmp_path_factory.mktemp("predict")
+    data = save_npz(make_synthetic(seed=0, **SIZES), root / "synth.npz")
+    run_experiment(tiny_config(root / "run", **{"data.path": str(data)}), log=lambda _: None)
+    return root / "run", data
+
+
+def _write_npz(path, arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _without(arrays, modality, *, listed):
+    out = {k: v for k, v in arrays.items()
+           if k.split("/")[-1] != modality or k.startswith("meta/")}
+    if not listed:
+        out["meta/modalities"] = np.array([m for m in MODALITIES if m != modality])
+    return out
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_csv_has_one_row_per_sample_and_weights_sum_to_one(run, tmp_path):
+    run_dir, data = run
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(run_dir), "--data", str(data), "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert len(rows) == sum(SIZES.values())
+    assert {r["split"] for r in rows} == set(SIZES)
+    assert list(rows[0])[:4] == ["split", "id", "label", "prediction"]
+    assert "prob_positive" in rows[0]
+    for r in rows:
+        assert sum(float(r[f"weight_{m}"]) for m in MODALITIES) == pytest.approx(1, abs=1e-5)
+    ids = [r["id"] for r in rows if r["split"] == "test"]
+    assert ids == [f"test-{i:05d}" for i in range(SIZES["test"])]
+
+
+def test_predict_jsonl_one_split(run, tmp_path):
+    run_dir, data = run
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", str(run_dir), "--data", str(data), "--split", "test",
+                 "--arm", "scratch+concat", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == SIZES["test"]
+    for r in records:
+        assert r["prediction"] in (0, 1) and 0 <= r["prob_positive"] <= 1
+        assert sum(r[f"weight_{m}"] for m in MODALITIES) == pytest.approx(1, abs=1e-6)
+
+
+def test_saved_and_loaded_model_predicts_identically(tmp_path):
+    dataset = make_synthetic(seed=1, **SIZES)
+    task = task_for(dataset)
+    data = Tensors(dataset, task)
+    config = tiny_config(tmp_path, arms=["scratch+attention"], **{"train.epochs": 1})
+    trained = train_arm("scratch+attention", dataset, data, task, config, seed=0)
+    expected = evaluate(trained.model, data.test, task)
+    save_model(trained.model, "scratch+attention", task, tmp_path / "model")
+    got = predict(load_model(tmp_path / "model"), dataset, split="test")["test"].evaluation
+    for name in ("predictions", "scores", "weights"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+    assert got.metrics == expected.metrics
+
+
+def _test_split_without(arrays, modality):
+    return {k: v for k, v in arrays.items() if k not in (f"test/{modality}",
+                                                         f"test/lengths/{modality}")}
+
+
+@pytest.mark.parametrize("change, masked", [
+    (lambda a: _without(a, "vision", listed=True), ["vision"]),
+    (lambda a: _without(a, "vision", listed=False), ["vision"]),
+    (lambda a: _test_split_without(a, "vision"), []),
+], ids=["arrays-absent", "not-listed", "absent-from-test-only"])
+def test_file_lacking_a_modality_matches_masking_it_by_hand(run, tmp_path, change, masked):
+    run_dir, data = run
+    full = prefuse.load_dataset(data)
+    path = _write_npz(tmp_path / "novision.npz", change(dataset_arrays(full)))
+    model, task, _ = loaded = load_model(run_dir)
+    got = predict(loaded, path, split="test")["test"]
+    assert got.masked == masked
+    test = TensorSplit(full["test"], MODALITIES, regression=False)
+    by_hand = evaluate(model, test, task, present={m: torch.full((len(test),), m != "vision")
+                                                   for m in MODALITIES})
+    np.testing.assert_allclose(got.evaluation.scores, by_hand.scores, atol=1e-6)
+    np.testing.assert_array_equal(got.evaluation.predictions, by_hand.predictions)
+    weights = got.evaluation.weights
+    assert (weights[:, 2] == 0).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1, atol=1e-6)
+
+
+def test_samples_marked_absent_are_masked_alone(run, tmp_path):
+    run_dir, data = run
+    arrays = dataset_arrays(prefuse.load_dataset(data))
+    absent = np.zeros(SIZES["test"], dtype=bool)
+    absent[::3] = True
+    arrays["test/present/audio"] = ~absent
+    path = _write_npz(tmp_path / "someaudio.npz", arrays)
+    weights = predict(run_dir, path, split="test")["test"].evaluation.weights
+    assert (weights[absent, 1] == 0).all() and (weights[~absent, 1] > 0).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1, atol=1e-6)
+
+
+def _renamed(arrays):
+    out = {k.replace("vision", "video"): v for k, v in arrays.items()}
+    out["meta/modalities"] = np.array(["text", "audio", "video"])
+    return out
+
+
+def _narrow_text(arrays):
+    return {k: v[..., :30] if k.split("/")[-1] == "text" and "/lengths/" not in k else v
+            for k, v in arrays.items()}
+
+
+def _vector_vision(arrays):
+    return {k: v.mean(axis=1) if k.split("/")[-1] == "vision" and k.count("/") == 1
+            and not k.startswith("meta/") else v
+            for k, v in arrays.items() if not k.endswith("lengths/vision")}
+
+
+@pytest.mark.parametrize("change, expected", [
+    (_renamed, ["modalities unknown to the model: video", "text, audio, vision"]),
+    (_narrow_text, ["text: the model expects D=32, the data has D=30"]),
+    (_vector_vision, ["vision: the model expects a sequence (N, T, D), the data has a vector"]),
+], ids=["renamed", "dims", "vector"])
+def test_mismatched_file_is_refused_with_what_differs(run, tmp_path, capsys, change, expected):
+    run_dir, data = run
+    arrays = dataset_arrays(prefuse.load_dataset(data))
+    path = _write_npz(tmp_path / "bad.npz", change(arrays))
+    assert main(["predict", str(run_dir), "--data", str(path), "--out",
+                 str(tmp_path / "p.csv")]) == 2
+    message = capsys.readouterr().err
+    for part in expected:
+        assert part in message
+    assert not (tmp_path / "p.csv").exists()
+    with pytest.raises(PrefuseError, match="does not fit the model"):
+        predict(run_dir, path)
+
+
+def test_evaluate_rescores_the_saved_model(run, tmp_path, capsys):
+    run_dir, data = run
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", str(run_dir), "--data", str(data), "--arm", "scratch+concat",
+                 "--out", str(out)]) == 0
+    assert "acc" in capsys.readouterr().out
+    scores = json.loads(out.read_text())
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    recorded = saved["arms"]["scratch+concat"]["seeds"]["0"]["test"]
+    assert scores["test"]["acc"] == pytest.approx(recorded["acc"], abs=1e-12)
+    assert scores["test"]["f1_macro"] == pytest.approx(recorded["f1_macro"], abs=1e-12)
+
+
+def test_model_json_describes_the_model(run):
+    run_dir, _ = run
+    meta = json.loads((run_dir / "model.json").read_text())
+    assert meta["prefuse_version"] == prefuse.__version__
+    assert meta["spec"]["modalities"] == MODALITIES
+    assert meta["spec"]["dims"] == {"text": 32, "audio": 8, "vision": 16}
+    assert set(meta["normalization"]) == set(MODALITIES)
+    assert meta["task"] == {"kind": "binary", "targets": 1, "label_names": ["positive"]}
+    assert meta["config"]["model"]["width"] == 8
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_metrics_hold_the_robustness_table(run):
+    run_dir, _ = run
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    for arm in ("scratch+concat", "pretrained+attention"):
+        table = summary["robustness"][arm]
+        assert set(table) == {f"without_{m}" for m in MODALITIES}
+        for entry in table.values():
+            assert set(entry) == {"mean", "std"} and "acc" in entry["mean"]
+    from prefuse.analysis.tables import robustness_table
+
+    assert "without_vision" in robustness_table(summary)
+
+
+def test_public_api():
+    for name in ("load_model", "load_dataset", "make_synthetic", "RunConfig", "load_config",
+                 "run_experiment", "predict"):
+        assert callable(getattr(prefuse, name))
+    with pytest.raises(AttributeError):
+        prefuse.no_such_name  # noqa: B018
+
+
+def test_classes_and_vector_targets_get_their_own_columns(tmp_path):
+    from .conftest import mixed_dataset
+
+    dataset = mixed_dataset()
+    task = task_for(dataset)
+    data = Tensors(dataset, task)
+    config = tiny_config(tmp_path, arms=["scratch+attention"], **{"train.epochs": 1})
+    trained = train_arm("scratch+attention", dataset, data, task, config, seed=0)
+    save_model(trained.model, "scratch+attention", task, tmp_path / "model")
+    out = tmp_path / "classes.csv"
+    write_predictions(predict(tmp_path / "model", dataset, split="test"), task,
+                      ["sensor", "meta"], out)
+    rows = _rows(out)
+    assert len(rows) == len(dataset["test"])
+    for r in rows:
+        assert sum(float(r[f"prob_{c}"]) for c in "abc") == pytest.approx(1, abs=1e-5)
+        assert int(r["prediction"]) in (0, 1, 2)
+
+    for split in dataset.splits.values():
+        split.labels = np.stack([split.labels, -split.labels], axis=1).astype(np.float32)
+    dataset.task, dataset.label_names = "regression", ["x", "y"]
+    task = task_for(dataset)
+    model = MultimodalNetwork(network_spec(dataset, config, task, "attention"))
+    predictions = predict((model.eval(), task, {}), dataset, split="test")
+    write_predictions(predictions, task, ["sensor", "meta"], tmp_path / "targets.jsonl")
+    write_predictions(predictions, task, ["sensor", "meta"], tmp_path / "targets.csv")
+    record = json.loads((tmp_path / "targets.jsonl").read_text().splitlines()[0])
+    assert len(record["prediction"]) == 2 and len(record["label"]) == 2
+    assert not any(k.startswith("prob_") for k in record)
+    assert len(_rows(tmp_path / "targets.csv")[0]["prediction"].split(";")) == 2
+    with pytest.raises(PrefuseError, match=".csv or .jsonl"):
+        write_predictions(predictions, task, ["sensor", "meta"], tmp_path / "p.txt")
