@@ -46,6 +46,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .analysis.report import write_report
     from .analysis.tables import ablation_table, robustness_table
     from .training import distributed
     from .training.experiment import run_experiment
@@ -57,7 +58,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(ablation_table(summary))
     if robustness := robustness_table(summary):
         print(f"\n{robustness}")
+    write_report(config.out)
     print(f"\nrun directory: {Path(config.out).resolve()}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .analysis.report import write_report
+
+    for path in write_report(args.run_dir):
+        print(f"wrote {path}")
     return 0
 
 
@@ -173,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue the interrupted run in --out (same config) from its "
                      "last checkpoint")
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="write report.html and report.md for a run "
+                            "directory, from its own files")
+    report.add_argument("run_dir", help="a directory written by prefuse run")
+    report.set_defaults(func=cmd_report)
 
     pred = sub.add_parser("predict", help="predict with a saved model: one row per sample")
     _add_model_options(pred)

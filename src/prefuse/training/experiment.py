@@ -121,18 +121,19 @@ def history_csv(results: list[SeedResult], modalities: list[str]) -> str:
     """One row per seed/stage/arm/modality/epoch. Joint-training rows also hold
     ``usage_<m>``: the validation metric with only modality m kept."""
     header = ["seed", "stage", "arm", "modality", "epoch", "train_loss", "valid_loss",
-              "valid_metric"] + [f"usage_{m}" for m in modalities]
+              "train_metric", "valid_metric"] + [f"usage_{m}" for m in modalities]
     rows = []
     for r in results:
         for modality, run in r.unimodal.items():
             for h in run.fit.history:
                 rows.append([r.seed, "pretrain", "unimodal", modality, h["epoch"],
-                             h["train_loss"], h["valid_loss"], h["valid_metric"]]
+                             h["train_loss"], h["valid_loss"], h.get("train_metric", ""),
+                             h["valid_metric"]]
                             + [""] * len(modalities))
         for arm, run in r.arms.items():
             for h in run.fit.history:
                 rows.append([r.seed, "joint", arm, "all", h["epoch"], h["train_loss"],
-                             h["valid_loss"], h["valid_metric"]]
+                             h["valid_loss"], h.get("train_metric", ""), h["valid_metric"]]
                             + [h.get(f"usage_{m}", "") for m in modalities])
     return _csv(header, rows)
 

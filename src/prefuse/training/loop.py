@@ -147,12 +147,16 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             p.requires_grad_(not frozen)
         model.train()
         total, count = 0.0, 0
+        # The epoch's own outputs give the train metric without a second pass.
+        seen_logits, seen_y = [], []
         for batch in train.batches(batch_size, generator, modality_dropout):
             if len(batch) < distributed.world_size():  # some rank would get no sample
                 continue
             batch = distributed.shard(batch).to(device)
             out, _ = net(batch)
             loss = task.loss(out, batch.y)
+            seen_logits.append(out.detach().numpy())
+            seen_y.append(batch.y.numpy())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip > 0:
@@ -162,8 +166,10 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             count += len(batch)
         total, count = distributed.sum_all([total, count])
         result = evaluate(model, valid, task)
+        train_predictions, _ = task.decode(np.concatenate(seen_logits))
+        train_metric = task.metrics(train_predictions, np.concatenate(seen_y))[metric]
         row = {"epoch": epoch, "train_loss": total / count, "valid_loss": result.loss,
-               "valid_metric": result.metrics[metric]}
+               "train_metric": train_metric, "valid_metric": result.metrics[metric]}
         if on_epoch is not None:
             row.update(on_epoch(epoch, model, row) or {})
         history.append(row)

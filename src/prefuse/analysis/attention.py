@@ -1,0 +1,151 @@
+"""Modality attention on the test split, from ``attention.csv``: mean weights per arm,
+their distributions, their means per class, and the samples worth looking at."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+
+from ..metrics import lower_is_better
+from .rundir import RunFiles, number
+
+BEFORE, AFTER = "scratch+attention", "pretrained+attention"
+
+
+def attention_arms(run: RunFiles) -> list[str]:
+    """Arms of ``attention.csv`` that have modality attention (by name, as
+    ``metrics.json``'s ``attention_agreement`` does), in ``metrics.json`` order."""
+    present = {row["arm"] for row in run.attention}
+    return [a for a in run.summary["arms"] if a in present and "attention" in a]
+
+
+def rows_of(run: RunFiles, arm: str, seed: str | None = None) -> list[dict[str, str]]:
+    """``attention.csv`` rows of one arm (and one seed if given), in file order."""
+    return [r for r in run.attention
+            if r["arm"] == arm and (seed is None or r["seed"] == seed)]
+
+
+def weights(rows: list[dict[str, str]], modalities: list[str]) -> np.ndarray:
+    """``(N, M)`` weights of ``rows``."""
+    return np.array([[number(r[f"weight_{m}"]) for m in modalities] for r in rows],
+                    dtype=float).reshape(len(rows), len(modalities))
+
+
+def mean_weights(run: RunFiles, arm: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean weight per modality over the test split, then mean and std over seeds (so the
+    mean matches ``metrics.json``'s ``mean_weights``)."""
+    per_seed = defaultdict(list)
+    for row in rows_of(run, arm):
+        per_seed[row["seed"]].append(row)
+    means = np.array([weights(rows, run.modalities).mean(axis=0)
+                      for rows in per_seed.values()])
+    return (dict(zip(run.modalities, means.mean(axis=0).tolist())),
+            dict(zip(run.modalities, means.std(axis=0).tolist())))
+
+
+def weight_samples(run: RunFiles, arm: str) -> dict[str, np.ndarray]:
+    """Every test weight of each modality, all seeds pooled: the distributions."""
+    w = weights(rows_of(run, arm), run.modalities)
+    return {m: w[:, i] for i, m in enumerate(run.modalities)}
+
+
+def _label_values(label: str) -> list[float]:
+    return [float(v) for v in label.split(";")]
+
+
+def class_groups(run: RunFiles, rows: list[dict[str, str]]) -> dict[str, np.ndarray]:
+    """Boolean masks over ``rows`` by class. Classification: one group per label value;
+    multilabel: one (overlapping) group per label present; regression: terciles of the
+    (mean) target, or each value where there are at most three."""
+    labels = [r["label"] for r in rows]
+    kind = run.summary["task"]
+    if kind == "multilabel":
+        table = np.array([_label_values(v) for v in labels]).reshape(len(rows), -1)
+        return {f"label {k} present": table[:, k] > 0.5 for k in range(table.shape[1])}
+    if kind == "regression":
+        values = np.array([np.mean(_label_values(v)) for v in labels])
+        distinct = np.unique(values)
+        if len(distinct) <= 3:
+            return {f"{v:g}": values == v for v in distinct}
+        edges = np.quantile(values, [1 / 3, 2 / 3])
+        bins = np.digitize(values, edges)
+        names = [f"low (< {edges[0]:.3g})", f"middle [{edges[0]:.3g}, {edges[1]:.3g})",
+                 f"high (>= {edges[1]:.3g})"]
+        return {names[b]: bins == b for b in range(3) if (bins == b).any()}
+    ordered = sorted(set(labels), key=lambda v: (_sort_key(v), v))
+    return {f"class {v}": np.array([label == v for label in labels]) for v in ordered}
+
+
+def _sort_key(label: str) -> float:
+    try:
+        return float(label)
+    except ValueError:
+        return float("inf")
+
+
+def dominant_groups(run: RunFiles, rows: list[dict[str, str]]) -> dict[str, np.ndarray]:
+    """Boolean masks over ``rows`` by the modality that carries the label (``dominant``
+    column; empty when the data does not record it)."""
+    if not rows or "dominant" not in rows[0]:
+        return {}
+    dominant = np.array([int(r["dominant"]) for r in rows])
+    return {m: dominant == k for k, m in enumerate(run.modalities)}
+
+
+Grouping = Callable[[RunFiles, list[dict[str, str]]], dict[str, np.ndarray]]
+
+
+def group_means(run: RunFiles, arm: str, grouping: Grouping = class_groups
+                ) -> dict[str, tuple[dict[str, float], int]]:
+    """Per group of ``grouping`` (by class unless given): mean weight per modality (all
+    seeds pooled) and the number of rows."""
+    rows = rows_of(run, arm)
+    w = weights(rows, run.modalities)
+    return {name: (dict(zip(run.modalities, w[mask].mean(axis=0).tolist())), int(mask.sum()))
+            for name, mask in grouping(run, rows).items() if mask.any()}
+
+
+def example_seed(run: RunFiles, arm: str) -> str:
+    """The seed whose model ``prefuse run`` saved for ``arm``: best validation primary
+    metric (first seed on ties), as ``experiment._best_seed`` chooses."""
+    seeds = run.summary["arms"][arm]["seeds"]
+    metric = run.primary
+    sign = 1.0 if lower_is_better(metric) else -1.0
+
+    def score(seed: str) -> float:
+        value = seeds[seed]["valid"].get(metric)
+        return np.inf if value is None else sign * value
+
+    return min(seeds, key=score)
+
+
+def top_examples(run: RunFiles, arm: str, seed: str, modality: str,
+                 k: int = 5) -> list[dict[str, str]]:
+    """The ``k`` test rows of ``arm``/``seed`` where ``modality`` weighs most (file order
+    breaks ties)."""
+    rows = rows_of(run, arm, seed)
+    column = weights(rows, run.modalities)[:, run.modalities.index(modality)]
+    order = np.argsort(-column, kind="stable")[:k]
+    return [rows[i] for i in order]
+
+
+def disagreements(run: RunFiles, seed: str, k: int = 5) -> tuple[list[dict], int]:
+    """Test samples whose top-weighted modality differs between scratch+attention and
+    pretrained+attention (same seed): the ``k`` with the largest weight shift (total
+    variation distance), and how many samples disagree. Pairs rows by id."""
+    before = {r["id"]: r for r in rows_of(run, BEFORE, seed)}
+    after = rows_of(run, AFTER, seed)
+    pairs = [(before[r["id"]], r) for r in after if r["id"] in before]
+    if not pairs:
+        return [], 0
+    wb = weights([b for b, _ in pairs], run.modalities)
+    wa = weights([a for _, a in pairs], run.modalities)
+    differ = np.flatnonzero(wb.argmax(axis=1) != wa.argmax(axis=1))
+    shift = 0.5 * np.abs(wa - wb).sum(axis=1)
+    order = differ[np.argsort(-shift[differ], kind="stable")][:k]
+    out = [{"before": pairs[i][0], "after": pairs[i][1], "shift": float(shift[i]),
+            "top_before": run.modalities[int(wb[i].argmax())],
+            "top_after": run.modalities[int(wa[i].argmax())]} for i in order]
+    return out, len(differ)

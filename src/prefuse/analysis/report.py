@@ -1,0 +1,216 @@
+"""``prefuse report RUN_DIR``: ``report.html`` (self-contained) and ``report.md`` (with
+``figures/*.png`` beside it), built from the run directory's own files alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import atomic_path, write_text
+from ..metrics import lower_is_better
+from . import attention as att
+from . import convergence as conv
+from . import plots
+from .render import Block, Figure, Heading, Pre, Table, Text, to_html, to_markdown
+from .rundir import RunFiles, load_run
+from .tables import ablation_table, robustness_table
+
+EXAMPLES = 5
+TEXT_CHARS = 160
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def _overview(run: RunFiles) -> list[Block]:
+    s = run.summary
+    seeds = sorted({seed for arm in s["arms"].values() for seed in arm.get("seeds", {})},
+                   key=lambda seed: (len(seed), seed))
+    about = (f"Dataset {s.get('dataset', '?')}, task {s['task']}, modalities "
+             f"{', '.join(run.modalities)}; primary metric {run.primary}; seeds "
+             f"{', '.join(seeds) or 'none'}; arms {', '.join(s['arms']) or 'none'}. "
+             "Everything below is read from metrics.json, history.csv, attention.csv and "
+             "config.toml in this run directory.")
+    blocks: list[Block] = [Text(about), Heading("Results: ablation and each modality alone"),
+                           Pre(ablation_table(s))]
+    robustness = robustness_table(s)
+    return blocks + ([Pre(robustness)] if robustness else [])
+
+
+def _convergence(run: RunFiles) -> list[Block]:
+    blocks: list[Block] = [Heading("Stage 1: how fast each modality converges")]
+    valid = conv.stage1_curves(run, "valid_metric")
+    if not valid:
+        return blocks + [Text("history.csv has no stage-1 rows (a run without pre-training).")]
+    normalised = conv.stage1_curves(run, "valid_metric", normalised=True)
+    unimodal = run.summary["unimodal"]
+    converge = {m: e.get("epochs_to_converge") for m, e in unimodal.items()}
+    converge = {m: np.nan if v is None else float(v) for m, v in converge.items()}
+    loss = conv.stage1_curves(run, "valid_loss")
+    train = conv.stage1_curves(run, "train_metric")
+    flat = [m for m in valid if m not in normalised]
+    blocks.append(Text("Each modality's encoder trained alone. Normalised curve: the "
+                       f"validation {run.primary} rescaled per seed so that epoch 1 is 0 and "
+                       "the seed's best epoch is 1. Epochs to converge: first epoch reaching "
+                       "95% of the best improvement (metrics.json)."
+                       + (f" Never better than epoch 1 (no normalised curve): "
+                          f"{', '.join(flat)}." if flat else "")))
+    blocks.append(Figure("convergence", "Stage 1: normalised validation curves and loss",
+                         plots.convergence_figure(normalised, loss, converge, run.primary,
+                                                  run.modalities)))
+    best = np.nanmin if lower_is_better(run.primary) else np.nanmax
+    rows = [[m, _num(converge.get(m)), _num(float(best(valid[m].mean))),
+             _num(unimodal.get(m, {}).get("mean", {}).get(run.primary))]
+            for m in run.modalities if m in valid]
+    blocks.append(Table(["modality", "epochs to converge", f"best mean valid {run.primary}",
+                         f"test {run.primary}"], rows))
+    blocks.append(Figure("stage1", "Stage 1: train and validation metric per modality",
+                         plots.stage1_figure(train, valid, run.primary, run.modalities)))
+    return blocks
+
+
+def _usage(run: RunFiles) -> list[Block]:
+    blocks: list[Block] = [Heading("Joint training: which modality is used as epochs pass")]
+    usage = conv.usage_curves(run)
+    if not usage:
+        return blocks + [Text("history.csv has no usage columns for joint training.")]
+    chance = (run.summary.get("chance") or {}).get(run.primary)
+    blocks.append(Text(f"After each joint-training epoch, the validation {run.primary} with "
+                       "only one modality kept and the others masked. The modality that "
+                       "leads at epoch 1 is the one the network relies on early."))
+    blocks.append(Figure("usage", "Modality usage during joint training",
+                         plots.usage_figure(usage, run.primary, chance, run.modalities)))
+    rows = []
+    for arm, curves in usage.items():
+        summary = conv.usage_summary(curves, run.primary)
+        rows.append([arm, summary["leader"] or "n/a"]
+                    + [f"{_num(summary['first'].get(m))} → {_num(summary['last'].get(m))}"
+                       for m in run.modalities])
+    blocks.append(Table(["arm", "leads at epoch 1"]
+                        + [f"only {m}: epoch 1 → last" for m in run.modalities], rows))
+    return blocks
+
+
+def _attention(run: RunFiles, arms: list[str]) -> list[Block]:
+    blocks: list[Block] = [Heading("Modality attention on the test split")]
+    if not arms:
+        return blocks + [Text("No attention arm in attention.csv: nothing to show.")]
+    means = {arm: att.mean_weights(run, arm) for arm in arms}
+    rows = []
+    for arm, (mean, std) in means.items():
+        agreement = run.summary["arms"][arm].get("attention_agreement")
+        rows.append([arm] + [f"{mean[m]:.3f} ± {std[m]:.3f}" for m in run.modalities]
+                    + [_num(agreement)])
+    blocks.append(Text(f"{att.BEFORE} is attention before pre-training, {att.AFTER} after. "
+                       "Agreement: how often the top-weighted modality is the sample's "
+                       "dominant one (only for data that records it)."))
+    blocks.append(Table(["arm"] + [f"mean weight {m}" for m in run.modalities]
+                        + ["agreement with dominant"], rows))
+    blocks.append(Figure("attention_means", "Mean attention weight per modality",
+                         plots.attention_bars(means, run.modalities)))
+    blocks.append(Figure("attention_distributions", "Distribution of attention weights",
+                         plots.attention_violins({a: att.weight_samples(run, a) for a in arms},
+                                                 run.modalities)))
+    blocks.append(Figure("attention_by_class", "Mean attention weight per class",
+                         plots.group_means_figure({a: att.group_means(run, a) for a in arms},
+                                                  run.modalities,
+                                                  "Mean attention weight per modality within "
+                                                  "each class", "class (test label)")))
+    by_dominant = {a: att.group_means(run, a, att.dominant_groups) for a in arms}
+    if any(by_dominant.values()):
+        blocks.append(Text("Grouped by the modality that carries the label (the data's "
+                           "dominant column): attention that picks the deciding modality "
+                           "puts the most weight on the matching bar."))
+        blocks.append(Figure("attention_by_dominant",
+                             "Mean attention weight by the modality that carries the label",
+                             plots.group_means_figure(by_dominant, run.modalities,
+                                                      "Mean attention weight per modality, "
+                                                      "by the sample's dominant modality",
+                                                      "dominant modality")))
+    return blocks
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS - 1] + "…"
+
+
+def _dominant_name(run: RunFiles, row: dict[str, str]) -> str:
+    value = row.get("dominant", "")
+    if value.lstrip("-").isdigit() and 0 <= int(value) < len(run.modalities):
+        return run.modalities[int(value)]
+    return value
+
+
+def _sample_columns(run: RunFiles) -> list[str]:
+    columns = ["id"] + (["text"] if "text_raw" in run.attention[0] else []) + \
+        ["label", "prediction"]
+    return columns + (["dominant"] if "dominant" in run.attention[0] else [])
+
+
+def _sample_cells(run: RunFiles, row: dict[str, str]) -> list[str]:
+    cells = [row["id"]] + ([_short(row["text_raw"])] if "text_raw" in row else []) + \
+        [row["label"], row["prediction"]]
+    return cells + ([_dominant_name(run, row)] if "dominant" in row else [])
+
+
+def _weights_cell(run: RunFiles, row: dict[str, str]) -> str:
+    return " / ".join(f"{float(row[f'weight_{m}']):.2f}" for m in run.modalities)
+
+
+def _examples(run: RunFiles, arms: list[str]) -> list[Block]:
+    blocks: list[Block] = [Heading("Examples")]
+    if not arms:
+        return blocks + [Text("No attention arm: no per-sample weights to pick examples by.")]
+    arm = att.AFTER if att.AFTER in arms else arms[0]
+    seed = att.example_seed(run, arm)
+    weights_header = "weights " + " / ".join(run.modalities)
+    blocks.append(Text(f"Test samples of {arm}, seed {seed} (the seed whose model the run "
+                       "saved: best validation metric)."))
+    for m in run.modalities:
+        blocks.append(Heading(f"Where {m} weighs most", level=3))
+        rows = att.top_examples(run, arm, seed, m, EXAMPLES)
+        blocks.append(Table(_sample_columns(run) + [weights_header],
+                            [_sample_cells(run, r) + [_weights_cell(run, r)] for r in rows]))
+    blocks.append(Heading("Where the modalities disagree", level=3))
+    if not {att.BEFORE, att.AFTER} <= set(arms):
+        return blocks + [Text(f"Needs both {att.BEFORE} and {att.AFTER}.")]
+    pairs, count = att.disagreements(run, seed, EXAMPLES)
+    total = len(att.rows_of(run, att.AFTER, seed))
+    blocks.append(Text(f"Samples whose top-weighted modality differs between {att.BEFORE} and "
+                       f"{att.AFTER} (seed {seed}): {count} of {total}. Shown: the "
+                       f"{len(pairs)} with the largest weight shift (total variation)."))
+    blocks.append(Table(
+        _sample_columns(run) + ["top before → after", "prediction before",
+                                f"{weights_header} before", "after", "shift"],
+        [_sample_cells(run, p["after"])
+         + [f"{p['top_before']} → {p['top_after']}", p["before"]["prediction"],
+            _weights_cell(run, p["before"]), _weights_cell(run, p["after"]),
+            f"{p['shift']:.2f}"] for p in pairs]))
+    return blocks
+
+
+def build_report(run: RunFiles) -> tuple[str, list[Block]]:
+    """The report's title and blocks."""
+    title = f"prefuse report: {run.summary.get('dataset', run.path.name)} ({run.path.name})"
+    arms = att.attention_arms(run) if run.attention else []
+    blocks = _overview(run) + _convergence(run) + _usage(run) + _attention(run, arms) + \
+        _examples(run, arms)
+    if run.config:
+        blocks += [Heading("Configuration (config.toml)"), Pre(run.config)]
+    return title, blocks
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.html``, ``report.md`` and ``figures/*.png`` into ``run_dir``;
+    return the two report paths."""
+    run = load_run(run_dir)
+    title, blocks = build_report(run)
+    for block in blocks:
+        if isinstance(block, Figure):
+            with atomic_path(run.path / "figures" / f"{block.name}.png") as tmp:
+                tmp.write_bytes(block.png)
+    html_path = write_text(run.path / "report.html", to_html(title, blocks))
+    md_path = write_text(run.path / "report.md", to_markdown(title, blocks))
+    return html_path, md_path
