@@ -48,10 +48,13 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 def cmd_run(args: argparse.Namespace) -> int:
     from .analysis.report import write_report
     from .analysis.tables import ablation_table, robustness_table
+    from .training import distributed
     from .training.experiment import run_experiment
 
     config = resolve_config(args)
     summary = run_experiment(config, resume=args.resume)
+    if not distributed.is_main():  # under torchrun, rank 0 speaks for all
+        return 0
     print(ablation_table(summary))
     if robustness := robustness_table(summary):
         print(f"\n{robustness}")

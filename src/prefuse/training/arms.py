@@ -39,3 +39,6 @@ def register_arm(spec: ArmSpec) -> ArmSpec:
 for _fusion in ("concat", "attention"):
     register_arm(ArmSpec(f"scratch+{_fusion}", _fusion, pretrained=False))
     register_arm(ArmSpec(f"pretrained+{_fusion}", _fusion, pretrained=True))
+
+# MulT registers its arm on import; imported last because mult.py imports register_arm.
+from ..models import mult  # noqa: E402, F401

@@ -11,6 +11,9 @@ Layout of ``RUN_DIR/checkpoints/``, one pair of files per stage (a stage is one 
 Files hold only tensors and plain containers: written with ``torch.save`` and read back
 with ``weights_only=True``, so nothing but tensors is ever unpickled. Every file is
 written atomically. The folder is deleted once ``metrics.json`` is written.
+
+Under torchrun every rank reads the checkpoints (all resume alike) and only the main
+rank writes them; the ranks hold the same weights, so its files stand for all.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import nn
 from ..config import RunConfig, config_to_toml, load_config
 from ..errors import PrefuseError
 from ..fileio import atomic_path, write_text
+from . import distributed
 
 FOLDER = "checkpoints"
 
@@ -59,7 +63,8 @@ class StageCheckpoint:
 
     def save(self, state: dict) -> None:
         """Replace the epoch checkpoint with ``state`` (see ``training_state``)."""
-        _save(state, self.epoch_path)
+        if distributed.is_main():
+            _save(state, self.epoch_path)
 
     def load_done(self) -> dict | None:
         """``{"model": state_dict, "fit": FitResult fields}`` of a finished stage, or None."""
@@ -67,6 +72,8 @@ class StageCheckpoint:
 
     def save_done(self, model: nn.Module, fit_result) -> None:
         """Record the finished stage; its epoch checkpoint is no longer needed."""
+        if not distributed.is_main():
+            return
         _save({"model": model.state_dict(), "fit": dataclasses.asdict(fit_result)},
               self.done_path)
         self.epoch_path.unlink(missing_ok=True)
@@ -132,13 +139,16 @@ class RunCheckpoints:
             if differences:
                 raise PrefuseError(f"{self.out}: cannot resume, the config differs from "
                                    f"config.toml: {'; '.join(differences)}")
-        else:
+        elif distributed.is_main():
             self.remove()
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            write_text(saved_path, config_to_toml(config))
-        except OSError as e:
-            raise PrefuseError(f"{self.out}: cannot write the run directory ({e})") from None
+        if distributed.is_main():
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                write_text(saved_path, config_to_toml(config))
+            except OSError as e:
+                raise PrefuseError(f"{self.out}: cannot write the run directory ({e})") from None
+        # No rank may read a stale checkpoint that the main rank is about to delete.
+        distributed.barrier()
         return self
 
     def remove(self) -> None:

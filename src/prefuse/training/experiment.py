@@ -23,6 +23,7 @@ from ..fileio import write_json, write_text
 from ..metrics import lower_is_better
 from ..models.saving import save_model
 from ..tasks import Task, task_for
+from . import distributed
 from .checkpoint import RunCheckpoints
 from .recipe import SeedResult, Tensors, epochs_to_converge, run_seed
 
@@ -201,7 +202,8 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
 
     Every epoch is checkpointed; ``resume`` continues an interrupted run of the same
     config in ``config.out`` and ends with the same results. Returns the ``metrics.json``
-    document.
+    document. Under torchrun every rank trains its share and returns the document; only
+    the main rank logs and writes the run directory and checkpoints.
     """
     config.validate()
     dataset = dataset or load_data(config)
@@ -211,8 +213,11 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     data = Tensors(dataset, task)
     results = []
     for seed in config.seeds:
-        log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
+        if distributed.is_main():
+            log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
         results.append(run_seed(dataset, config, seed, data, checkpoints))
+    if not distributed.is_main():
+        return summarize(dataset, task, results)
     summary = write_run(Path(config.out), config, dataset, task, results)
     checkpoints.remove()
     return summary

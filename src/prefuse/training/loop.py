@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..data.batching import TensorSplit
 from ..metrics import lower_is_better
 from ..tasks import Task
+from . import distributed
 from .checkpoint import StageCheckpoint, restore_training, training_state
 
 
@@ -52,16 +54,18 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
     (to mask modalities by hand)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     logits, weights, losses = [], [], []
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
         batch = data.batch(index)
         if present is not None:
             batch.present = {m: batch.present[m] & present[m][index] for m in batch.present}
+        batch = batch.to(device)
         out, w = model(batch)
         losses.append(task.loss(out, batch.y).item() * len(batch))
-        logits.append(out.numpy())
-        weights.append(w.numpy())
+        logits.append(out.cpu().numpy())
+        weights.append(w.cpu().numpy())
     model.train(was_training)
     all_logits = np.concatenate(logits)
     predictions, scores = task.decode(all_logits)
@@ -96,6 +100,10 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     add columns to the epoch's history row. Data order comes from ``seed`` alone.
     With ``checkpoint``, training continues after its last saved epoch, and every
     epoch is saved, so an interrupted fit resumes to exactly the same result.
+
+    Under torchrun (``distributed.active()``) each rank trains a DistributedDataParallel
+    copy on its slice of every batch, on ``distributed.device()``; the model comes back
+    on the CPU, identical on all ranks.
     """
     encoder_params = list(model.encoders.parameters()) if hasattr(model, "encoders") else []
     encoder_ids = {id(p) for p in encoder_params}
@@ -105,6 +113,14 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
         groups.append({"params": encoder_params, "lr": encoder_lr or lr})
     optimizer = torch.optim.Adam(groups, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
+    # Distributed: same seed on all ranks, so each rank can take its slice of each batch.
+    distributed.init()
+    net: nn.Module = model
+    if distributed.active():
+        model.to(distributed.device())
+        # Frozen encoders leave parameters without gradients, which DDP must be told of.
+        net = DistributedDataParallel(model, find_unused_parameters=freeze_epochs > 0)
+    device = next(model.parameters()).device
 
     metric = task.primary
     best_value: float | None = None
@@ -124,7 +140,7 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
         first_epoch = saved["epoch"] + 1 if bad_epochs < patience else epochs + 1
     start_time = time.perf_counter()
     bar = tqdm(range(first_epoch, epochs + 1), desc=desc, leave=False,
-               disable=not sys.stderr.isatty())
+               disable=not sys.stderr.isatty() or not distributed.is_main())
     for epoch in bar:
         frozen = epoch <= freeze_epochs
         for p in encoder_params:
@@ -134,7 +150,10 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
         # The epoch's own outputs give the train metric without a second pass.
         seen_logits, seen_y = [], []
         for batch in train.batches(batch_size, generator, modality_dropout):
-            out, _ = model(batch)
+            if len(batch) < distributed.world_size():  # some rank would get no sample
+                continue
+            batch = distributed.shard(batch).to(device)
+            out, _ = net(batch)
             loss = task.loss(out, batch.y)
             seen_logits.append(out.detach().numpy())
             seen_y.append(batch.y.numpy())
@@ -145,6 +164,7 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             optimizer.step()
             total += loss.item() * len(batch)
             count += len(batch)
+        total, count = distributed.sum_all([total, count])
         result = evaluate(model, valid, task)
         train_predictions, _ = task.decode(np.concatenate(seen_logits))
         train_metric = task.metrics(train_predictions, np.concatenate(seen_y))[metric]
@@ -171,6 +191,8 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     for p in encoder_params:
         p.requires_grad_(True)
     model.load_state_dict(best_state)
+    if distributed.active():
+        model.to("cpu")
     return FitResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=len(history),
                      seconds=earlier_seconds + time.perf_counter() - start_time,
                      history=history)

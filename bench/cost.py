@@ -1,0 +1,142 @@
+"""What the simple network and MulT cost to train and run, on MOSI-sized data.
+
+    python bench/cost.py [--epochs 2] [--threads 1]
+
+The data is generated (seeded) with CMU-MOSI's shape: 1284/229/686 samples, T=50,
+text 300, audio 5, vision 20, sentiment in [-3, 3]. Each model is measured in its own
+fresh subprocess so peak memory is its own. An epoch is one training pass with the
+arm's own settings (batch size, clipping), timed as data (building the batch) plus
+compute (forward, backward, clip, step); validation is not included. The last line
+printed is one JSON object: ``simple``, ``mult``, ``epoch_time_ratio`` (MulT's seconds
+per epoch / the simple network's) and ``params_ratio``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from prefuse.config import RunConfig
+from prefuse.data.dataset import MultimodalDataset, Split
+from prefuse.tasks import task_for
+from prefuse.training.arms import ARM_SPECS
+from prefuse.training.cost import count_params, inference_throughput, peak_rss_mb
+from prefuse.training.recipe import Tensors, network_spec
+
+SIZES = {"train": 1284, "valid": 229, "test": 686}
+STEPS = 50
+DIMS = {"text": 300, "audio": 5, "vision": 20}
+# Which arm's network and training settings each measured model uses.
+MODELS = {"simple": "scratch+attention", "mult": "mult"}
+
+
+def mosi_like(seed: int = 0) -> MultimodalDataset:
+    """Random data shaped like aligned CMU-MOSI (lengths 10..50, zero-padded)."""
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for name, n in SIZES.items():
+        features, lengths = {}, {}
+        for m, d in DIMS.items():
+            x = rng.normal(size=(n, STEPS, d)).astype(np.float32)
+            length = rng.integers(10, STEPS + 1, size=n)
+            x[np.arange(STEPS)[None, :] >= length[:, None]] = 0.0
+            features[m], lengths[m] = x, length
+        labels = rng.uniform(-3.0, 3.0, size=n).astype(np.float32)
+        splits[name] = Split(features=features, labels=labels, lengths=lengths)
+    return MultimodalDataset(splits=splits, task="regression", modalities=list(DIMS),
+                             name="mosi-like")
+
+
+def measure(name: str, epochs: int) -> dict:
+    """Train ``name``'s model for ``epochs`` epochs and time it (run in a subprocess)."""
+    dataset = mosi_like()
+    task = task_for(dataset)
+    data = Tensors(dataset, task)
+    config = RunConfig()
+    arm = ARM_SPECS.get(MODELS[name])
+    options = {"lr": config.train.lr, "batch_size": config.train.batch_size,
+               "grad_clip": config.train.grad_clip, **arm.train_overrides}
+    torch.manual_seed(0)
+    model = arm.build(network_spec(dataset, config, task, arm.fusion))
+    model.fit_standardization(dataset["train"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=options["lr"])
+    generator = torch.Generator().manual_seed(0)
+    data_seconds = compute_seconds = 0.0
+    model.train()
+    for _ in range(epochs):
+        batches = data.train.batches(options["batch_size"], generator)
+        while True:
+            start = time.perf_counter()
+            batch = next(batches, None)
+            data_seconds += time.perf_counter() - start
+            if batch is None:
+                break
+            start = time.perf_counter()
+            loss = task.loss(model(batch)[0], batch.y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), options["grad_clip"])
+            optimizer.step()
+            compute_seconds += time.perf_counter() - start
+    return {
+        "params": count_params(model),
+        "batch_size": options["batch_size"],
+        "seconds_per_epoch": (data_seconds + compute_seconds) / epochs,
+        "data_seconds_per_epoch": data_seconds / epochs,
+        "compute_seconds_per_epoch": compute_seconds / epochs,
+        "inference_samples_per_s": inference_throughput(model, data.test, repeats=2),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_worker(name: str, epochs: int, threads: int) -> dict:
+    """``measure`` in a fresh interpreter; its last stdout line is the JSON result."""
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", name,
+                          "--epochs", str(epochs), "--threads", str(threads)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs timed")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per model (0: torch's default)")
+    parser.add_argument("--worker", choices=list(MODELS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.epochs)))
+        return
+
+    print(f"MOSI-sized data: {SIZES}, T={STEPS}, dims {DIMS}; {args.epochs} epochs, "
+          f"{torch.get_num_threads()} thread(s)")
+    results = {name: run_worker(name, args.epochs, args.threads) for name in MODELS}
+    rows = [("parameters", "params", "{:,.0f}"), ("batch size", "batch_size", "{}"),
+            ("seconds per epoch", "seconds_per_epoch", "{:.2f}"),
+            ("  data", "data_seconds_per_epoch", "{:.3f}"),
+            ("  compute", "compute_seconds_per_epoch", "{:.2f}"),
+            ("inference samples/s", "inference_samples_per_s", "{:,.0f}"),
+            ("peak RSS MiB", "peak_rss_mb", "{:.0f}")]
+    print(f"{'':22}{'simple':>14}{'MulT':>14}{'MulT/simple':>14}")
+    for label, key, fmt in rows:
+        a, b = results["simple"][key], results["mult"][key]
+        print(f"{label:22}{fmt.format(a):>14}{fmt.format(b):>14}{b / a:>14.2f}")
+    summary = {**results,
+               "epoch_time_ratio": results["mult"]["seconds_per_epoch"]
+               / results["simple"]["seconds_per_epoch"],
+               "params_ratio": results["mult"]["params"] / results["simple"]["params"]}
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Multi-process data-parallel training with torch.distributed, started by ``torchrun``.
+
+``torchrun --nproc-per-node N -m prefuse run ...`` sets ``WORLD_SIZE``, ``RANK`` and
+``LOCAL_RANK``; ``init()`` joins the process group from them (NCCL when GPUs are there,
+gloo on CPU). Without those variables everything here is a no-op for one process.
+
+How ``fit`` uses it: every rank draws the same shuffled batch order from the same seed
+and trains on its slice ``[rank::world]`` of each batch; DistributedDataParallel averages
+the gradients, so all ranks hold the same weights, score the same full validation split
+and stop at the same epoch. Only the main rank (``is_main()``) writes files.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from ..data.batching import Batch
+
+
+def world_size() -> int:
+    """Number of processes (1 when not started by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    """This process's rank (0 when not started by torchrun)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    """Whether this process writes files and prints results (rank 0)."""
+    return rank() == 0
+
+
+def active() -> bool:
+    """Whether training is spread over several processes."""
+    return world_size() > 1
+
+
+def backend() -> str:
+    """The process-group backend: NCCL when CUDA is available, gloo otherwise."""
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def device() -> torch.device:
+    """The device this rank trains on: its own GPU under NCCL, else the CPU."""
+    if active() and backend() == "nccl":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def init() -> None:
+    """Join the process group described by torchrun's environment (idempotent)."""
+    if not active() or dist.is_initialized():
+        return
+    if backend() == "nccl":
+        torch.cuda.set_device(device())
+    dist.init_process_group(backend())
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (joining the process group first if need be)."""
+    init()
+    if active():
+        dist.barrier()
+
+
+def shard(batch: Batch) -> Batch:
+    """This rank's share of a batch that every rank drew identically."""
+    step = world_size()
+    if step == 1:
+        return batch
+    part = slice(rank(), None, step)
+    return Batch(x={k: v[part] for k, v in batch.x.items()},
+                 lengths={k: v[part] for k, v in batch.lengths.items()},
+                 present={k: v[part] for k, v in batch.present.items()},
+                 y=batch.y[part])
+
+
+def sum_all(values: list[float]) -> list[float]:
+    """Element-wise sum of ``values`` over all ranks (``values`` itself for one process)."""
+    if not active():
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device())
+    dist.all_reduce(t)
+    return t.tolist()

@@ -1,0 +1,52 @@
+"""Run by ``test_distributed`` under torchrun: a tiny data-parallel training.
+
+Each rank starts from a different random initialisation (DDP must broadcast rank 0's),
+trains, and saves its final weights; rank 0 alone writes ``result.json``, opened for
+exclusive creation so that a second writer would fail.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from prefuse.config import RunConfig
+from prefuse.data.synthetic import make_synthetic
+from prefuse.models.network import MultimodalNetwork
+from prefuse.tasks import task_for
+from prefuse.training import distributed
+from prefuse.training.loop import fit
+from prefuse.training.recipe import Tensors, network_spec
+
+
+def train(seed_init: int) -> tuple[MultimodalNetwork, object]:
+    """The tiny training both this worker and the one-process reference run."""
+    torch.set_num_threads(1)
+    dataset = make_synthetic(seed=0, train=96, valid=32, test=32)
+    task = task_for(dataset)
+    data = Tensors(dataset, task)
+    config = RunConfig()
+    # No dropout, so one process and two shards of each batch compute the same gradients.
+    config.model.dropout = 0.0
+    torch.manual_seed(seed_init)
+    model = MultimodalNetwork(network_spec(dataset, config, task, "attention"))
+    model.fit_standardization(dataset["train"])
+    result = fit(model, data.train, data.valid, task, epochs=3, lr=1e-2, seed=0,
+                 batch_size=32, freeze_epochs=1)
+    return model, result
+
+
+def main(out: Path) -> None:
+    model, result = train(seed_init=distributed.rank())
+    torch.save(model.state_dict(), out / f"weights-{distributed.rank()}.pt")
+    if distributed.is_main():
+        with open(out / "result.json", "x", encoding="utf-8") as f:
+            json.dump({"world_size": distributed.world_size(), "epochs_run": result.epochs_run,
+                       "history": result.history}, f)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
