@@ -79,7 +79,9 @@ def test_run_on_any_generic_file_writes_the_run_directory(tmp_path):
                                     "pretrained+concat", "pretrained+attention"}
     for arm in summary["arms"].values():
         assert set(arm["seeds"]) == {"0", "1"}
-        assert {"mean", "std", "train_seconds", "seconds_per_epoch", "params"} <= set(arm)
+        assert {"mean", "std", "train_seconds", "seconds_per_epoch", "params",
+                "inference_samples_per_s", "peak_rss_mb"} <= set(arm)
+        assert arm["inference_samples_per_s"] > 0 and arm["peak_rss_mb"] > 0
         assert "attention_agreement" not in arm  # no `dominant` in this file
     assert set(summary["unimodal"]) == {"sensor", "meta"}
     assert set(summary["attention"]) == {"before_pretraining", "after_pretraining"}

@@ -44,12 +44,16 @@ def ablation_table(summary: dict) -> str:
     if summary["arms"]:
         rows = _rows(summary["arms"], metrics)
         for row, entry in zip(rows, summary["arms"].values()):
-            row += [f"{entry['params']:,}", f"{entry['seconds_per_epoch']:.2f}"]
+            row += [f"{entry['params']:,}", f"{entry['seconds_per_epoch']:.2f}",
+                    f"{entry['inference_samples_per_s']:,.0f}"
+                    if "inference_samples_per_s" in entry else "",
+                    f"{entry['peak_rss_mb']:,.0f}" if "peak_rss_mb" in entry else ""]
             if "attention_agreement" in entry:
                 row.append(f"{entry['attention_agreement']:.3f}")
             else:
                 row.append("")
-        parts.append(_render(["arm"] + metrics + ["params", "s/epoch", "attn→dominant"], rows))
+        cost = ["params", "s/epoch", "infer/s", "peak MiB", "attn→dominant"]
+        parts.append(_render(["arm"] + metrics + cost, rows))
     if summary["unimodal"]:
         rows = _rows(summary["unimodal"], metrics)
         for row, entry in zip(rows, summary["unimodal"].values()):

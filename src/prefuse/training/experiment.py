@@ -25,6 +25,7 @@ from ..models.saving import save_model
 from ..tasks import Task, task_for
 from . import distributed
 from .checkpoint import RunCheckpoints
+from .cost import inference_throughput, peak_rss_mb
 from .recipe import SeedResult, Tensors, epochs_to_converge, run_seed
 
 HEADLINE_ARM = "pretrained+attention"
@@ -50,8 +51,15 @@ def _agreement(weights: np.ndarray, dominant: np.ndarray) -> float:
     return float(np.mean(weights.argmax(axis=1) == dominant))
 
 
-def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult]) -> dict:
-    """The ``metrics.json`` document (shape in DESIGN section 2)."""
+def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult],
+              data: Tensors | None = None) -> dict:
+    """The ``metrics.json`` document (shape in DESIGN section 2).
+
+    With ``data``, each arm also gets ``inference_samples_per_s`` (measured on the test
+    split) and ``peak_rss_mb``: the process's memory high-water mark once that arm has
+    trained and run inference, an upper bound for the arm (``bench/cost.py`` measures
+    each model in a process of its own).
+    """
     dominant = dataset["test"].dominant
     out: dict = {"dataset": dataset.name, "task": task.kind, "modalities": dataset.modalities,
                  "primary_metric": task.primary,
@@ -76,6 +84,10 @@ def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult])
                                      np.mean([run.test.weights.mean(axis=0) for run in runs],
                                              axis=0).tolist())),
         }
+        if data is not None:
+            entry["inference_samples_per_s"] = float(np.mean(
+                [inference_throughput(run.model, data.test) for run in runs]))
+            entry["peak_rss_mb"] = peak_rss_mb()
         if "attention" in arm and dominant is not None:
             scores = [_agreement(run.test.weights, dominant) for run in runs]
             entry["attention_agreement"] = float(np.mean(scores))
@@ -167,7 +179,7 @@ def _best_seed(results: list[SeedResult], arm: str, metric: str) -> SeedResult:
 
 
 def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Task,
-              results: list[SeedResult]) -> dict:
+              results: list[SeedResult], data: Tensors | None = None) -> dict:
     """Write every file of the run directory; ``metrics.json`` last."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.toml", config_to_toml(config))
@@ -180,7 +192,7 @@ def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Ta
         save_model(best.arms[arm].model, arm, task, out / "models" / arm, extra)
         if arm == headline:
             save_model(best.arms[arm].model, arm, task, out, extra)
-    summary = summarize(dataset, task, results)
+    summary = summarize(dataset, task, results, data)
     write_json(out / "metrics.json", _finite(summary))
     return summary
 
@@ -218,6 +230,6 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
         results.append(run_seed(dataset, config, seed, data, checkpoints))
     if not distributed.is_main():
         return summarize(dataset, task, results)
-    summary = write_run(Path(config.out), config, dataset, task, results)
+    summary = write_run(Path(config.out), config, dataset, task, results, data)
     checkpoints.remove()
     return summary
