@@ -155,8 +155,8 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             batch = distributed.shard(batch).to(device)
             out, _ = net(batch)
             loss = task.loss(out, batch.y)
-            seen_logits.append(out.detach().numpy())
-            seen_y.append(batch.y.numpy())
+            seen_logits.append(out.detach().cpu().numpy())
+            seen_y.append(batch.y.cpu().numpy())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip > 0:
