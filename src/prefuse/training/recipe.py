@@ -16,6 +16,7 @@ from torch import nn
 from ..config import RunConfig
 from ..data.batching import TensorSplit
 from ..data.dataset import MultimodalDataset
+from ..metrics import lower_is_better
 from ..models.network import MultimodalNetwork, NetworkSpec
 from ..tasks import Task, task_for
 from .arms import ARM_SPECS
@@ -71,6 +72,12 @@ class Tensors:
             for s in ("train", "valid", "test"))
 
 
+def presence(modalities: list[str], n: int, keep: set[str]) -> dict[str, torch.Tensor]:
+    """A ``present`` override for ``evaluate``: the modalities in ``keep`` present for all
+    ``n`` samples, the others masked."""
+    return {k: torch.full((n,), k in keep) for k in modalities}
+
+
 def usage_probe(data: Tensors, task: Task, modalities: list[str]):
     """An ``on_epoch`` hook measuring how much the network uses each modality: the
     validation metric with only that modality kept (the others masked)."""
@@ -79,9 +86,9 @@ def usage_probe(data: Tensors, task: Task, modalities: list[str]):
     def probe(epoch: int, model: nn.Module, row: dict) -> dict:
         out = {}
         for m in modalities:
-            only = {k: torch.full((n,), k == m) for k in modalities}
-            out[f"usage_{m}"] = evaluate(model, data.valid, task, present=only).metrics[
-                task.primary]
+            out[f"usage_{m}"] = evaluate(model, data.valid, task,
+                                         present=presence(modalities, n, {m})
+                                         ).metrics[task.primary]
         return out
 
     return probe
@@ -93,7 +100,7 @@ def without_each(model: nn.Module, split: TensorSplit, task: Task) -> dict[str, 
     modalities = list(split.modalities)
     n = len(split)
     return {f"without_{m}": evaluate(model, split, task,
-                                     present={k: torch.full((n,), k != m) for k in modalities}
+                                     present=presence(modalities, n, set(modalities) - {m})
                                      ).metrics
             for m in modalities}
 
@@ -105,20 +112,19 @@ def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed:
         # Finished before an interruption: its weights and fit are kept; the evaluations
         # are deterministic, so recomputing them gives the original numbers.
         model.load_state_dict(done["model"])
-        return StageResult(model, FitResult(**done["fit"]), evaluate(model, data.valid, task),
-                           evaluate(model, data.test, task))
-    t = config.train
-    options = dict(lr=t.lr, batch_size=t.batch_size, patience=t.patience,
-                   grad_clip=t.grad_clip, weight_decay=t.weight_decay,
-                   modality_dropout=t.modality_dropout)
-    options.update(overrides)
-    modalities = list(data.train.modalities)
-    if len(model.spec.modalities) > 1:
-        options["on_epoch"] = usage_probe(data, task, modalities)
-    result = fit(model, data.train, data.valid, task, epochs=epochs, seed=seed, desc=desc,
-                 checkpoint=stage, **options)
-    if stage is not None:
-        stage.save_done(model, result)
+        result = FitResult(**done["fit"])
+    else:
+        t = config.train
+        options = dict(lr=t.lr, batch_size=t.batch_size, patience=t.patience,
+                       grad_clip=t.grad_clip, weight_decay=t.weight_decay,
+                       modality_dropout=t.modality_dropout)
+        options.update(overrides)
+        if len(model.spec.modalities) > 1:
+            options["on_epoch"] = usage_probe(data, task, list(data.train.modalities))
+        result = fit(model, data.train, data.valid, task, epochs=epochs, seed=seed,
+                     desc=desc, checkpoint=stage, **options)
+        if stage is not None:
+            stage.save_done(model, result)
     return StageResult(model, result, evaluate(model, data.valid, task),
                        evaluate(model, data.test, task))
 
@@ -187,8 +193,6 @@ def run_seed(dataset: MultimodalDataset, config: RunConfig, seed: int,
 def epochs_to_converge(history: list[dict], metric: str) -> float:
     """First epoch whose validation metric reaches 95% of the run's best improvement
     over the first epoch."""
-    from ..metrics import lower_is_better
-
     values = np.array([row["valid_metric"] for row in history], dtype=float)
     if len(values) == 0 or np.isnan(values).all():
         return float("nan")
