@@ -85,3 +85,22 @@ def test_synthetic_benchmark_is_deterministic_and_well_formed():
     assert set(np.unique(a["train"].dominant)) <= {0, 1, 2}
     c = make_synthetic(seed=4, train=50, valid=20, test=20)
     assert not np.array_equal(a["train"].features["text"], c["train"].features["text"])
+
+
+def test_synthetic_cues_follow_the_label_only_where_their_modality_dominates():
+    split = make_synthetic(seed=0, train=900, valid=10, test=10)["train"]
+    sign = 2 * split.labels - 1
+
+    def means(m):
+        x, lengths = split.features[m], split.lengths[m]
+        return x.sum(axis=1) / lengths[:, None]
+
+    v = means("vision")
+    vision_vote = np.sign(v[:, 0] * v[:, 1] * v[:, 2])  # the three-way XOR
+    x, lengths = split.features["audio"][:, :, 0], split.lengths["audio"]
+    steps = np.arange(x.shape[1])[None, :]
+    audio_vote = np.sign(((steps - lengths[:, None] / 2) * x * (steps < lengths[:, None])).sum(1))
+    for k, vote in ((1, audio_vote), (2, vision_vote)):
+        agree = vote == sign
+        assert agree[split.dominant == k].mean() > 0.9
+        assert abs(agree[split.dominant != k].mean() - 0.5) < 0.1

@@ -14,7 +14,7 @@ from prefuse.cli import main
 from prefuse.config import RunConfig, with_overrides
 from prefuse.data.batching import TensorSplit
 from prefuse.data.formats.npz import dataset_arrays, save_npz
-from prefuse.data.synthetic import make_synthetic
+from prefuse.data.synthetic import DIMS, make_synthetic
 from prefuse.errors import PrefuseError
 from prefuse.inference import predict, write_predictions
 from prefuse.models.network import MultimodalNetwork
@@ -161,7 +161,7 @@ def _vector_vision(arrays):
 
 @pytest.mark.parametrize("change, expected", [
     (_renamed, ["modalities unknown to the model: video", "text, audio, vision"]),
-    (_narrow_text, ["text: the model expects D=32, the data has D=30"]),
+    (_narrow_text, [f"text: the model expects D={DIMS['text']}, the data has D=30"]),
     (_vector_vision, ["vision: the model expects a sequence (N, T, D), the data has a vector"]),
 ], ids=["renamed", "dims", "vector"])
 def test_mismatched_file_is_refused_with_what_differs(run, tmp_path, capsys, change, expected):
@@ -196,7 +196,7 @@ def test_model_json_describes_the_model(run):
     meta = json.loads((run_dir / "model.json").read_text())
     assert meta["prefuse_version"] == prefuse.__version__
     assert meta["spec"]["modalities"] == MODALITIES
-    assert meta["spec"]["dims"] == {"text": 32, "audio": 8, "vision": 16}
+    assert meta["spec"]["dims"] == DIMS
     assert set(meta["normalization"]) == set(MODALITIES)
     assert meta["task"] == {"kind": "binary", "targets": 1, "label_names": ["positive"]}
     assert meta["config"]["model"]["width"] == 8
@@ -214,6 +214,19 @@ def test_metrics_hold_the_robustness_table(run):
     from prefuse.analysis.tables import robustness_table
 
     assert "without_vision" in robustness_table(summary)
+
+
+def test_metrics_hold_the_metric_per_dominant_modality(run):
+    from prefuse.analysis.tables import dominant_table
+
+    run_dir, _ = run
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    for arm in summary["arms"].values():
+        assert set(arm["by_dominant"]) == set(MODALITIES)
+        assert all(0.0 <= e["mean"] <= 1.0 for e in arm["by_dominant"].values())
+    table = dominant_table(summary).splitlines()
+    assert table[2].split()[:1] == ["arm"] and "vision" in table[2]
+    assert any(line.startswith("pretrained+attention") for line in table)
 
 
 def test_public_api():

@@ -114,3 +114,22 @@ def test_unwritable_run_directory_is_a_clear_error(tmp_path, capsys):
                  "--set", "data.synthetic.valid=20", "--set", "data.synthetic.test=20"]) == 2
     assert "cannot write the run directory" in capsys.readouterr().err
     assert blocker.read_text() == "not a folder"
+
+
+def test_metric_by_dominant_matches_a_hand_count():
+    from types import SimpleNamespace
+
+    from prefuse.data.dataset import Split
+    from prefuse.tasks import make_task
+    from prefuse.training.experiment import metric_by_dominant
+
+    split = Split(features={"a": np.zeros((6, 1), np.float32)},
+                  labels=np.array([1, 0, 1, 0, 1, 0]), lengths={"a": np.ones(6, np.int64)},
+                  ids=np.array([str(i) for i in range(6)]),
+                  dominant=np.array([0, 0, 1, 1, 2, 2]))
+    runs = [SimpleNamespace(test=SimpleNamespace(predictions=np.array(p)))
+            for p in ([1, 0, 0, 0, 1, 1], [1, 0, 1, 0, 1, 0])]
+    got = metric_by_dominant(runs, make_task("binary", 1), split, ["t", "a", "v"])
+    # Seed one is right on both text samples and on one of each other pair; seed two on all.
+    assert got == {"t": {"mean": 1.0, "std": 0.0}, "a": {"mean": 0.75, "std": 0.25},
+                   "v": {"mean": 0.75, "std": 0.25}}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tomllib
 
-from .config import RunConfig, load_config, with_overrides
+from .config import RunConfig, SyntheticConfig, load_config, with_overrides
 from .errors import ConfigError, PrefuseError
 
 # Command-line flag -> dotted config field.
@@ -47,7 +47,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .analysis.report import write_report
-    from .analysis.tables import ablation_table, robustness_table
+    from .analysis.tables import ablation_table, dominant_table, robustness_table
     from .training import distributed
     from .training.experiment import run_experiment
 
@@ -56,8 +56,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not distributed.is_main():  # under torchrun, rank 0 speaks for all
         return 0
     print(ablation_table(summary))
-    if robustness := robustness_table(summary):
-        print(f"\n{robustness}")
+    for extra in (dominant_table(summary), robustness_table(summary)):
+        if extra:
+            print(f"\n{extra}")
     write_report(config.out)
     print(f"\nrun directory: {Path(config.out).resolve()}")
     return 0
@@ -206,9 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth = data.add_parser("synth", help="write the built-in benchmark as generic NPZ")
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--train", type=int, default=1200)
-    synth.add_argument("--valid", type=int, default=300)
-    synth.add_argument("--test", type=int, default=600)
+    sizes = SyntheticConfig()
+    synth.add_argument("--train", type=int, default=sizes.train)
+    synth.add_argument("--valid", type=int, default=sizes.valid)
+    synth.add_argument("--test", type=int, default=sizes.test)
     synth.set_defaults(func=cmd_synth)
 
     inspect = data.add_parser("inspect", help="splits, shapes, label statistics and raw "

@@ -24,9 +24,9 @@ class SyntheticConfig:
     """The built-in benchmark's size and seed (see ``prefuse.data.synthetic``)."""
 
     seed: int = 0
-    train: int = 1200
-    valid: int = 300
-    test: int = 600
+    train: int = 2400
+    valid: int = 600
+    test: int = 1200
 
 
 @dataclass

@@ -14,7 +14,7 @@ from . import convergence as conv
 from . import plots
 from .render import Block, Figure, Heading, Pre, Table, Text, to_html, to_markdown
 from .rundir import RunFiles, load_run
-from .tables import ablation_table, robustness_table
+from .tables import ablation_table, dominant_table, robustness_table
 
 EXAMPLES = 5
 TEXT_CHARS = 160
@@ -35,8 +35,7 @@ def _overview(run: RunFiles) -> list[Block]:
              "config.toml in this run directory.")
     blocks: list[Block] = [Text(about), Heading("Results: ablation and each modality alone"),
                            Pre(ablation_table(s))]
-    robustness = robustness_table(s)
-    return blocks + ([Pre(robustness)] if robustness else [])
+    return blocks + [Pre(table) for table in (dominant_table(s), robustness_table(s)) if table]
 
 
 def _convergence(run: RunFiles) -> list[Block]:

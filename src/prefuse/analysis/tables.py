@@ -84,3 +84,17 @@ def robustness_table(summary: dict) -> str:
             for arm, entry in robustness.items()]
     return (f"robustness: test {metric} with one modality removed\n\n"
             + _render(["arm", "all"] + columns, rows))
+
+
+def dominant_table(summary: dict) -> str:
+    """The primary test metric of each arm on the samples each modality decides (mean ±
+    std over seeds); empty when the data has no ``dominant``."""
+    arms = {arm: e["by_dominant"] for arm, e in summary["arms"].items() if e.get("by_dominant")}
+    if not arms:
+        return ""
+    metric = summary["primary_metric"]
+    columns = list(next(iter(arms.values())))
+    rows = [[arm] + [_cell(entry[c]["mean"], entry[c]["std"]) for c in columns]
+            for arm, entry in arms.items()]
+    return (f"test {metric} on the samples each modality decides (dominant)\n\n"
+            + _render(["arm"] + columns, rows))

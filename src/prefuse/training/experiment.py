@@ -51,6 +51,20 @@ def _agreement(weights: np.ndarray, dominant: np.ndarray) -> float:
     return float(np.mean(weights.argmax(axis=1) == dominant))
 
 
+def metric_by_dominant(runs: list, task: Task, split, modalities: list[str]) -> dict:
+    """``{modality: {"mean", "std"}}`` over seeds of the primary test metric on the
+    samples that modality decides (``dominant``): where an arm loses its accuracy."""
+    out = {}
+    for k, modality in enumerate(modalities):
+        rows = split.dominant == k
+        if not rows.any():
+            continue
+        scores = [task.metrics(run.test.predictions[rows], split.labels[rows])[task.primary]
+                  for run in runs]
+        out[modality] = {"mean": float(np.mean(scores)), "std": float(np.std(scores))}
+    return out
+
+
 def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult],
               data: Tensors | None = None) -> dict:
     """The ``metrics.json`` document (shape in DESIGN section 2).
@@ -88,6 +102,9 @@ def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult],
             entry["inference_samples_per_s"] = float(np.mean(
                 [inference_throughput(run.model, data.test) for run in runs]))
             entry["peak_rss_mb"] = peak_rss_mb()
+        if dominant is not None:
+            entry["by_dominant"] = metric_by_dominant(runs, task, dataset["test"],
+                                                dataset.modalities)
         if "attention" in arm and dominant is not None:
             scores = [_agreement(run.test.weights, dominant) for run in runs]
             entry["attention_agreement"] = float(np.mean(scores))
