@@ -21,6 +21,7 @@ def test_config_round_trips_through_toml(tmp_path):
     ("arms = ['scratch+magic']\n", "arms"),
     ("[train]\nepochs = 5\npretrain_epochs = 5\n", "train.pretrain_epochs"),
     ("seeds = []\n", "seeds"),
+    ("[train]\nthreads = -2\n", "train.threads"),
 ])
 def test_bad_config_value_names_file_and_field(tmp_path, text, field):
     path = tmp_path / "bad.toml"

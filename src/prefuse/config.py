@@ -77,7 +77,8 @@ class TrainConfig:
     """Optimisation. ``epochs`` is every arm's total budget; pre-training counts against it.
 
     ``encoder_lr`` = 0 means "same as ``lr``"; ``freeze_epochs`` keeps pre-trained
-    encoders fixed for the first k end-to-end epochs.
+    encoders fixed for the first k end-to-end epochs. ``threads`` is torch's CPU thread
+    count (0 = torch's default).
     """
 
     epochs: int = 40
@@ -90,6 +91,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     weight_decay: float = 0.0
     modality_dropout: float = 0.0
+    threads: int = 0
 
 
 @dataclass
@@ -117,7 +119,8 @@ class RunConfig:
                 raise ConfigError(name, f"must be > 0, got {value}")
         non_negative = {"train.pretrain_epochs": t.pretrain_epochs,
                         "train.encoder_lr": t.encoder_lr, "train.freeze_epochs": t.freeze_epochs,
-                        "train.grad_clip": t.grad_clip, "train.weight_decay": t.weight_decay}
+                        "train.grad_clip": t.grad_clip, "train.weight_decay": t.weight_decay,
+                        "train.threads": t.threads}
         for name, value in non_negative.items():
             if value < 0:
                 raise ConfigError(name, f"must be >= 0, got {value}")

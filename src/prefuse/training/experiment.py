@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..config import RunConfig, config_to_toml
 from ..data.dataset import MultimodalDataset
@@ -235,6 +236,8 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     the main rank logs and writes the run directory and checkpoints.
     """
     config.validate()
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
     dataset = dataset or load_data(config)
     # After loading, so that data that cannot be read leaves no run directory behind.
     checkpoints = RunCheckpoints(config.out).start(config, resume)
