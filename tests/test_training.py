@@ -133,3 +133,16 @@ def test_metric_by_dominant_matches_a_hand_count():
     # Seed one is right on both text samples and on one of each other pair; seed two on all.
     assert got == {"t": {"mean": 1.0, "std": 0.0}, "a": {"mean": 0.75, "std": 0.25},
                    "v": {"mean": 0.75, "std": 0.25}}
+
+
+def test_run_piped_into_head_keeps_its_report_and_prints_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    command = (f"{sys.executable} -m prefuse run --out {out} --seeds 0 --epochs 3 "
+               "--pretrain-epochs 1 --width 4 --set data.synthetic.train=40 "
+               "--set data.synthetic.valid=20 --set data.synthetic.test=20 | head -c 1")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+    assert (out / "report.html").is_file() and (out / "metrics.json").is_file()

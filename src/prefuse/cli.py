@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -55,11 +56,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_experiment(config, resume=args.resume)
     if not distributed.is_main():  # under torchrun, rank 0 speaks for all
         return 0
+    # The report first: a reader that closes the pipe early must not cost the run it.
+    write_report(config.out)
     print(ablation_table(summary))
     for extra in (dominant_table(summary), robustness_table(summary)):
         if extra:
             print(f"\n{extra}")
-    write_report(config.out)
     print(f"\nrun directory: {Path(config.out).resolve()}")
     return 0
 
@@ -241,3 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     except PrefuseError as e:
         print(f"prefuse: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left (``prefuse run | head``); the work is done and saved, so stop
+        # printing quietly rather than raise again when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
