@@ -18,8 +18,8 @@ audio and video do in the paper:
 
 Why joint training under-uses vision here: text and audio fit their two thirds of the
 training set within a few epochs, and the wide text input then lets the network memorise
-the remaining third long before the XOR is found, so the gradient that would teach the
-vision encoder fades. Alone, the vision encoder has nothing else to lean on and finds its
+the remaining third before it has learnt the XOR well, so the gradient that would teach
+the vision encoder fades. Alone, the vision encoder has nothing else to lean on and finds its
 cue within the pre-training epochs.
 
 Sequences have random lengths (12..20) and are zero-padded. Nothing here depends on the
