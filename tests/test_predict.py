@@ -14,9 +14,11 @@ from prefuse.cli import main
 from prefuse.config import RunConfig, with_overrides
 from prefuse.data.batching import TensorSplit
 from prefuse.data.formats.npz import dataset_arrays, save_npz
+from prefuse.data.inspect import describe
 from prefuse.data.synthetic import DIMS, make_synthetic
-from prefuse.errors import PrefuseError
-from prefuse.inference import predict, write_predictions
+from prefuse.errors import DataError, PrefuseError
+from prefuse.inference import load_data_file, predict, write_predictions
+from prefuse.inference import scores as prefuse_scores
 from prefuse.models.network import MultimodalNetwork
 from prefuse.models.saving import load_model, save_model
 from prefuse.tasks import task_for
@@ -269,3 +271,105 @@ def test_classes_and_vector_targets_get_their_own_columns(tmp_path):
     assert len(_rows(tmp_path / "targets.csv")[0]["prediction"].split(";")) == 2
     with pytest.raises(PrefuseError, match=".csv or .jsonl"):
         write_predictions(predictions, task, ["sensor", "meta"], tmp_path / "p.txt")
+
+
+def _raw(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _unlabelled(arrays, split):
+    """``split``'s features, lengths and ids only: what new data to predict on looks like."""
+    keep = [f"{split}/{m}" for m in MODALITIES] + [f"{split}/lengths/{m}" for m in MODALITIES]
+    return {k: v for k, v in arrays.items() if k in keep + [f"{split}/ids"]}
+
+
+def _meta(arrays):
+    return {k: v for k, v in arrays.items() if k.startswith("meta/")}
+
+
+def test_unlabelled_file_is_predicted_like_the_labelled_original(run, tmp_path):
+    run_dir, data = run
+    arrays = _raw(data)
+    path = _write_npz(tmp_path / "new.npz", _meta(arrays) | _unlabelled(arrays, "test"))
+    got = prefuse.predict(run_dir, path)
+    assert list(got) == ["test"]
+    new, old = got["test"], predict(run_dir, data, split="test")["test"]
+    assert new.labels is None and new.evaluation.loss is None and new.evaluation.metrics is None
+    np.testing.assert_array_equal(new.ids, old.ids)
+    for name in ("predictions", "scores", "weights"):
+        np.testing.assert_array_equal(getattr(new.evaluation, name),
+                                      getattr(old.evaluation, name))
+
+    for suffix in (".csv", ".jsonl"):
+        new_out, old_out = tmp_path / f"new{suffix}", tmp_path / f"old{suffix}"
+        assert main(["predict", str(run_dir), "--data", str(path), "--out", str(new_out)]) == 0
+        assert main(["predict", str(run_dir), "--data", str(data), "--split", "test",
+                     "--out", str(old_out)]) == 0
+        if suffix == ".csv":
+            new_rows, old_rows = _rows(new_out), _rows(old_out)
+        else:
+            new_rows, old_rows = ([json.loads(line) for line in f.read_text().splitlines()]
+                                  for f in (new_out, old_out))
+        assert len(new_rows) == SIZES["test"]
+        assert all(r["label"] == ("" if suffix == ".csv" else None) for r in new_rows)
+        assert all(r["label"] not in ("", None) for r in old_rows)
+        assert [r | {"label": None} for r in new_rows] == [r | {"label": None} for r in old_rows]
+
+
+def test_labelled_and_unlabelled_splits_in_one_file(run, tmp_path, capsys):
+    run_dir, data = run
+    arrays = _raw(data)
+    valid = {k: v for k, v in arrays.items() if k.startswith("valid/")}
+    path = _write_npz(tmp_path / "mixed.npz", _meta(arrays) | valid | _unlabelled(arrays, "test"))
+    got = predict(run_dir, path)
+    assert list(got) == ["valid", "test"]
+    assert got["test"].labels is None
+    report = describe(load_data_file(path))
+    assert "labels: none" in report and f"labels: shape ({SIZES['valid']},)" in report
+    np.testing.assert_array_equal(got["valid"].labels, prefuse.load_dataset(data)["valid"].labels)
+
+    out = tmp_path / "mixed.csv"
+    assert main(["predict", str(run_dir), "--data", str(path), "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert [r["split"] for r in rows] == ["valid"] * SIZES["valid"] + ["test"] * SIZES["test"]
+    assert all((r["label"] == "") == (r["split"] == "test") for r in rows)
+
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--data", str(path), "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "split 'test' has no labels" in err and str(path) in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(PrefuseError, match="split 'test' has no labels"):
+        prefuse_scores(got)
+
+    scores_out = tmp_path / "valid.json"
+    assert main(["evaluate", str(run_dir), "--data", str(path), "--split", "valid",
+                 "--out", str(scores_out)]) == 0
+    expected = prefuse_scores(predict(run_dir, data, split="valid"))
+    assert json.loads(scores_out.read_text()) == expected
+
+
+def test_unlabelled_split_whose_modalities_disagree_on_size_is_refused(run, tmp_path):
+    run_dir, data = run
+    arrays = _meta(_raw(data)) | _unlabelled(_raw(data), "test")
+    arrays["test/audio"] = arrays["test/audio"][:-1]
+    path = _write_npz(tmp_path / "short.npz", arrays)
+    with pytest.raises(DataError) as info:
+        predict(run_dir, path)
+    assert info.value.field == "test/audio" and str(path) in str(info.value)
+    assert f"has {SIZES['test'] - 1} samples, test/text {SIZES['test']}" in str(info.value)
+
+
+@pytest.mark.parametrize("change, key", [
+    (lambda a: {k: v for k, v in a.items() if k != "test/labels"}, "test/labels"),
+    (lambda a: _meta(a) | _unlabelled(a, "test"), "train/labels"),
+], ids=["no-test-labels", "prediction-only-file"])
+def test_training_still_needs_every_split_labelled(run, tmp_path, capsys, change, key):
+    _, data = run
+    path = _write_npz(tmp_path / "nolabels.npz", change(_raw(data)))
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} [{key}]: split '{key.split('/')[0]}' is missing" in err
+    assert not out.exists()

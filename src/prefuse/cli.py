@@ -110,8 +110,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     predictions = predict(args.run_dir, args.data, split=args.split, arm=args.arm,
                           format=args.format, **_data_options(args))
-    _report_masked(next(iter(predictions.values())).masked)
     table = scores(predictions)
+    _report_masked(next(iter(predictions.values())).masked)
     for name, metrics in table.items():
         print(f"{name} ({metrics['samples']} samples)")
         for key, value in metrics.items():

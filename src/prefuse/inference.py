@@ -6,6 +6,9 @@ message listing every difference. A modality the data lacks altogether (left out
 ``meta/modalities``, or its arrays absent from a generic NPZ file) is masked for every
 sample, so attention renormalises over the modalities present; per-sample absence
 (``<split>/present/<modality>``) is honoured the same way.
+
+Data to predict on may be unlabelled: a generic NPZ file may hold only some splits, and
+a split may lack ``<split>/labels``. Such a split is predicted but cannot be scored.
 """
 
 from __future__ import annotations
@@ -35,23 +38,26 @@ Loaded = tuple[nn.Module, Task, dict]
 @dataclass
 class Prediction:
     """A saved model's outputs on one split; ``masked`` lists the modalities the data
-    lacked altogether."""
+    lacked altogether. An unlabelled split has ``labels`` None and no scores in
+    ``evaluation`` (its ``loss`` and ``metrics`` are None)."""
 
     split: str
     ids: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     masked: list[str]
     evaluation: Evaluation
+    source: str = "<memory>"
 
 
 def load_data_file(path: str | Path, format: str = "auto", **options) -> MultimodalDataset:
-    """Load data for a saved model; generic NPZ files may lack a modality's arrays.
-    ``options`` go to the format's loader (see ``load_dataset``)."""
+    """Load data for a saved model; generic NPZ files may lack a modality's arrays,
+    splits, and labels. ``options`` go to the format's loader (see ``load_dataset``)."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "no such file or folder")
     name = detect_format(path) if format == "auto" else format
-    # Only the generic layout can say "this modality is absent"; other formats are complete.
+    # Only the generic layout can say that something (a modality, a split, the labels)
+    # is absent; the other formats are always complete.
     if name == "npz":
         options["allow_missing"] = True
     return load_dataset(path, name, **options)
@@ -86,15 +92,16 @@ def check_compatible(spec: NetworkSpec, task: Task, dataset: MultimodalDataset) 
                             f"the data has {_kind(sequence[m])}")
         elif dims[m] != spec.dims[m]:
             problems.append(f"{m}: the model expects D={spec.dims[m]}, the data has D={dims[m]}")
+    labelled = [s.labels for s in dataset.splits.values() if s.labelled]
     if dataset.task != task.kind:
         problems.append(f"task: the model is {task.kind}, the data is {dataset.task}")
-    else:
-        labels = dataset["train"].labels
-        if task.kind in ("regression", "multilabel") and _label_width(labels) != task.targets:
+    elif labelled:
+        widths = [_label_width(y) for y in labelled if _label_width(y) != task.targets]
+        if task.kind in ("regression", "multilabel") and widths:
             problems.append(f"labels: the model has {task.targets} targets, "
-                            f"the data {_label_width(labels)}")
+                            f"the data {widths[0]}")
         if task.kind == "multiclass":
-            top = max(int(s.labels.max()) for s in dataset.splits.values())
+            top = max(int(y.max()) for y in labelled)
             if top >= task.targets:
                 problems.append(f"labels: class id {top} but the model has {task.targets} "
                                 "classes")
@@ -125,7 +132,7 @@ def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
 
     ``model`` is a run directory or model folder (``arm`` picks ``models/<arm>/`` of a run)
     or what ``load_model`` returned; ``data`` a file in any supported format (``options``
-    go to its loader) or a dataset.
+    go to its loader) or a dataset. Unlabelled splits are predicted, not scored.
     """
     network, task, _ = model if isinstance(model, tuple) else load_model(model, arm)
     dataset = data if isinstance(data, MultimodalDataset) else \
@@ -141,12 +148,17 @@ def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
         part = dataset[name]
         inputs = model_inputs(part, network.spec, task, masked)
         out[name] = Prediction(name, np.asarray(part.ids), part.labels, masked,
-                               evaluate(network, inputs, task))
+                               evaluate(network, inputs, task), dataset.source)
     return out
 
 
 def scores(predictions: dict[str, Prediction]) -> dict[str, dict]:
-    """Per split: sample count, loss and metrics (undefined values as None, for JSON)."""
+    """Per split: sample count, loss and metrics (undefined values as None, for JSON).
+    A split without labels cannot be scored: ``PrefuseError``."""
+    for name, p in predictions.items():
+        if p.labels is None:
+            raise PrefuseError(f"{p.source} [{name}/labels]: split '{name}' has no labels, "
+                               "so it cannot be scored (predicting needs none)")
     return {name: {"samples": len(p.ids)} | {
         k: (v if v == v else None)
         for k, v in {"loss": p.evaluation.loss, **p.evaluation.metrics}.items()}
@@ -163,14 +175,16 @@ def _value(x, digits: int | None):
 
 def prediction_records(predictions: dict[str, Prediction], task: Task,
                        modalities: list[str], digits: int | None = None) -> list[dict]:
-    """One record per sample: split, id, label, prediction, ``prob_<label>`` (classifier
-    tasks), ``weight_<modality>`` (zero for absent modalities; the rest sum to 1)."""
+    """One record per sample: split, id, label (None where the split has none),
+    prediction, ``prob_<label>`` (classifier tasks), ``weight_<modality>`` (zero for
+    absent modalities; the rest sum to 1)."""
     records = []
     for p in predictions.values():
         e = p.evaluation
         scores = e.scores.reshape(len(p.ids), -1)
         for i in range(len(p.ids)):
-            row = {"split": p.split, "id": str(p.ids[i]), "label": _value(p.labels[i], digits),
+            label = None if p.labels is None else _value(p.labels[i], digits)
+            row = {"split": p.split, "id": str(p.ids[i]), "label": label,
                    "prediction": _value(e.predictions[i], digits)}
             if task.kind != "regression":
                 row.update({f"prob_{name}": _value(s, digits)
@@ -182,7 +196,8 @@ def prediction_records(predictions: dict[str, Prediction], task: Task,
 
 def write_predictions(predictions: dict[str, Prediction], task: Task, modalities: list[str],
                       path: str | Path) -> Path:
-    """Write ``.csv`` (vectors joined by ``;``) or ``.jsonl``, atomically."""
+    """Write ``.csv`` (vectors joined by ``;``) or ``.jsonl``, atomically; a missing
+    label is an empty CSV field, ``null`` in JSON."""
     path = Path(path)
     if path.suffix == ".jsonl":
         records = prediction_records(predictions, task, modalities)

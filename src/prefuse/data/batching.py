@@ -33,7 +33,11 @@ class Batch:
 
 
 class TensorSplit:
-    """A split held as tensors in modality order; ``batch(index)`` slices all of them."""
+    """A split held as tensors in modality order; ``batch(index)`` slices all of them.
+
+    An unlabelled split gets zeros for ``y`` (so that batches know their size) and
+    ``labelled`` False: those zeros must never be scored.
+    """
 
     def __init__(self, split: Split, modalities: list[str], regression: bool):
         self.modalities = list(modalities)
@@ -41,7 +45,9 @@ class TensorSplit:
                   for m in modalities}
         self.lengths = {m: torch.from_numpy(split.lengths[m].astype(np.int64)) for m in modalities}
         self.present = {m: torch.from_numpy(split.present[m].astype(bool)) for m in modalities}
-        y = split.labels.astype(np.float32 if regression else np.int64)
+        self.labelled = split.labelled
+        dtype = np.float32 if regression else np.int64
+        y = split.labels.astype(dtype) if split.labelled else np.zeros(len(split), dtype)
         self.y = torch.from_numpy(y)
 
     def __len__(self) -> int:

@@ -20,10 +20,14 @@ TASK_KINDS = ("regression", "binary", "multiclass", "multilabel")
 
 @dataclass
 class Split:
-    """One split (train, valid or test) of a multimodal dataset."""
+    """One split (train, valid or test) of a multimodal dataset.
+
+    ``labels`` is None for an unlabelled split (data to predict on): its sample count
+    comes from the features, and nothing can be scored on it.
+    """
 
     features: dict[str, np.ndarray]
-    labels: np.ndarray
+    labels: np.ndarray | None
     lengths: dict[str, np.ndarray] = field(default_factory=dict)
     present: dict[str, np.ndarray] = field(default_factory=dict)
     ids: np.ndarray | None = None
@@ -31,7 +35,9 @@ class Split:
     dominant: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        n = len(self.labels)
+        if self.labels is None and not self.features:
+            raise ValueError("a split without labels needs features to have a size")
+        n = len(self)
         for name, x in self.features.items():
             if name not in self.lengths:
                 steps = x.shape[1] if x.ndim == 3 else 1
@@ -42,7 +48,14 @@ class Split:
             self.ids = np.array([str(i) for i in range(n)])
 
     def __len__(self) -> int:
+        if self.labels is None:
+            return len(next(iter(self.features.values())))
         return len(self.labels)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the split has labels (an unlabelled one can be predicted, not scored)."""
+        return self.labels is not None
 
     def subset(self, index: np.ndarray) -> Split:
         """The samples at ``index``, as a new split (arrays are copied)."""
@@ -52,7 +65,7 @@ class Split:
 
         return Split(
             features={k: v[index] for k, v in self.features.items()},
-            labels=self.labels[index],
+            labels=pick(self.labels),
             lengths={k: v[index] for k, v in self.lengths.items()},
             present={k: v[index] for k, v in self.present.items()},
             ids=pick(self.ids),
@@ -80,19 +93,24 @@ class MultimodalDataset:
     def __getitem__(self, split: str) -> Split:
         return self.splits[split]
 
+    def _first(self) -> Split:
+        # Data to predict on may hold only some splits; a complete dataset starts at train.
+        return next(self.splits[s] for s in SPLITS if s in self.splits)
+
     def dims(self) -> dict[str, int]:
         """Feature width per modality."""
-        train = self.splits["train"]
-        return {m: int(train.features[m].shape[-1]) for m in self.modalities}
+        first = self._first()
+        return {m: int(first.features[m].shape[-1]) for m in self.modalities}
 
     def is_sequence(self) -> dict[str, bool]:
         """Whether each modality is a ``(N, T, D)`` sequence."""
-        train = self.splits["train"]
-        return {m: train.features[m].ndim == 3 for m in self.modalities}
+        first = self._first()
+        return {m: first.features[m].ndim == 3 for m in self.modalities}
 
     def num_targets(self) -> int:
-        """K for regression/multilabel, the class count for multiclass, 1 for binary."""
-        labels = np.concatenate([s.labels for s in self.splits.values()])
+        """K for regression/multilabel, the class count for multiclass, 1 for binary
+        (from the labelled splits)."""
+        labels = np.concatenate([s.labels for s in self.splits.values() if s.labelled])
         if self.task == "multiclass":
             if self.label_names:
                 return len(self.label_names)
@@ -101,8 +119,12 @@ class MultimodalDataset:
             return 1
         return 1 if labels.ndim == 1 else int(labels.shape[1])
 
-    def validate(self) -> None:
-        """Check shapes, dtypes and values; raise ``DataError`` naming the field."""
+    def validate(self, partial: bool = False) -> None:
+        """Check shapes, dtypes and values; raise ``DataError`` naming the field.
+
+        Training needs all three splits, labelled; ``partial`` (data to predict on)
+        accepts any non-empty subset of them, each labelled or not.
+        """
         src = self.source
         if self.task not in TASK_KINDS:
             raise DataError(src, f"unknown task {self.task!r}; expected one of {TASK_KINDS}",
@@ -110,13 +132,20 @@ class MultimodalDataset:
         if not self.modalities:
             raise DataError(src, "no modalities", "meta/modalities")
         for split_name in SPLITS:
-            if split_name not in self.splits:
+            if split_name not in self.splits and not (partial and self.splits):
                 raise DataError(src, f"split '{split_name}' is missing", split_name)
-        dims = None
+            if split_name in self.splits and not (partial or self[split_name].labelled):
+                raise DataError(src, f"split '{split_name}' has no labels",
+                                f"{split_name}/labels")
+        dims, first = None, None
         for split_name, split in self.splits.items():
-            n = len(split.labels)
+            n = len(split)
+            # An unlabelled split counts its samples by its first modality's array.
+            counted = f"{split_name}/labels" if split.labelled else \
+                f"{split_name}/{next(iter(split.features))}"
+            basis = "labels have" if split.labelled else f"{counted} has"
             if n == 0:
-                raise DataError(src, "split has no samples", f"{split_name}/labels")
+                raise DataError(src, "split has no samples", counted)
             for m in self.modalities:
                 key = f"{split_name}/{m}"
                 if m not in split.features:
@@ -126,7 +155,7 @@ class MultimodalDataset:
                     raise DataError(src, f"expected (N, D) or (N, T, D), got shape {x.shape}", key)
                 if x.shape[0] != n:
                     raise DataError(
-                        src, f"has {x.shape[0]} samples but labels have {n}", key)
+                        src, f"has {x.shape[0]} samples but {basis} {n}", key)
                 if not np.isfinite(x).all():
                     raise DataError(src, "contains NaN or inf", key)
                 lengths = split.lengths[m]
@@ -140,11 +169,12 @@ class MultimodalDataset:
             shape = {m: (split.features[m].ndim, split.features[m].shape[-1])
                      for m in self.modalities}
             if dims is None:
-                dims = shape
+                dims, first = shape, split_name
             elif shape != dims:
-                raise DataError(src, f"feature shapes differ from train: {shape} vs {dims}",
+                raise DataError(src, f"feature shapes differ from {first}: {shape} vs {dims}",
                                 split_name)
-            self._validate_labels(split_name, split.labels)
+            if split.labelled:
+                self._validate_labels(split_name, split.labels)
 
     def _validate_labels(self, split_name: str, y: np.ndarray) -> None:
         key = f"{split_name}/labels"

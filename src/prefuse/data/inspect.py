@@ -68,6 +68,9 @@ def _report(dataset: MultimodalDataset) -> list[str]:
                 line += f"; lengths {int(lengths.min())}..{int(lengths.max())}"
             lines.append(line)
         y = split.labels
+        if y is None:
+            lines.append("  labels: none (data to predict on)")
+            continue
         lines.append(f"  labels: shape {y.shape}, dtype {y.dtype}")
         lines.extend(f"    {s}" for s in _label_stats(y, dataset.task, dataset.label_names))
     return lines

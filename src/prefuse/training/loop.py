@@ -27,10 +27,11 @@ from .checkpoint import StageCheckpoint, restore_training, training_state
 
 @dataclass
 class Evaluation:
-    """A model's outputs and scores on one split."""
+    """A model's outputs on one split, and its scores there; ``loss`` and ``metrics`` are
+    None for a split without labels."""
 
-    loss: float
-    metrics: dict[str, float]
+    loss: float | None
+    metrics: dict[str, float] | None
     predictions: np.ndarray
     scores: np.ndarray
     weights: np.ndarray
@@ -50,8 +51,9 @@ class FitResult:
 @torch.no_grad()
 def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 256,
              present: dict[str, torch.Tensor] | None = None) -> Evaluation:
-    """Score ``model`` on ``data``. ``present`` optionally overrides modality presence
-    (to mask modalities by hand)."""
+    """Run ``model`` on ``data`` and score it where ``data`` has labels (else ``loss`` and
+    ``metrics`` are None). ``present`` optionally overrides modality presence (to mask
+    modalities by hand)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -63,15 +65,16 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
             batch.present = {m: batch.present[m] & present[m][index] for m in batch.present}
         batch = batch.to(device)
         out, w = model(batch)
-        losses.append(task.loss(out, batch.y).item() * len(batch))
+        if data.labelled:
+            losses.append(task.loss(out, batch.y).item() * len(batch))
         logits.append(out.cpu().numpy())
         weights.append(w.cpu().numpy())
     model.train(was_training)
     all_logits = np.concatenate(logits)
     predictions, scores = task.decode(all_logits)
     return Evaluation(
-        loss=float(sum(losses) / len(data)),
-        metrics=task.metrics(predictions, data.y.numpy()),
+        loss=float(sum(losses) / len(data)) if data.labelled else None,
+        metrics=task.metrics(predictions, data.y.numpy()) if data.labelled else None,
         predictions=predictions,
         scores=scores,
         weights=np.concatenate(weights),

@@ -77,11 +77,13 @@ def _features_to_float32(dataset: MultimodalDataset) -> None:
 
 def load_dataset(path: str | Path, format: str = "auto", **options) -> MultimodalDataset:
     """Load ``path`` with the named format (or detect it), make features float32, zero
-    non-finite feature values (warning with counts), then validate the result."""
+    non-finite feature values (warning with counts), then validate the result (a
+    partial dataset where ``allow_missing``, the option for using a trained model, is set).
+    """
     dataset = read_dataset(path, format, **options)
     _features_to_float32(dataset)
     replace_nonfinite(dataset)
-    dataset.validate()
+    dataset.validate(partial=bool(options.get("allow_missing")))
     return dataset
 
 

@@ -52,7 +52,9 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
 
     ``allow_missing`` (for using a trained model) accepts a modality whose arrays are
     absent: absent from every split, it is left out of the dataset; absent from some,
-    it is marked missing for every sample of those splits.
+    it is marked missing for every sample of those splits. It also accepts any non-empty
+    subset of the splits, and a split without ``<split>/labels``: that split is
+    unlabelled (``labels`` None), its size given by its modalities' arrays.
     """
     arrays = _read(path)
     task_list = _strings(arrays, "meta/task", path)
@@ -69,15 +71,26 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
 
     splits: dict[str, Split] = {}
     for s in SPLITS:
-        if f"{s}/labels" not in arrays:
-            if s == "valid" and "train/labels" in arrays:
+        given = [f"{s}/{m}" for m in modalities if f"{s}/{m}" in arrays]
+        labelled = f"{s}/labels" in arrays
+        if not labelled and not (allow_missing and given):
+            if allow_missing or (s == "valid" and "train/labels" in arrays):
                 continue
             raise DataError(path, f"split '{s}' is missing", f"{s}/labels")
+        # The key the split's size comes from, for the messages.
+        counted = f"{s}/labels" if labelled else given[0]
+        n = len(arrays[counted])
+        if not labelled:
+            # No labels to count by: the placeholders for absent modalities need one size.
+            for key in given[1:]:
+                if len(arrays[key]) != n:
+                    raise DataError(path, f"has {len(arrays[key])} samples, {counted} {n}",
+                                    key)
         features, lengths, present = {}, {}, {}
         for m in modalities:
             key = f"{s}/{m}"
             if key not in arrays and allow_missing:
-                features[m], lengths[m], present[m] = _absent(arrays, m, len(arrays[f"{s}/labels"]))
+                features[m], lengths[m], present[m] = _absent(arrays, m, n)
                 continue
             if key not in arrays:
                 raise DataError(path, f"modality '{m}' is missing", key)
@@ -86,16 +99,12 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
                 lengths[m] = arrays[f"{s}/lengths/{m}"].astype(np.int64)
             if f"{s}/present/{m}" in arrays:
                 present[m] = arrays[f"{s}/present/{m}"].astype(bool)
-        labels = arrays[f"{s}/labels"]
-        if task != "regression" and labels.dtype.kind == "f":
-            if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
-                raise DataError(path, f"{task} labels must be whole numbers", f"{s}/labels")
-            labels = labels.astype(np.int64)
+        labels = _labels(arrays, f"{s}/labels", task, path) if labelled else None
         ids = _strings(arrays, f"{s}/ids", path)
         text = _strings(arrays, f"{s}/text_raw", path)
         splits[s] = Split(
             features=features,
-            labels=labels.astype(np.float32) if task == "regression" else labels.astype(np.int64),
+            labels=labels,
             lengths=lengths,
             present=present,
             ids=None if ids is None else np.array(ids),
@@ -104,15 +113,28 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
             if f"{s}/dominant" in arrays else None,
         )
         for key, value in (("ids", ids), ("text_raw", text)):
-            if value is not None and len(value) != len(labels):
-                raise DataError(path, f"has {len(value)} entries, labels {len(labels)}",
-                                f"{s}/{key}")
-    if "valid" not in splits:
+            if value is not None and len(value) != n:
+                raise DataError(path, f"has {len(value)} entries, "
+                                f"{'labels' if labelled else counted} {n}", f"{s}/{key}")
+    if not splits:
+        raise DataError(path, "no split has labels or modality arrays")
+    if "valid" not in splits and "train" in splits and splits["train"].labelled:
         splits["train"], splits["valid"] = carve_valid(splits["train"], valid_fraction, seed)
     return MultimodalDataset(
         splits=splits, task=task, modalities=modalities, label_names=label_names,
         name=name_list[0] if name_list else path.stem, source=str(path),
     )
+
+
+def _labels(arrays: dict[str, np.ndarray], key: str, task: str, path: Path) -> np.ndarray:
+    """``key``'s labels as float32 (regression) or int64 (whole numbers required)."""
+    labels = arrays[key]
+    if task == "regression":
+        return labels.astype(np.float32)
+    if labels.dtype.kind == "f" and (not np.all(np.isfinite(labels))
+                                     or not np.all(labels == np.round(labels))):
+        raise DataError(path, f"{task} labels must be whole numbers", key)
+    return labels.astype(np.int64)
 
 
 def _absent(arrays: dict[str, np.ndarray], modality: str,
@@ -139,7 +161,8 @@ def dataset_arrays(dataset: MultimodalDataset) -> dict[str, np.ndarray]:
                 out[f"{s}/lengths/{m}"] = split.lengths[m].astype(np.int64)
             if not split.present[m].all():
                 out[f"{s}/present/{m}"] = split.present[m]
-        out[f"{s}/labels"] = split.labels
+        if split.labelled:
+            out[f"{s}/labels"] = split.labels
         out[f"{s}/ids"] = np.asarray(split.ids).astype(str)
         if split.text_raw is not None:
             out[f"{s}/text_raw"] = np.asarray(split.text_raw).astype(str)
