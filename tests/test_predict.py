@@ -373,3 +373,14 @@ def test_training_still_needs_every_split_labelled(run, tmp_path, capsys, change
     err = capsys.readouterr().err
     assert f"{path} [{key}]: split '{key.split('/')[0]}' is missing" in err
     assert not out.exists()
+
+
+def test_a_file_without_valid_is_predicted_whole(run, tmp_path):
+    # Training carves valid out of train; prediction must not hide any train sample.
+    run_dir, data = run
+    arrays = {k: v for k, v in _raw(data).items() if not k.startswith("valid/")}
+    path = _write_npz(tmp_path / "novalid.npz", arrays)
+    got = predict(run_dir, path)
+    assert list(got) == ["train", "test"]
+    assert len(got["train"].ids) == SIZES["train"]
+    np.testing.assert_array_equal(got["train"].ids, arrays["train/ids"].astype(str))

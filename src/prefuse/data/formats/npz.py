@@ -118,7 +118,8 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
                                 f"{'labels' if labelled else counted} {n}", f"{s}/{key}")
     if not splits:
         raise DataError(path, "no split has labels or modality arrays")
-    if "valid" not in splits and "train" in splits and splits["train"].labelled:
+    # Data to predict on is predicted whole: carving would hide a tenth of its train split.
+    if "valid" not in splits and not allow_missing:
         splits["train"], splits["valid"] = carve_valid(splits["train"], valid_fraction, seed)
     return MultimodalDataset(
         splits=splits, task=task, modalities=modalities, label_names=label_names,
