@@ -144,5 +144,6 @@ def test_run_piped_into_head_keeps_its_report_and_prints_no_traceback(tmp_path):
                "--pretrain-epochs 1 --width 4 --set data.synthetic.train=40 "
                "--set data.synthetic.valid=20 --set data.synthetic.test=20 | head -c 1")
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
     assert (out / "report.html").is_file() and (out / "metrics.json").is_file()
