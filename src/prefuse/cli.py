@@ -46,6 +46,20 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     return with_overrides(config, overrides) if overrides else config.validate()
 
 
+def _say(text: str) -> None:
+    """Print a line of progress or results. A reader that went away (``prefuse run |
+    head``) must cost only the output: training goes on and still writes its run."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    # Later prints, and Python's flush at exit, then go nowhere instead of raising again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .analysis.report import write_report
     from .analysis.tables import ablation_table, dominant_table, robustness_table
@@ -53,16 +67,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .training.experiment import run_experiment
 
     config = resolve_config(args)
-    summary = run_experiment(config, resume=args.resume)
+    summary = run_experiment(config, log=_say, resume=args.resume)
     if not distributed.is_main():  # under torchrun, rank 0 speaks for all
         return 0
-    # The report first: a reader that closes the pipe early must not cost the run it.
     write_report(config.out)
-    print(ablation_table(summary))
+    _say(ablation_table(summary))
     for extra in (dominant_table(summary), robustness_table(summary)):
         if extra:
-            print(f"\n{extra}")
-    print(f"\nrun directory: {Path(config.out).resolve()}")
+            _say(f"\n{extra}")
+    _say(f"\nrun directory: {Path(config.out).resolve()}")
     return 0
 
 
@@ -244,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prefuse: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:
-        # The reader left (``prefuse run | head``); the work is done and saved, so stop
-        # printing quietly rather than raise again when Python flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader left (``prefuse data inspect X | head``): nothing is lost but output.
+        _silence_stdout()
         return 0
