@@ -14,8 +14,9 @@ import pytest
 
 from prefuse.config import DataConfig, load_config
 from prefuse.data.formats import FORMATS, config_options, detect_format, load_dataset
-from prefuse.data.formats.npz import load_npz
+from prefuse.data.formats.npz import dataset_arrays, load_npz
 from prefuse.data.inspect import convert, describe
+from prefuse.data.synthetic import make_synthetic
 from prefuse.errors import ConfigError, DataError
 
 from .formats_fixtures import (
@@ -388,3 +389,18 @@ def test_configs_load(name):
     config = load_config(CONFIGS / f"{name}.toml")
     assert config.data.path and config.data.format in ("mult", "mmsa", "csd", "npz")
     config_options(config.data)
+
+
+def test_describe_a_file_to_predict_on(tmp_path):
+    arrays = dataset_arrays(make_synthetic(seed=0, train=30, valid=10, test=20))
+    keep = {k: v for k, v in arrays.items()
+            if k.startswith(("meta/", "test/")) and k != "test/labels"}
+    path = tmp_path / "new.npz"
+    np.savez(path, **keep)
+    report = describe(path)
+    assert "[test] 20 samples" in report and "labels: none" in report
+    assert "validation for training: FAILED" in report and "train/labels" in report
+    assert "validation for prediction: ok" in report
+    np.savez(path, **dict(keep, **{"test/audio": keep["test/audio"][:5]}))
+    with pytest.raises(DataError, match="test/audio"):
+        describe(path)

@@ -152,3 +152,17 @@ def test_run_whose_reader_has_gone_still_trains_and_writes_its_run(tmp_path):
     assert child.wait(timeout=300) == 0, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
     assert (out / "report.html").is_file() and (out / "metrics.json").is_file()
+
+
+def test_run_experiment_refuses_an_unlabelled_dataset_built_in_memory(tmp_path):
+    import pytest
+
+    from prefuse.data.synthetic import make_synthetic
+    from prefuse.errors import DataError
+    from prefuse.training.experiment import run_experiment
+
+    dataset = make_synthetic(seed=0, train=40, valid=20, test=20)
+    dataset["train"].labels = None
+    with pytest.raises(DataError, match="train/labels"):
+        run_experiment(tiny_config(tmp_path / "run"), dataset)
+    assert not (tmp_path / "run").exists()

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataError
 from .clean import replace_nonfinite
 from .dataset import MultimodalDataset
-from .formats import load_dataset, read_dataset
+from .formats import detect_format, load_dataset, read_dataset
 from .formats.npz import save_npz
 
 
@@ -80,21 +80,38 @@ def describe(dataset_or_path: MultimodalDataset | str | Path, format: str = "aut
              **options) -> str:
     """A text report: splits, modalities, shapes, dtypes, label statistics, and counts of
     NaN, +-inf and all-zero samples; for a file, the counts are of the raw values and the
-    report ends with whether the cleaned data passes validation."""
+    report ends with whether the cleaned data passes validation. A generic NPZ file that
+    cannot train (a split or labels missing) is still described, and checked as data to
+    predict on."""
     if isinstance(dataset_or_path, MultimodalDataset):
         return "\n".join(_report(dataset_or_path))
-    dataset = read_dataset(dataset_or_path, format, **options)
+    path = Path(dataset_or_path)
+    try:
+        dataset, unfit = read_dataset(path, format, **options), None
+    except DataError as e:
+        if (format if format != "auto" else detect_format(path)) != "npz":
+            raise
+        dataset, unfit = read_dataset(path, "npz", **options, allow_missing=True), e
     lines = _report(dataset)
     with warnings.catch_warnings():
         # The report already lists the counts the warning would repeat.
         warnings.simplefilter("ignore")
         replace_nonfinite(dataset)
-    try:
-        dataset.validate()
-        lines.append("validation: ok (after setting non-finite values to 0)")
-    except DataError as e:
-        lines.append(f"validation: FAILED: {e}")
+    if unfit is None:
+        lines.append(_verdict("validation", dataset.validate))
+    else:
+        lines.append(f"validation for training: FAILED: {unfit}")
+        lines.append(_verdict("validation for prediction",
+                              lambda: dataset.validate(partial=True)))
     return "\n".join(lines)
+
+
+def _verdict(what: str, check) -> str:
+    try:
+        check()
+        return f"{what}: ok (after setting non-finite values to 0)"
+    except DataError as e:
+        return f"{what}: FAILED: {e}"
 
 
 def convert(path: str | Path, out: str | Path, format: str = "auto", **options) -> Path:

@@ -238,7 +238,10 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     config.validate()
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    dataset = dataset or load_data(config)
+    if dataset is None:
+        dataset = load_data(config)
+    else:
+        dataset.validate()  # one built in memory has not been through a loader's checks
     # After loading, so that data that cannot be read leaves no run directory behind.
     checkpoints = RunCheckpoints(config.out).start(config, resume)
     task = task_for(dataset)
