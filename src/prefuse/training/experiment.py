@@ -105,11 +105,11 @@ def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult],
             entry["peak_rss_mb"] = peak_rss_mb()
         if dominant is not None:
             entry["by_dominant"] = metric_by_dominant(runs, task, dataset["test"],
-                                                dataset.modalities)
-        if "attention" in arm and dominant is not None:
-            scores = [_agreement(run.test.weights, dominant) for run in runs]
-            entry["attention_agreement"] = float(np.mean(scores))
-            entry["attention_agreement_std"] = float(np.std(scores))
+                                                      dataset.modalities)
+            if "attention" in arm:
+                scores = [_agreement(run.test.weights, dominant) for run in runs]
+                entry["attention_agreement"] = float(np.mean(scores))
+                entry["attention_agreement_std"] = float(np.std(scores))
         out["arms"][arm] = entry
     for modality in results[0].unimodal:
         runs = [r.unimodal[modality] for r in results]
