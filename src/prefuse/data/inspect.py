@@ -8,6 +8,7 @@ applies, so the report shows what the file holds.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,7 @@ def describe(dataset_or_path: MultimodalDataset | str | Path, format: str = "aut
     return "\n".join(lines)
 
 
-def _verdict(what: str, check) -> str:
+def _verdict(what: str, check: Callable[[], None]) -> str:
     try:
         check()
         return f"{what}: ok (after setting non-finite values to 0)"

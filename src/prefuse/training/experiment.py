@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..config import RunConfig, config_to_toml
-from ..data.dataset import MultimodalDataset
+from ..data.dataset import MultimodalDataset, Split
 from ..data.formats import config_options, load_dataset
 from ..data.synthetic import make_synthetic
 from ..fileio import write_json, write_text
@@ -27,7 +27,7 @@ from ..tasks import Task, task_for
 from . import distributed
 from .checkpoint import RunCheckpoints
 from .cost import inference_throughput, peak_rss_mb
-from .recipe import SeedResult, Tensors, epochs_to_converge, run_seed
+from .recipe import SeedResult, StageResult, Tensors, epochs_to_converge, run_seed
 
 HEADLINE_ARM = "pretrained+attention"
 
@@ -52,7 +52,8 @@ def _agreement(weights: np.ndarray, dominant: np.ndarray) -> float:
     return float(np.mean(weights.argmax(axis=1) == dominant))
 
 
-def metric_by_dominant(runs: list, task: Task, split, modalities: list[str]) -> dict:
+def metric_by_dominant(runs: list[StageResult], task: Task, split: Split,
+                       modalities: list[str]) -> dict:
     """``{modality: {"mean", "std"}}`` over seeds of the primary test metric on the
     samples that modality decides (``dominant``): where an arm loses its accuracy."""
     out = {}
