@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 
 from prefuse.config import RunConfig
+from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
 from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
 from prefuse.training import distributed
 from prefuse.training.loop import fit
-from prefuse.training.recipe import Tensors, network_spec
+from prefuse.training.recipe import network_spec
 
 
 def train(seed_init: int) -> tuple[MultimodalNetwork, object]:

@@ -41,10 +41,11 @@ def test_attention_changes_the_output():
     torch.manual_seed(0)
     model = MultimodalNetwork(_spec()).eval()
     batch = _batch()
-    before, weights = model(batch)
+    before = model(batch).logits
     with torch.no_grad():
         model.fusion.score.bias.copy_(torch.tensor([10.0, -10.0, -10.0]))
-    after, new_weights = model(batch)
+    out = model(batch)
+    after, new_weights = out.logits, out.weights
     assert torch.allclose(new_weights[:, 0], torch.ones(6), atol=1e-3)
     assert not torch.allclose(before, after)
 
@@ -89,8 +90,9 @@ def test_padding_does_not_change_the_encoding(kind):
 @pytest.mark.parametrize("encoder", ["lstm", "transformer"])
 def test_network_output_shapes(encoder):
     model = MultimodalNetwork(_spec(encoder=encoder))
-    logits, weights = model(_batch())
-    assert logits.shape == (6, 2) and weights.shape == (6, 3)
+    out = model(_batch())
+    assert out.logits.shape == (6, 2) and out.weights.shape == (6, 3)
+    assert out.features.shape == (6, 3, 8) and out.unimodal_logits == {}
 
 
 def test_load_pretrained_copies_encoder_and_drops_head():

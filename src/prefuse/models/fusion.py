@@ -1,7 +1,8 @@
 """Fusion of the M modality features ``H (B, M, m)`` into one vector ``z (B, M*m)``.
 
 Both fusions take a presence mask ``(B, M)`` and return ``(z, weights)``; a missing
-modality contributes nothing and gets weight 0.
+modality contributes nothing and gets weight 0. ``learns_weights`` says whether the
+weights are learned (worth analysing) or fixed by presence alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class ModalityAttention(nn.Module):
     modalities present.
     """
 
+    learns_weights = True
+
     def __init__(self, modalities: int, width: int):
         super().__init__()
         self.score = nn.Linear(modalities * width, modalities)
@@ -38,6 +41,8 @@ class ModalityAttention(nn.Module):
 @FUSIONS.register("concat")
 class Concatenation(nn.Module):
     """Plain concatenation; reports equal weights over the present modalities."""
+
+    learns_weights = False
 
     def __init__(self, modalities: int, width: int):
         super().__init__()

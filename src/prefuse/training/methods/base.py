@@ -1,0 +1,128 @@
+"""Training methods: what changes in the training step beyond "fused loss, backward, step".
+
+The step (``prefuse.training.loop.train_step``) runs, in order::
+
+    out  = network(batch, method.request)      # named outputs, extras as requested
+    loss = method.loss(out, batch)             # fused loss plus whatever the method adds
+    loss.backward()
+    method.after_backward(model)               # per-encoder gradient changes
+    clip gradients; optimizer step
+
+and after every epoch ``method.end_epoch(epoch, model, valid)`` may update the method's
+state and return values that ``history.csv`` keeps under their own names.
+
+Adding a method is one file in this package, imported by ``methods/__init__.py``::
+
+    from dataclasses import dataclass
+    from .base import METHODS, Method
+
+    @dataclass
+    class HalfOptions:
+        weight: float = 0.5            # defaults: the source's, cited in the docstring
+
+    @METHODS.register("half")
+    class Half(Method):
+        \"\"\"The fused loss scaled by ``weight`` (source: ...).\"\"\"
+
+        Options = HalfOptions
+
+        def loss(self, out, batch):
+            return self.options.weight * self.task.loss(out.logits, batch.y)
+
+It is then an arm (``pretrained+attention+half``) and part of ``--arms balance``; its
+options are the ``[methods.half]`` table of the run config.
+
+Rules a method keeps: everything it reads from the network comes out of the one forward
+(declare it in ``request``), so DistributedDataParallel averages every gradient; anything
+it computes from the batch to change gradients (scores, ratios) is reduced across ranks
+with ``prefuse.training.distributed.sum_all`` so every rank changes its gradients alike;
+state that matters for resuming goes through ``state_dict``/``load_state_dict`` as tensors
+and plain containers (checkpoints load with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ...config import RunConfig, table_to
+from ...data.batching import Batch, TensorSplit
+from ...models.outputs import PLAIN, NetworkOutput, Request
+from ...registry import Registry
+from ...tasks import Task
+
+
+@dataclass
+class NoOptions:
+    """A method without options."""
+
+
+class Method:
+    """The plain step: the task's loss on the fused logits, gradients untouched.
+
+    Subclasses override what they change. Class attributes: ``Options`` (the dataclass of
+    the method's ``[methods.<name>]`` table), ``request`` (extra outputs of forward) and
+    ``uses_stage1`` (the method needs the stage-1 networks, given as ``stage1``; their
+    epochs then count against the arm's budget).
+    """
+
+    Options: ClassVar[type] = NoOptions
+    request: ClassVar[Request] = PLAIN
+    uses_stage1: ClassVar[bool] = False
+
+    def __init__(self, task: Task, options=None, stage1: dict[str, nn.Module] | None = None):
+        self.task = task
+        self.options = options if options is not None else self.Options()
+        self.stage1 = stage1 or {}
+
+    def loss(self, out: NetworkOutput, batch: Batch) -> torch.Tensor:
+        """The loss to back-propagate."""
+        return self.task.loss(out.logits, batch.y)
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Change gradients (already averaged across ranks) before clipping and the step."""
+
+    def end_epoch(self, epoch: int, model: nn.Module, valid: TensorSplit) -> dict[str, float]:
+        """Values to log for the epoch (and a chance to update state)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """State that resuming needs: tensors and plain containers only."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` gave."""
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+METHODS.register("none")(Method)
+
+
+def unimodal_losses(task: Task, out: NetworkOutput, batch: Batch) -> list[torch.Tensor]:
+    """The task's loss on each modality's ``unimodal_logits``, over the samples that have
+    that modality (a modality missing from the whole batch adds nothing)."""
+    losses = []
+    for modality, logits in out.unimodal_logits.items():
+        present = batch.present[modality]
+        if present.all():
+            losses.append(task.loss(logits, batch.y))
+        elif present.any():
+            losses.append(task.loss(logits[present], batch.y[present]))
+    return losses
+
+
+def build_method(name: str, task: Task, config: RunConfig,
+                 stage1: dict[str, nn.Module] | None = None) -> Method:
+    """The registered method ``name`` with its options from ``config.methods``."""
+    cls = METHODS.get(name, "arms")
+    options = table_to(cls.Options, config.methods.get(name, {}), f"methods.{name}")
+    return cls(task, options, stage1)
+
+
+def check_options(config: RunConfig) -> None:
+    """Every ``[methods.<name>]`` table names a registered method and fits its options."""
+    for name, table in config.methods.items():
+        table_to(METHODS.get(name, f"methods.{name}").Options, table, f"methods.{name}")
