@@ -17,8 +17,7 @@ import torch
 from ..config import RunConfig, config_to_toml
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
-from ..data.formats import config_options, load_dataset
-from ..data.synthetic import make_synthetic
+from ..data.source import load_data
 from ..fileio import write_json, write_text
 from ..models.saving import save_model
 from ..tasks import Task, task_for
@@ -28,15 +27,6 @@ from .checks import check_config
 from .recipe import SeedResult, run_seed
 from .runfiles import attention_csv, history_csv
 from .summary import best_seed, headline_arm, summarize
-
-
-def load_data(config: RunConfig) -> MultimodalDataset:
-    """The dataset ``config.data`` names, or the built-in benchmark."""
-    d = config.data
-    if not d.path:
-        s = d.synthetic
-        return make_synthetic(seed=s.seed, train=s.train, valid=s.valid, test=s.test)
-    return load_dataset(d.path, d.format, **config_options(d))
 
 
 def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Task,
