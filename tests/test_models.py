@@ -106,3 +106,15 @@ def test_load_pretrained_copies_encoder_and_drops_head():
                                  unimodal.encoders["b"].state_dict().items()):
         assert torch.equal(p, q), name
     assert fused.head[0].in_features == 3 * spec.width  # the fused head, not stage 1's
+
+
+def test_attention_with_no_modality_present_gives_zeros_not_nan():
+    fusion = ModalityAttention(modalities=3, width=4)
+    h = torch.randn(2, 3, 4, requires_grad=True)
+    present = torch.tensor([[False, False, False], [True, False, True]])
+    z, alpha = fusion(h, present)
+    assert torch.equal(alpha[0], torch.zeros(3)) and torch.equal(z[0], torch.zeros(12))
+    assert torch.isclose(alpha[1].sum(), torch.tensor(1.0)) and alpha[1, 1] == 0
+    (z.sum() + alpha.sum()).backward()
+    assert torch.isfinite(h.grad).all() and torch.isfinite(fusion.score.weight.grad).all()
+

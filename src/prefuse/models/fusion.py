@@ -22,7 +22,8 @@ class ModalityAttention(nn.Module):
     alpha = softmax(W_a flatten(H) + b_a) gives one weight per modality; each feature
     is scaled by its weight and the results are concatenated. Missing modalities are
     zeroed before scoring and excluded from the softmax, so alpha renormalises over the
-    modalities present.
+    modalities present; a sample with no modality present gets zero weights and z = 0
+    (not the NaN of a softmax over nothing), so a method may mask any subset.
     """
 
     learns_weights = True
@@ -34,7 +35,9 @@ class ModalityAttention(nn.Module):
     def forward(self, h: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = h * present.unsqueeze(-1).to(h.dtype)
         scores = self.score(h.flatten(1)).masked_fill(~present, float("-inf"))
-        alpha = torch.softmax(scores, dim=1)
+        # Rows with nothing present score 0 everywhere, and the presence mask zeroes them.
+        scores = torch.where(present.any(dim=1, keepdim=True), scores, 0.0)
+        alpha = torch.softmax(scores, dim=1) * present.to(h.dtype)
         return (alpha.unsqueeze(-1) * h).flatten(1), alpha
 
 

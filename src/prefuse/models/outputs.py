@@ -20,7 +20,8 @@ class Request:
     the network's own fusion and head with the other modalities masked, their gradient
     reaching only the encoders. ``detach_fused``: the fused logits see detached encoder
     features, so the fused loss trains fusion and head only. ``keep``: fused logits with
-    only the listed modalities present, one entry per tuple.
+    only the listed modalities present (of those the sample has), one entry per tuple;
+    the empty tuple gives the network's output with every modality masked.
     """
 
     unimodal_heads: bool = False
