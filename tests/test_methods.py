@@ -123,10 +123,13 @@ def test_multiloss_adds_each_auxiliary_head_loss():
     batch.present["a"] = torch.tensor([True, True, False, False, True, True])
     out = model(batch, method.request)
     keep = batch.present["a"]
-    expected = TASK.loss(out.logits, batch.y) + TASK.loss(out.unimodal_logits["a"][keep],
-                                                           batch.y[keep]) \
+    unimodal = TASK.loss(out.unimodal_logits["a"][keep], batch.y[keep]) \
         + sum(TASK.loss(out.unimodal_logits[m], batch.y) for m in "bc")
+    expected = TASK.loss(out.logits, batch.y) + unimodal
     assert method.loss(out, batch).item() == pytest.approx(expected.item())
+    # Its history column: the epoch's mean of the summed unimodal losses.
+    assert method.end_epoch(1, model, None) == {"unimodal_loss": pytest.approx(unimodal.item())}
+    assert np.isnan(method.end_epoch(2, model, None)["unimodal_loss"])  # nothing since
 
 
 def test_method_options_come_from_the_config(tmp_path):
@@ -239,3 +242,16 @@ def test_metrics_json_records_each_arms_parts(method_run):
     model, _, meta = load_model(out, "pretrained+attention+multiloss")
     assert meta["network"] == "simple" and hasattr(model, "unimodal_heads")
     assert np.isfinite(summary["arms"]["pretrained+attention+dgl"]["seconds_per_epoch"])
+
+
+def test_history_keeps_what_each_method_logs(method_run):
+    import csv
+
+    out, _ = method_run
+    with open(out / "history.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    umt = [r for r in rows if r["arm"] == "pretrained+attention+umt"]
+    assert umt and all(float(r["umt_distance"]) >= 0 for r in umt)
+    dgl = [r for r in rows if r["arm"] == "scratch+concat+dgl"]
+    assert dgl and all(float(r["unimodal_loss"]) > 0 and r["umt_distance"] == "" for r in dgl)
+    assert all(r["unimodal_loss"] == "" for r in rows if r["arm"] == "frozen+attention")

@@ -119,7 +119,7 @@ def arm(name: str) -> Arm:
 
 
 def _balance() -> list[str]:
-    return ["+".join((*HEADLINE, m)) for m in METHODS if m != "none"]
+    return ["+".join((*HEADLINE, m)) for m in METHODS.names() if m != "none"]
 
 
 GROUPS: dict[str, Callable[[], list[str]]] = {

@@ -53,6 +53,7 @@ from ...data.batching import Batch, TensorSplit
 from ...models.outputs import PLAIN, NetworkOutput, Request
 from ...registry import Registry
 from ...tasks import Task
+from .. import distributed
 
 
 @dataclass
@@ -97,21 +98,44 @@ class Method:
         """Restore what ``state_dict`` gave."""
 
 
+class EpochMean:
+    """The epoch's sample-weighted mean of a value logged every step, over all ranks.
+
+    Kept as a tensor on the value's device, so logging never waits for the device; every
+    rank must call ``add`` at every step (``mean`` sums across ranks).
+    """
+
+    def __init__(self):
+        self.total: torch.Tensor | float = 0.0
+        self.count = 0
+
+    def add(self, value: torch.Tensor, count: int) -> None:
+        """Log a batch's mean ``value`` over ``count`` samples."""
+        self.total = self.total + value.detach() * count
+        self.count += count
+
+    def mean(self) -> float:
+        """The mean so far over every rank; then start again at zero."""
+        total, count = distributed.sum_all([float(self.total), float(self.count)])
+        self.total, self.count = 0.0, 0
+        return total / count if count else float("nan")
+
+
 METHODS: Registry[type[Method]] = Registry("method")
 METHODS.register("none")(Method)
 
 
-def unimodal_losses(task: Task, out: NetworkOutput, batch: Batch) -> list[torch.Tensor]:
-    """The task's loss on each modality's ``unimodal_logits``, over the samples that have
-    that modality (a modality missing from the whole batch adds nothing)."""
-    losses = []
+def unimodal_losses(task: Task, out: NetworkOutput, batch: Batch) -> torch.Tensor:
+    """The sum over modalities of the task's loss on ``unimodal_logits``, each over the
+    samples that have that modality (a modality missing from the whole batch adds nothing)."""
+    losses = [out.logits.new_zeros(())]
     for modality, logits in out.unimodal_logits.items():
         present = batch.present[modality]
         if present.all():
             losses.append(task.loss(logits, batch.y))
         elif present.any():
             losses.append(task.loss(logits[present], batch.y[present]))
-    return losses
+    return sum(losses)
 
 
 def build_method(name: str, task: Task, config: RunConfig,

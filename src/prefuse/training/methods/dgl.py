@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...models.outputs import Request
-from .base import METHODS, Method, unimodal_losses
+from .base import METHODS
+from .multiloss import Multiloss
 
 
 @dataclass
@@ -16,7 +17,7 @@ class DglOptions:
 
 
 @METHODS.register("dgl")
-class Dgl(Method):
+class Dgl(Multiloss):
     """L = l(head(fusion(sg[H])), y) + alpha * sum_m l(sg[head](sg[fusion](h_m alone)), y).
 
     Source: Wei, Luo & Luo, "Boosting Multimodal Learning via Disentangled Gradient
@@ -24,12 +25,9 @@ class Dgl(Method):
     features, so no gradient of it reaches the encoders; each encoder learns from its own
     modality's loss through the same fusion and head with the other modalities masked, and
     those losses send no gradient into fusion or head. alpha = 4, the paper's lower CREMA-D
-    setting.
+    setting. The loss has multi-loss's form; what differs is where its gradients go (the
+    ``request``), and the weight.
     """
 
     Options = DglOptions
     request = Request(shared_unimodal=True, detach_fused=True)
-
-    def loss(self, out, batch):
-        fused = self.task.loss(out.logits, batch.y)
-        return fused + self.options.weight * sum(unimodal_losses(self.task, out, batch))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...models.outputs import Request
-from .base import METHODS, Method, unimodal_losses
+from .base import METHODS, EpochMean, Method, unimodal_losses
 
 
 @dataclass
@@ -26,6 +26,15 @@ class Multiloss(Method):
     Options = MultilossOptions
     request = Request(unimodal_heads=True)
 
+    def __init__(self, task, options=None, stage1=None):
+        super().__init__(task, options, stage1)
+        self.unimodal = EpochMean()
+
     def loss(self, out, batch):
-        fused = self.task.loss(out.logits, batch.y)
-        return fused + self.options.weight * sum(unimodal_losses(self.task, out, batch))
+        unimodal = unimodal_losses(self.task, out, batch)
+        self.unimodal.add(unimodal, len(batch))
+        return self.task.loss(out.logits, batch.y) + self.options.weight * unimodal
+
+    def end_epoch(self, epoch, model, valid):
+        """``unimodal_loss``: the epoch's mean of the summed per-modality losses."""
+        return {"unimodal_loss": self.unimodal.mean()}

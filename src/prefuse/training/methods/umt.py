@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import METHODS, Method
+from .base import METHODS, EpochMean, Method
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Umt(Method):
         # Copies: moving a teacher to the training device must not move the stage-1 result.
         self.teachers = {m: copy.deepcopy(net).eval().requires_grad_(False)
                          for m, net in self.stage1.items()}
+        self.distance = EpochMean()
 
     @torch.no_grad()
     def _teacher_features(self, modality: str, batch) -> torch.Tensor:
@@ -56,5 +57,10 @@ class Umt(Method):
         return total
 
     def loss(self, out, batch):
-        fused = self.task.loss(out.logits, batch.y)
-        return fused + self.options.weight * self.distillation(out.features, batch)
+        distance = self.distillation(out.features, batch)
+        self.distance.add(distance, len(batch))
+        return self.task.loss(out.logits, batch.y) + self.options.weight * distance
+
+    def end_epoch(self, epoch, model, valid):
+        """``umt_distance``: the epoch's mean summed distance to the teachers."""
+        return {"umt_distance": self.distance.mean()}
