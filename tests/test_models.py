@@ -118,3 +118,29 @@ def test_attention_with_no_modality_present_gives_zeros_not_nan():
     (z.sum() + alpha.sum()).backward()
     assert torch.isfinite(h.grad).all() and torch.isfinite(fusion.score.weight.grad).all()
 
+
+
+def test_saved_model_names_its_architecture(tmp_path):
+    import json
+    from dataclasses import replace
+
+    from prefuse.errors import PrefuseError
+    from prefuse.models.saving import load_model, save_model
+    from prefuse.tasks import make_task
+
+    torch.manual_seed(0)
+    model = MultimodalNetwork(replace(_spec(), unimodal_heads=True)).eval()
+    save_model(model, "pretrained+attention+multiloss", make_task("multiclass", 2), tmp_path)
+    meta_path = tmp_path / "model.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["network"] == "simple" and meta["spec"]["unimodal_heads"]
+    loaded, _, _ = load_model(tmp_path)
+    assert torch.equal(loaded(_batch()).logits, model(_batch()).logits)
+    # Saved before model.json named the architecture: a simple network.
+    del meta["network"]
+    meta_path.write_text(json.dumps(meta))
+    assert isinstance(load_model(tmp_path)[0], MultimodalNetwork)
+    meta["network"] = "magic"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(PrefuseError, match=str(tmp_path)):
+        load_model(tmp_path)

@@ -60,7 +60,9 @@ def load_model(path: str | Path, arm: str | None = None) -> tuple[nn.Module, Tas
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         spec = NetworkSpec(**meta["spec"])
         task_info = meta["task"]
-        model = NETWORKS.get(meta["network"], "network")(spec)
+        # Models saved before model.json named the architecture are simple networks (a
+        # MulT among them fails to load its weights, with this error).
+        model = NETWORKS.get(meta.get("network", "simple"), "network")(spec)
         model.load_state_dict(load_file(str(weights_path)))
     except (KeyError, TypeError, ValueError, RuntimeError, OSError, PrefuseError) as e:
         raise PrefuseError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
