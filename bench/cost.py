@@ -67,7 +67,7 @@ def measure(name: str, epochs: int) -> dict:
     arm = arm_named(MODELS[name])
     options = {"lr": config.train.lr, "batch_size": config.train.batch_size,
                "grad_clip": config.train.grad_clip, **arm.train_overrides}
-    method = build_method(arm.method, task, config)
+    method = build_method(arm.method, task, config, dataset.modalities)
     torch.manual_seed(0)
     model = arm.build(network_spec(dataset, config, task, arm.fusion,
                                    method.request.unimodal_heads))

@@ -65,7 +65,7 @@ def _umt(model: MultimodalNetwork) -> Umt:
         teacher.encoders[m].load_state_dict(model.encoders[m].state_dict())
         teacher.standardize[m].load_state_dict(model.standardize[m].state_dict())
         stage1[m] = teacher
-    return build_method("umt", TASK, tiny_config("unused"), stage1)
+    return build_method("umt", TASK, tiny_config("unused"), model.modalities, stage1)
 
 
 def test_umt_extra_loss_is_zero_when_student_equals_teacher():
@@ -103,7 +103,7 @@ def test_umt_distance_by_hand_and_its_gradient_reaches_only_the_encoders(monkeyp
 def test_dgl_fused_loss_sends_no_gradient_into_the_encoders():
     torch.manual_seed(0)
     model = MultimodalNetwork(_spec())
-    method = build_method("dgl", TASK, tiny_config("unused"))
+    method = build_method("dgl", TASK, tiny_config("unused"), list("abc"))
     batch = _batch()
     batch.y = torch.tensor([0, 1, 0, 1, 0, 1])
     out = model(batch, method.request)
@@ -118,7 +118,7 @@ def test_dgl_fused_loss_sends_no_gradient_into_the_encoders():
 def test_multiloss_adds_each_auxiliary_head_loss():
     torch.manual_seed(0)
     model = MultimodalNetwork(replace(_spec(), unimodal_heads=True))
-    method = build_method("multiloss", TASK, tiny_config("unused"))
+    method = build_method("multiloss", TASK, tiny_config("unused"), list("abc"))
     batch = _batch()
     batch.present["a"] = torch.tensor([True, True, False, False, True, True])
     out = model(batch, method.request)
@@ -135,8 +135,10 @@ def test_multiloss_adds_each_auxiliary_head_loss():
 def test_method_options_come_from_the_config(tmp_path):
     config = tiny_config(tmp_path, **{"methods.umt.weight": 2.5})
     assert config.methods == {"umt": {"weight": 2.5}}
-    assert build_method("multiloss", TASK, config).options.weight == 1.0
-    assert build_method("dgl", TASK, config).options.weight == 4.0
+    assert build_method("multiloss", TASK, config, ["a"]).options.weight == 1.0
+    assert build_method("dgl", TASK, config, ["a"]).options.weight == 4.0
+    assert build_method("umt", TASK, config, ["a"], {"a": MultimodalNetwork(
+        _spec().only("a"))}).options.weight == 2.5
 
 
 class Counting(Method):

@@ -145,7 +145,7 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
     if spec.uses_stage1 and not unimodal:
         raise ValueError(f"arm {arm} needs stage-1 networks")
     stage1 = {m: r.model for m, r in (unimodal or {}).items()} if spec.uses_stage1 else None
-    method = build_method(spec.method, task, config, stage1)
+    method = build_method(spec.method, task, config, dataset.modalities, stage1)
     torch.manual_seed(seed)
     model = spec.build(network_spec(dataset, config, task, spec.fusion,
                                     method.request.unimodal_heads))

@@ -67,16 +67,19 @@ class Method:
     Subclasses override what they change. Class attributes: ``Options`` (the dataclass of
     the method's ``[methods.<name>]`` table), ``request`` (extra outputs of forward) and
     ``uses_stage1`` (the method needs the stage-1 networks, given as ``stage1``; their
-    epochs then count against the arm's budget).
+    epochs then count against the arm's budget). ``modalities`` are the network's, in the
+    order of its outputs' modality axis.
     """
 
     Options: ClassVar[type] = NoOptions
     request: ClassVar[Request] = PLAIN
     uses_stage1: ClassVar[bool] = False
 
-    def __init__(self, task: Task, options=None, stage1: dict[str, nn.Module] | None = None):
+    def __init__(self, task: Task, options=None, *, modalities: tuple[str, ...] = (),
+                 stage1: dict[str, nn.Module] | None = None):
         self.task = task
         self.options = options if options is not None else self.Options()
+        self.modalities = tuple(modalities)
         self.stage1 = stage1 or {}
 
     def loss(self, out: NetworkOutput, batch: Batch) -> torch.Tensor:
@@ -138,12 +141,13 @@ def unimodal_losses(task: Task, out: NetworkOutput, batch: Batch) -> torch.Tenso
     return sum(losses)
 
 
-def build_method(name: str, task: Task, config: RunConfig,
+def build_method(name: str, task: Task, config: RunConfig, modalities: list[str],
                  stage1: dict[str, nn.Module] | None = None) -> Method:
-    """The registered method ``name`` with its options from ``config.methods``."""
+    """The registered method ``name`` for a network over ``modalities``, with its options
+    from ``config.methods`` (and the stage-1 networks where it uses them)."""
     cls = METHODS.get(name, "arms")
     options = table_to(cls.Options, config.methods.get(name, {}), f"methods.{name}")
-    return cls(task, options, stage1)
+    return cls(task, options, modalities=tuple(modalities), stage1=stage1)
 
 
 def check_options(config: RunConfig) -> None:

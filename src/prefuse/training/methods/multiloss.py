@@ -26,8 +26,8 @@ class Multiloss(Method):
     Options = MultilossOptions
     request = Request(unimodal_heads=True)
 
-    def __init__(self, task, options=None, stage1=None):
-        super().__init__(task, options, stage1)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.unimodal = EpochMean()
 
     def loss(self, out, batch):

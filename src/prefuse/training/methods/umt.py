@@ -31,10 +31,10 @@ class Umt(Method):
     Options = UmtOptions
     uses_stage1 = True
 
-    def __init__(self, task, options=None, stage1=None):
-        super().__init__(task, options, stage1)
-        if not self.stage1:
-            raise ValueError("umt needs the stage-1 networks as teachers")
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.modalities or set(self.stage1) != set(self.modalities):
+            raise ValueError("umt needs a stage-1 network (teacher) for every modality")
         # Copies: moving a teacher to the training device must not move the stage-1 result.
         self.teachers = {m: copy.deepcopy(net).eval().requires_grad_(False)
                          for m, net in self.stage1.items()}
@@ -49,7 +49,7 @@ class Umt(Method):
         """sum_m of the mean squared distance of student features ``(B, M, m)`` to the
         teachers', over the samples that have modality m."""
         total = features.new_zeros(())
-        for k, modality in enumerate(self.teachers):
+        for k, modality in enumerate(self.modalities):
             present = batch.present[modality]
             if present.any():
                 gap = features[:, k] - self._teacher_features(modality, batch)
