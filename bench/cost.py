@@ -6,7 +6,8 @@ The data is generated (seeded) with CMU-MOSI's shape: 1284/229/686 samples, T=50
 text 300, audio 5, vision 20, sentiment in [-3, 3]. Each model is measured in its own
 fresh subprocess so peak memory is its own. An epoch is one training pass with the
 arm's own settings (batch size, clipping), timed as data (building the batch) plus
-compute (forward, backward, clip, step); validation is not included. The last line
+compute (``train_step``, the very step training runs: forward, the method's loss,
+backward, clip, step); validation is not included. The last line
 printed is one JSON object: ``simple``, ``mult``, ``epoch_time_ratio`` (MulT's seconds
 per epoch / the simple network's) and ``params_ratio``.
 """
@@ -22,14 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from prefuse.config import RunConfig
+from prefuse.data.batching import Tensors
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.tasks import task_for
-from prefuse.training.arms import ARM_SPECS
+from prefuse.training.arms import arm as arm_named
 from prefuse.training.cost import count_params, inference_throughput, peak_rss_mb
-from prefuse.training.recipe import Tensors, network_spec
+from prefuse.training.loop import train_step
+from prefuse.training.methods import build_method
+from prefuse.training.recipe import network_spec
 
 SIZES = {"train": 1284, "valid": 229, "test": 686}
 STEPS = 50
@@ -61,11 +64,13 @@ def measure(name: str, epochs: int) -> dict:
     task = task_for(dataset)
     data = Tensors(dataset, task)
     config = RunConfig()
-    arm = ARM_SPECS.get(MODELS[name])
+    arm = arm_named(MODELS[name])
     options = {"lr": config.train.lr, "batch_size": config.train.batch_size,
                "grad_clip": config.train.grad_clip, **arm.train_overrides}
+    method = build_method(arm.method, task, config, dataset.modalities)
     torch.manual_seed(0)
-    model = arm.build(network_spec(dataset, config, task, arm.fusion))
+    model = arm.build(network_spec(dataset, config, task, arm.fusion,
+                                   method.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
     optimizer = torch.optim.Adam(model.parameters(), lr=options["lr"])
     generator = torch.Generator().manual_seed(0)
@@ -80,11 +85,7 @@ def measure(name: str, epochs: int) -> dict:
             if batch is None:
                 break
             start = time.perf_counter()
-            loss = task.loss(model(batch)[0], batch.y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), options["grad_clip"])
-            optimizer.step()
+            train_step(model, model, batch, method, optimizer, options["grad_clip"])
             compute_seconds += time.perf_counter() - start
     return {
         "params": count_params(model),

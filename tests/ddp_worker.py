@@ -2,7 +2,8 @@
 
 Each rank starts from a different random initialisation (DDP must broadcast rank 0's),
 trains, and saves its final weights; rank 0 alone writes ``result.json``, opened for
-exclusive creation so that a second writer would fail.
+exclusive creation so that a second writer would fail. With a second argument
+``scaled``, training uses ``ReducedScale``, a method that changes gradients after backward.
 """
 
 from __future__ import annotations
@@ -14,15 +15,33 @@ from pathlib import Path
 import torch
 
 from prefuse.config import RunConfig
+from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
 from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
 from prefuse.training import distributed
 from prefuse.training.loop import fit
-from prefuse.training.recipe import Tensors, network_spec
+from prefuse.training.methods.dgl import Dgl
+from prefuse.training.recipe import network_spec
 
 
-def train(seed_init: int) -> tuple[MultimodalNetwork, object]:
+class ReducedScale(Dgl):
+    """DGL, and the encoders' gradients scaled by 1 / (1 + the batch's loss): a value
+    computed from the batch, so it is summed across ranks to scale every rank alike."""
+
+    def loss(self, out, batch):
+        loss = super().loss(out, batch)
+        self.seen = [loss.item() * len(batch), float(len(batch))]
+        return loss
+
+    def after_backward(self, model):
+        total, count = distributed.sum_all(self.seen)
+        for p in model.encoders.parameters():
+            if p.grad is not None:
+                p.grad.mul_(1.0 / (1.0 + total / count))
+
+
+def train(seed_init: int, scaled: bool = False) -> tuple[MultimodalNetwork, object]:
     """The tiny training both this worker and the one-process reference run."""
     torch.set_num_threads(1)
     dataset = make_synthetic(seed=0, train=96, valid=32, test=32)
@@ -35,12 +54,12 @@ def train(seed_init: int) -> tuple[MultimodalNetwork, object]:
     model = MultimodalNetwork(network_spec(dataset, config, task, "attention"))
     model.fit_standardization(dataset["train"])
     result = fit(model, data.train, data.valid, task, epochs=3, lr=1e-2, seed=0,
-                 batch_size=32, freeze_epochs=1)
+                 batch_size=32, freeze_epochs=1, method=ReducedScale(task) if scaled else None)
     return model, result
 
 
-def main(out: Path) -> None:
-    model, result = train(seed_init=distributed.rank())
+def main(out: Path, scaled: bool) -> None:
+    model, result = train(seed_init=distributed.rank(), scaled=scaled)
     torch.save(model.state_dict(), out / f"weights-{distributed.rank()}.pt")
     if distributed.is_main():
         with open(out / "result.json", "x", encoding="utf-8") as f:
@@ -49,4 +68,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2:] == ["scaled"])

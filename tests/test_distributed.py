@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from prefuse.training import distributed
@@ -32,8 +33,9 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
     assert distributed.sum_all([1.0, 2.0]) == [1.0, 2.0]
 
 
-def test_two_processes_train_like_one(tmp_path):
-    done = torchrun([str(HERE / "ddp_worker.py"), str(tmp_path)], tmp_path)
+@pytest.mark.parametrize("method", ["plain", "scaled"])
+def test_two_processes_train_like_one(tmp_path, method):
+    done = torchrun([str(HERE / "ddp_worker.py"), str(tmp_path), method], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"weights-{r}.pt", weights_only=True) for r in (0, 1)]
     for key, value in ranks[0].items():
@@ -47,7 +49,7 @@ def test_two_processes_train_like_one(tmp_path):
         from ddp_worker import train
     finally:
         sys.path.remove(str(HERE))
-    single, _ = train(seed_init=0)
+    single, _ = train(seed_init=0, scaled=method == "scaled")
     for key, value in single.state_dict().items():
         assert torch.allclose(value, ranks[0][key], atol=1e-4), key
 

@@ -41,10 +41,11 @@ def test_attention_changes_the_output():
     torch.manual_seed(0)
     model = MultimodalNetwork(_spec()).eval()
     batch = _batch()
-    before, weights = model(batch)
+    before = model(batch).logits
     with torch.no_grad():
         model.fusion.score.bias.copy_(torch.tensor([10.0, -10.0, -10.0]))
-    after, new_weights = model(batch)
+    out = model(batch)
+    after, new_weights = out.logits, out.weights
     assert torch.allclose(new_weights[:, 0], torch.ones(6), atol=1e-3)
     assert not torch.allclose(before, after)
 
@@ -89,8 +90,9 @@ def test_padding_does_not_change_the_encoding(kind):
 @pytest.mark.parametrize("encoder", ["lstm", "transformer"])
 def test_network_output_shapes(encoder):
     model = MultimodalNetwork(_spec(encoder=encoder))
-    logits, weights = model(_batch())
-    assert logits.shape == (6, 2) and weights.shape == (6, 3)
+    out = model(_batch())
+    assert out.logits.shape == (6, 2) and out.weights.shape == (6, 3)
+    assert out.features.shape == (6, 3, 8) and out.unimodal_logits == {}
 
 
 def test_load_pretrained_copies_encoder_and_drops_head():
@@ -104,3 +106,41 @@ def test_load_pretrained_copies_encoder_and_drops_head():
                                  unimodal.encoders["b"].state_dict().items()):
         assert torch.equal(p, q), name
     assert fused.head[0].in_features == 3 * spec.width  # the fused head, not stage 1's
+
+
+def test_attention_with_no_modality_present_gives_zeros_not_nan():
+    fusion = ModalityAttention(modalities=3, width=4)
+    h = torch.randn(2, 3, 4, requires_grad=True)
+    present = torch.tensor([[False, False, False], [True, False, True]])
+    z, alpha = fusion(h, present)
+    assert torch.equal(alpha[0], torch.zeros(3)) and torch.equal(z[0], torch.zeros(12))
+    assert torch.isclose(alpha[1].sum(), torch.tensor(1.0)) and alpha[1, 1] == 0
+    (z.sum() + alpha.sum()).backward()
+    assert torch.isfinite(h.grad).all() and torch.isfinite(fusion.score.weight.grad).all()
+
+
+
+def test_saved_model_names_its_architecture(tmp_path):
+    import json
+    from dataclasses import replace
+
+    from prefuse.errors import PrefuseError
+    from prefuse.models.saving import load_model, save_model
+    from prefuse.tasks import make_task
+
+    torch.manual_seed(0)
+    model = MultimodalNetwork(replace(_spec(), unimodal_heads=True)).eval()
+    save_model(model, "pretrained+attention+multiloss", make_task("multiclass", 2), tmp_path)
+    meta_path = tmp_path / "model.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["network"] == "simple" and meta["spec"]["unimodal_heads"]
+    loaded, _, _ = load_model(tmp_path)
+    assert torch.equal(loaded(_batch()).logits, model(_batch()).logits)
+    # Saved before model.json named the architecture: a simple network.
+    del meta["network"]
+    meta_path.write_text(json.dumps(meta))
+    assert isinstance(load_model(tmp_path)[0], MultimodalNetwork)
+    meta["network"] = "magic"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(PrefuseError, match=str(tmp_path)):
+        load_model(tmp_path)

@@ -11,7 +11,7 @@ from prefuse.data.dataset import Split
 from prefuse.models.mult import MulT
 from prefuse.models.network import NetworkSpec
 from prefuse.tasks import make_task
-from prefuse.training.arms import ARM_SPECS
+from prefuse.training.arms import arm as arm_named
 from prefuse.training.loop import fit
 
 TINY = {"width": 8, "layers": 1, "heads": 2, "embed_dropout": 0.0, "attn_dropout": 0.0,
@@ -48,8 +48,8 @@ def test_param_count_matches_published_defaults():
 
 
 def test_registered_as_arm_with_its_own_optimiser_settings():
-    arm = ARM_SPECS.get("mult")
-    assert arm.build is MulT and not arm.pretrained
+    arm = arm_named("mult")
+    assert arm.build is MulT and not arm.uses_stage1 and not arm.has_weights
     assert arm.train_overrides == {"lr": 1e-3, "batch_size": 24, "grad_clip": 0.8}
 
 
@@ -69,7 +69,8 @@ def test_simple_network_width_does_not_set_mult_width():
 def test_forward_shapes(shapes):
     dims = {m: s[-1] for m, s in shapes.items()}
     model = MulT(spec(dims, TINY, out_dim=2)).eval()
-    logits, weights = model(batch(shapes))
+    out = model(batch(shapes))
+    logits, weights = out.logits, out.weights
     assert logits.shape == (3, 2)
     assert weights.shape == (3, len(shapes))
     assert torch.allclose(weights, torch.full_like(weights, 1 / len(shapes)))
@@ -85,19 +86,20 @@ def test_padding_does_not_change_output(kernel):
     padded = Batch(x={m: torch.cat([v, torch.zeros(2, 5, v.shape[2])], dim=1)
                       for m, v in short.x.items()},
                    lengths=short.lengths, present=short.present, y=short.y)
-    assert torch.allclose(model(short)[0], model(padded)[0], atol=1e-5)
+    assert torch.allclose(model(short).logits, model(padded).logits, atol=1e-5)
 
 
 def test_missing_modality_is_masked_not_nan():
     model = MulT(spec({"text": 6, "audio": 4, "vision": 5}, TINY)).eval()
     b = batch({"text": (2, 7, 6), "audio": (2, 7, 4), "vision": (2, 7, 5)})
     b.present["audio"] = torch.tensor([False, True])
-    logits, weights = model(b)
+    out = model(b)
+    logits, weights = out.logits, out.weights
     assert torch.isfinite(logits).all()
     assert torch.allclose(weights[0], torch.tensor([0.5, 0.0, 0.5]))
     # What a missing modality holds must not matter.
     b.x["audio"][0] = 100.0
-    assert torch.allclose(model(b)[0], logits)
+    assert torch.allclose(model(b).logits, logits)
 
 
 def test_tiny_mult_learns():
@@ -128,4 +130,4 @@ def test_saved_and_loaded_like_any_arm(tmp_path):
     save_model(model, "mult", make_task("regression", 1, ["y"]), tmp_path)
     loaded, _, meta = load_model(tmp_path)
     assert meta["arm"] == "mult" and isinstance(loaded, MulT)
-    assert torch.allclose(loaded(b)[0], model(b)[0])
+    assert torch.allclose(loaded(b).logits, model(b).logits)

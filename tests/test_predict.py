@@ -12,7 +12,7 @@ import torch
 import prefuse
 from prefuse.cli import main
 from prefuse.config import RunConfig, with_overrides
-from prefuse.data.batching import TensorSplit
+from prefuse.data.batching import Tensors, TensorSplit
 from prefuse.data.formats.npz import dataset_arrays, save_npz
 from prefuse.data.inspect import describe
 from prefuse.data.synthetic import DIMS, make_synthetic
@@ -22,9 +22,9 @@ from prefuse.inference import scores as prefuse_scores
 from prefuse.models.network import MultimodalNetwork
 from prefuse.models.saving import load_model, save_model
 from prefuse.tasks import task_for
+from prefuse.training.evaluation import evaluate
 from prefuse.training.experiment import run_experiment
-from prefuse.training.loop import evaluate
-from prefuse.training.recipe import Tensors, network_spec, train_arm
+from prefuse.training.recipe import network_spec, train_arm
 
 SIZES = {"train": 80, "valid": 30, "test": 40}
 MODALITIES = ["text", "audio", "vision"]

@@ -27,10 +27,11 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
         writer.writerows(rows)
 
 
-def _arm(valid: dict[str, float], weights: dict[str, float] | None = None) -> dict:
+def _arm(valid: dict[str, float], weights: dict[str, float] | None = None,
+         **traits) -> dict:
     entry = {"seeds": {s: {"valid": {"acc": v}, "test": {"acc": v}} for s, v in valid.items()},
              "mean": {"acc": 0.7}, "std": {"acc": 0.01}, "train_seconds": 1.0,
-             "seconds_per_epoch": 0.1, "params": 100}
+             "seconds_per_epoch": 0.1, "params": 100, **traits}
     if weights is not None:
         entry["mean_weights"] = weights
     return entry
@@ -61,8 +62,9 @@ def run_dir(tmp_path: Path) -> Path:
         "dataset": "hand", "task": "binary", "modalities": ["a", "b"],
         "primary_metric": "acc", "chance": {"acc": 0.5},
         "arms": {"scratch+concat": _arm({"0": 0.6, "1": 0.6}),
-                 "scratch+attention": _arm({"0": 0.7, "1": 0.6}),
-                 "pretrained+attention": _arm({"0": 0.7, "1": 0.8})},
+                 "scratch+attention": _arm({"0": 0.7, "1": 0.6}, has_weights=True),
+                 "pretrained+attention": _arm({"0": 0.7, "1": 0.8}, has_weights=True,
+                                              headline=True, before="scratch+attention")},
         "unimodal": {"a": {"mean": {"acc": 0.6}, "std": {"acc": 0.0},
                            "epochs_to_converge": 2.0},
                      "b": {"mean": {"acc": 0.55}, "std": {"acc": 0.0},
@@ -171,7 +173,8 @@ def test_examples_come_from_the_saved_seed_and_rank_by_weight(run_dir):
 def test_disagreements_pair_samples_by_id(run_dir):
     run = load_run(run_dir)
     # Seed 0: s1 a->a, s2 a->b (shift .3), s3 b->b: one disagreement.
-    pairs, count = att.disagreements(run, "0")
+    assert att.before_after(run) == ("scratch+attention", "pretrained+attention")
+    pairs, count = att.disagreements(run, "0", "scratch+attention", "pretrained+attention")
     assert count == 1
     assert pairs[0]["after"]["id"] == "s2"
     assert (pairs[0]["top_before"], pairs[0]["top_after"]) == ("a", "b")

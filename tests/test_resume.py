@@ -14,13 +14,14 @@ import torch
 
 import prefuse
 from prefuse.config import load_config, with_overrides
+from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
 from prefuse.errors import PrefuseError
 from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
 from prefuse.training.checkpoint import RunCheckpoints, StageCheckpoint
 from prefuse.training.loop import fit
-from prefuse.training.recipe import Tensors, network_spec
+from prefuse.training.recipe import network_spec
 
 CONFIG = """\
 seeds = [0]

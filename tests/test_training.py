@@ -4,12 +4,14 @@ import numpy as np
 import torch
 
 from prefuse.cli import main
+from prefuse.data.batching import Tensors
 from prefuse.data.formats.npz import save_npz
 from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
-from prefuse.training.arms import ARM_SPECS
-from prefuse.training.loop import evaluate, fit
-from prefuse.training.recipe import Tensors, network_spec, pretrain, train_arm
+from prefuse.training.arms import arm as arm_named
+from prefuse.training.evaluation import evaluate
+from prefuse.training.loop import fit
+from prefuse.training.recipe import network_spec, pretrain, train_arm
 
 from .conftest import mixed_dataset, tiny_config
 
@@ -50,7 +52,7 @@ def test_stage_two_starts_from_stage_one_weights(tiny_synthetic, tmp_path, monke
     for m, result in unimodal.items():
         for k, v in result.model.encoders[m].state_dict().items():
             assert torch.equal(seen[m][k], v), (m, k)
-    assert ARM_SPECS.get("pretrained+attention").pretrained
+    assert arm_named("pretrained+attention").loads_stage1
 
 
 def test_same_seed_same_results_other_seed_differs(tiny_synthetic, tmp_path):
@@ -121,7 +123,7 @@ def test_metric_by_dominant_matches_a_hand_count():
 
     from prefuse.data.dataset import Split
     from prefuse.tasks import make_task
-    from prefuse.training.experiment import metric_by_dominant
+    from prefuse.training.summary import metric_by_dominant
 
     split = Split(features={"a": np.zeros((6, 1), np.float32)},
                   labels=np.array([1, 0, 1, 0, 1, 0]), lengths={"a": np.ones(6, np.int64)},

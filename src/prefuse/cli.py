@@ -43,7 +43,10 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
                  if getattr(args, flag, None) is not None}
     overrides.update(_parse_set(args.set or []))
-    return with_overrides(config, overrides) if overrides else config.validate()
+    config = with_overrides(config, overrides) if overrides else config.validate()
+    from .training.checks import check_config  # the registries: loaded only when needed
+
+    return check_config(config, args.config)
 
 
 def _say(text: str) -> None:
@@ -172,8 +175,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", help="data format (default: detect from content)")
     p.add_argument("--out", help="run directory")
     p.add_argument("--seeds", type=int, nargs="+")
-    p.add_argument("--arms", nargs="+", help="arms to train, e.g. scratch+concat "
-                   "pretrained+attention")
+    p.add_argument("--arms", nargs="+", help="arms to train: <init>+<fusion>[+<method>] "
+                   "(e.g. scratch+concat, pretrained+attention+umt), mult, or the groups "
+                   "paper (the 2x2 ablation), balance (each method on pretrained+attention), "
+                   "all")
     p.add_argument("--epochs", type=int, help="total epoch budget per arm")
     p.add_argument("--pretrain-epochs", type=int, help="stage-1 epochs (part of the budget)")
     p.add_argument("--lr", type=float)

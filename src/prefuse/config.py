@@ -1,7 +1,9 @@
 """Typed run configuration: dataclasses, loaded from and saved as TOML.
 
-A config file holds the tables ``[data]``, ``[model]`` and ``[train]`` plus top-level
-``out``, ``seeds`` and ``arms``. Unknown keys and wrong types are errors naming the field.
+A config file holds the tables ``[data]``, ``[model]``, ``[train]`` and ``[methods.<name>]``
+plus top-level ``out``, ``seeds`` and ``arms``. Unknown keys and wrong types are errors
+naming the field. This module checks types and ranges only; names that registries own
+(arms, encoders, methods) are checked by ``prefuse.training.checks``, which can see them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tomllib
 
 from .errors import ConfigError
 
+# The paper's 2x2 ablation: the default arms.
 ARMS = ("scratch+concat", "scratch+attention", "pretrained+concat", "pretrained+attention")
 
 
@@ -96,7 +99,9 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """Everything one ``prefuse run`` needs."""
+    """Everything one ``prefuse run`` needs. ``arms`` may hold the groups ``paper``,
+    ``balance`` and ``all``; ``methods`` maps a method's name to its options (defaults
+    for those not given come from the method's own options dataclass)."""
 
     out: str = "runs/default"
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -104,6 +109,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    methods: dict[str, dict[str, int | float | bool | str]] = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
         """Check values; raise ``ConfigError`` naming the first bad field."""
@@ -124,11 +130,6 @@ class RunConfig:
         for name, value in non_negative.items():
             if value < 0:
                 raise ConfigError(name, f"must be >= 0, got {value}")
-        if any("pretrained" in arm for arm in self.arms) and not \
-                0 < t.pretrain_epochs < t.epochs:
-            raise ConfigError("train.pretrain_epochs",
-                              f"must lie in [1, epochs-1] = [1, {t.epochs - 1}] for pre-trained "
-                              f"arms (it counts against the budget), got {t.pretrain_epochs}")
         if self.data.csd.max_steps < 0:
             raise ConfigError("data.csd.max_steps", f"must be >= 0, got {self.data.csd.max_steps}")
         if any(c < 0 for c in self.data.label_columns):
@@ -144,16 +145,6 @@ class RunConfig:
             raise ConfigError("seeds", f"seeds repeat: {self.seeds}")
         if not self.arms:
             raise ConfigError("arms", "needs at least one arm")
-        from .training.arms import ARM_SPECS  # arms register themselves there
-
-        for arm in self.arms:
-            ARM_SPECS.get(arm, "arms")
-        from .models.encoders import ENCODERS
-
-        ENCODERS.get(m.encoder, "model.encoder")
-        ENCODERS.get(m.vector_encoder, "model.vector_encoder")
-        for modality, kind in m.encoders.items():
-            ENCODERS.get(kind, f"model.encoders.{modality}")
         return self
 
 
@@ -201,6 +192,12 @@ def _from_dict(cls, raw: dict, source: object = None, prefix: str = ""):
     return cls(**values)
 
 
+def table_to(cls, raw: dict, prefix: str, source: object = None):
+    """The dataclass ``cls`` filled from the table ``raw`` (keys and types checked; errors
+    name ``prefix.<key>``)."""
+    return _from_dict(cls, raw, source, prefix=f"{prefix}.")
+
+
 def config_from_dict(raw: dict, source: object = None) -> RunConfig:
     """Build and validate a ``RunConfig`` from a parsed TOML dict."""
     return _from_dict(RunConfig, raw, source).validate()
@@ -229,21 +226,25 @@ def config_to_toml(config: RunConfig) -> str:
 
 
 def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig:
-    """A copy of ``config`` with dotted-key overrides (``"train.lr": 0.01``) applied."""
+    """A copy of ``config`` with dotted-key overrides (``"train.lr": 0.01``) applied; a key
+    under ``methods`` creates its method's table (``"methods.umt.weight": 5.0``)."""
     raw = asdict(config)
     for dotted, value in overrides.items():
         node = raw
         *parents, leaf = dotted.split(".")
         for p in parents:
+            # A method's table may be absent until a key of it is set.
+            if node is raw["methods"] and p not in node:
+                node[p] = {}
             if not isinstance(node.get(p), dict):
                 raise ConfigError(dotted, "no such config table")
             node = node[p]
-        if leaf not in node:
+        if leaf not in node and parents[:1] != ["methods"]:
             raise ConfigError(dotted, "no such config field")
         node[leaf] = value
     return config_from_dict(raw)
 
 
 __all__ = ["ARMS", "RunConfig", "DataConfig", "CsdConfig", "ModelConfig", "TrainConfig",
-           "SyntheticConfig", "load_config", "config_to_toml", "config_from_dict",
+           "SyntheticConfig", "load_config", "table_to", "config_to_toml", "config_from_dict",
            "with_overrides", "replace"]

@@ -30,7 +30,7 @@ from .fileio import write_text
 from .models.network import NetworkSpec
 from .models.saving import load_model
 from .tasks import Task
-from .training.loop import Evaluation, evaluate
+from .training.evaluation import Evaluation, evaluate
 
 Loaded = tuple[nn.Module, Task, dict]
 

@@ -1,4 +1,4 @@
-"""Literature-standard metrics (DESIGN section 4), named exactly as there.
+"""Literature-standard metrics, named as MulT's and MMSA's evaluation code names them.
 
 Every function takes numpy arrays of predictions and truth and returns ``{name: float}``.
 """
@@ -13,8 +13,24 @@ LOWER_IS_BETTER_PREFIXES = ("mae", "loss")
 
 
 def lower_is_better(name: str) -> bool:
-    """Whether a metric called ``name`` improves as it falls (MAE, losses)."""
+    """Whether a metric called ``name`` improves as it falls (MAE, losses). The one place
+    that decides; everything else goes through ``direction`` or ``is_better``."""
     return name.startswith(LOWER_IS_BETTER_PREFIXES)
+
+
+def direction(name: str) -> float:
+    """+1 where a larger ``name`` is better, -1 where a smaller one is: ``direction * value``
+    always grows with quality."""
+    return -1.0 if lower_is_better(name) else 1.0
+
+
+def is_better(name: str, value: float, best: float | None) -> bool:
+    """Whether ``value`` improves on ``best`` for metric ``name`` (NaN never improves)."""
+    if value != value:  # NaN
+        return False
+    if best is None:
+        return True
+    return direction(name) * value > direction(name) * best
 
 
 def _pearson(p: np.ndarray, t: np.ndarray) -> float:

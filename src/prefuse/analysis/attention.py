@@ -8,17 +8,29 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..metrics import lower_is_better
+from ..metrics import direction
 from .rundir import RunFiles, number
-
-BEFORE, AFTER = "scratch+attention", "pretrained+attention"
 
 
 def attention_arms(run: RunFiles) -> list[str]:
-    """Arms of ``attention.csv`` that have modality attention (by name, as
-    ``metrics.json``'s ``attention_agreement`` does), in ``metrics.json`` order."""
+    """Arms of ``attention.csv`` whose modality weights are learned (``has_weights`` in
+    ``metrics.json``), in ``metrics.json`` order."""
     present = {row["arm"] for row in run.attention}
-    return [a for a in run.summary["arms"] if a in present and "attention" in a]
+    return [a for a, entry in run.summary["arms"].items()
+            if a in present and entry.get("has_weights")]
+
+
+def headline(run: RunFiles) -> str | None:
+    """The arm ``metrics.json`` marks as the headline, if the run trained it."""
+    return next((a for a, e in run.summary["arms"].items() if e.get("headline")), None)
+
+
+def before_after(run: RunFiles) -> tuple[str, str] | None:
+    """``(before, after)``: the headline arm and the arm ``metrics.json`` names as its
+    attention before pre-training, where the run trained both."""
+    after = headline(run)
+    before = run.summary["arms"][after].get("before") if after else None
+    return (before, after) if before in run.summary["arms"] else None
 
 
 def rows_of(run: RunFiles, arm: str, seed: str | None = None) -> list[dict[str, str]]:
@@ -109,16 +121,15 @@ def group_means(run: RunFiles, arm: str, grouping: Grouping = class_groups
 
 def example_seed(run: RunFiles, arm: str) -> str:
     """The seed whose model ``prefuse run`` saved for ``arm``: best validation primary
-    metric (first seed on ties), as ``experiment._best_seed`` chooses."""
+    metric (first seed on ties), as ``prefuse run`` chooses."""
     seeds = run.summary["arms"][arm]["seeds"]
     metric = run.primary
-    sign = 1.0 if lower_is_better(metric) else -1.0
 
     def score(seed: str) -> float:
         value = seeds[seed]["valid"].get(metric)
-        return np.inf if value is None else sign * value
+        return -np.inf if value is None else direction(metric) * value
 
-    return min(seeds, key=score)
+    return max(seeds, key=score)
 
 
 def top_examples(run: RunFiles, arm: str, seed: str, modality: str,
@@ -131,12 +142,13 @@ def top_examples(run: RunFiles, arm: str, seed: str, modality: str,
     return [rows[i] for i in order]
 
 
-def disagreements(run: RunFiles, seed: str, k: int = 5) -> tuple[list[dict], int]:
-    """Test samples whose top-weighted modality differs between scratch+attention and
-    pretrained+attention (same seed): the ``k`` with the largest weight shift (total
-    variation distance), and how many samples disagree. Pairs rows by id."""
-    before = {r["id"]: r for r in rows_of(run, BEFORE, seed)}
-    after = rows_of(run, AFTER, seed)
+def disagreements(run: RunFiles, seed: str, before_arm: str, after_arm: str,
+                  k: int = 5) -> tuple[list[dict], int]:
+    """Test samples whose top-weighted modality differs between ``before_arm`` and
+    ``after_arm`` (same seed): the ``k`` with the largest weight shift (total variation
+    distance), and how many samples disagree. Pairs rows by id."""
+    before = {r["id"]: r for r in rows_of(run, before_arm, seed)}
+    after = rows_of(run, after_arm, seed)
     pairs = [(before[r["id"]], r) for r in after if r["id"] in before]
     if not pairs:
         return [], 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics import lower_is_better
+from ..metrics import direction
 from .rundir import RunFiles, number
 
 
@@ -65,8 +65,7 @@ def normalise(values: np.ndarray, metric: str) -> np.ndarray:
     A run that never improves on its first epoch has no scale: all NaN (not drawn).
     """
     values = np.asarray(values, dtype=float)
-    sign = -1.0 if lower_is_better(metric) else 1.0
-    gain = sign * (values - values[0])
+    gain = direction(metric) * (values - values[0])
     best = np.nanmax(gain) if np.isfinite(gain).any() else np.nan
     if not best > 0:
         return np.full_like(values, np.nan)
@@ -121,7 +120,6 @@ def usage_summary(curves: dict[str, Curve], metric: str) -> dict:
     early"."""
     first = {m: float(c.mean[0]) for m, c in curves.items()}
     last = {m: float(c.settled().mean[-1]) for m, c in curves.items()}
-    sign = -1.0 if lower_is_better(metric) else 1.0
     finite = {m: v for m, v in first.items() if np.isfinite(v)}
-    leader = max(finite, key=lambda m: sign * finite[m]) if finite else None
+    leader = max(finite, key=lambda m: direction(metric) * finite[m]) if finite else None
     return {"first": first, "last": last, "leader": leader}

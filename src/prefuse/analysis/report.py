@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_path, write_text
-from ..metrics import lower_is_better
+from ..metrics import direction
 from . import attention as att
 from . import convergence as conv
 from . import plots
@@ -59,8 +59,9 @@ def _convergence(run: RunFiles) -> list[Block]:
     blocks.append(Figure("convergence", "Stage 1: normalised validation curves and loss",
                          plots.convergence_figure(normalised, loss, converge, run.primary,
                                                   run.modalities)))
-    best = np.nanmin if lower_is_better(run.primary) else np.nanmax
-    rows = [[m, _num(converge.get(m)), _num(float(best(valid[m].mean))),
+    rows = [[m, _num(converge.get(m)),
+             _num(direction(run.primary) * float(np.nanmax(direction(run.primary)
+                                                           * valid[m].mean))),
              _num(unimodal.get(m, {}).get("mean", {}).get(run.primary))]
             for m in run.modalities if m in valid]
     blocks.append(Table(["modality", "epochs to converge", f"best mean valid {run.primary}",
@@ -102,9 +103,11 @@ def _attention(run: RunFiles, arms: list[str]) -> list[Block]:
         agreement = run.summary["arms"][arm].get("attention_agreement")
         rows.append([arm] + [f"{mean[m]:.3f} ± {std[m]:.3f}" for m in run.modalities]
                     + [_num(agreement)])
-    blocks.append(Text(f"{att.BEFORE} is attention before pre-training, {att.AFTER} after. "
-                       "Agreement: how often the top-weighted modality is the sample's "
-                       "dominant one (only for data that records it)."))
+    pair = att.before_after(run)
+    before_after = f"{pair[0]} is attention before pre-training, {pair[1]} after. " \
+        if pair else ""
+    blocks.append(Text(before_after + "Agreement: how often the top-weighted modality is the "
+                       "sample's dominant one (only for data that records it)."))
     blocks.append(Table(["arm"] + [f"mean weight {m}" for m in run.modalities]
                         + ["agreement with dominant"], rows))
     blocks.append(Figure("attention_means", "Mean attention weight per modality",
@@ -162,7 +165,7 @@ def _examples(run: RunFiles, arms: list[str]) -> list[Block]:
     blocks: list[Block] = [Heading("Examples")]
     if not arms:
         return blocks + [Text("No attention arm: no per-sample weights to pick examples by.")]
-    arm = att.AFTER if att.AFTER in arms else arms[0]
+    arm = att.headline(run) if att.headline(run) in arms else arms[0]
     seed = att.example_seed(run, arm)
     weights_header = "weights " + " / ".join(run.modalities)
     blocks.append(Text(f"Test samples of {arm}, seed {seed} (the seed whose model the run "
@@ -173,12 +176,15 @@ def _examples(run: RunFiles, arms: list[str]) -> list[Block]:
         blocks.append(Table(_sample_columns(run) + [weights_header],
                             [_sample_cells(run, r) + [_weights_cell(run, r)] for r in rows]))
     blocks.append(Heading("Where the modalities disagree", level=3))
-    if not {att.BEFORE, att.AFTER} <= set(arms):
-        return blocks + [Text(f"Needs both {att.BEFORE} and {att.AFTER}.")]
-    pairs, count = att.disagreements(run, seed, EXAMPLES)
-    total = len(att.rows_of(run, att.AFTER, seed))
-    blocks.append(Text(f"Samples whose top-weighted modality differs between {att.BEFORE} and "
-                       f"{att.AFTER} (seed {seed}): {count} of {total}. Shown: the "
+    pair = att.before_after(run)
+    if pair is None or not set(pair) <= set(arms):
+        return blocks + [Text("Needs the headline arm and its arm before pre-training, both "
+                              "with learned modality weights.")]
+    before, after = pair
+    pairs, count = att.disagreements(run, seed, before, after, EXAMPLES)
+    total = len(att.rows_of(run, after, seed))
+    blocks.append(Text(f"Samples whose top-weighted modality differs between {before} and "
+                       f"{after} (seed {seed}): {count} of {total}. Shown: the "
                        f"{len(pairs)} with the largest weight shift (total variation)."))
     blocks.append(Table(
         _sample_columns(run) + ["top before → after", "prediction before",

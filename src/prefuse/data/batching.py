@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .dataset import Split
+from .dataset import MultimodalDataset, Split
+
+if TYPE_CHECKING:
+    from ..tasks import Task
 
 
 @dataclass
@@ -86,3 +90,19 @@ def _drop(present: dict[str, torch.Tensor], p: float,
     empty = ~keep.any(dim=1)
     keep[empty] = stacked[empty]
     return {m: keep[:, i] for i, m in enumerate(names)}
+
+
+class Tensors:
+    """The three splits as tensors, built once per experiment."""
+
+    def __init__(self, dataset: MultimodalDataset, task: Task):
+        regression = task.kind == "regression"
+        self.train, self.valid, self.test = (
+            TensorSplit(dataset[s], dataset.modalities, regression)
+            for s in ("train", "valid", "test"))
+
+
+def presence(modalities: list[str], n: int, keep: set[str]) -> dict[str, torch.Tensor]:
+    """A ``present`` override for ``evaluate``: the modalities in ``keep`` present for all
+    ``n`` samples, the others masked."""
+    return {k: torch.full((n,), k in keep) for k in modalities}

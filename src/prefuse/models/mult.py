@@ -43,9 +43,9 @@ from torch import nn
 
 from ..data.batching import Batch
 from ..data.dataset import Split
-from ..training.arms import ArmSpec, register_arm
 from .encoders import sinusoidal_positions, step_mask
-from .network import NetworkSpec, Standardize
+from .network import NETWORKS, NetworkSpec, Standardize
+from .outputs import PLAIN, NetworkOutput, Request
 
 DEFAULTS = {"width": 30, "layers": 5, "heads": 5, "kernel": 1, "attn_dropout": 0.1,
             "relu_dropout": 0.1, "res_dropout": 0.1, "embed_dropout": 0.25,
@@ -134,13 +134,17 @@ class Stack(nn.Module):
         return self.norm(x)
 
 
+@NETWORKS.register("mult")
 class MulT(nn.Module):
     """The Multimodal Transformer for any M >= 2 modalities.
 
     Options come from ``spec.extra`` (keys of ``DEFAULTS``; the simple network's
-    ``spec.width`` and ``spec.layers`` do not apply). ``forward`` returns
-    ``(logits (B, out_dim), weights (B, M))`` with uniform weights over present modalities.
+    ``spec.width`` and ``spec.layers`` do not apply). ``forward`` returns a
+    ``NetworkOutput`` with uniform weights over present modalities and no per-modality
+    features, so it takes no training method's ``Request``.
     """
+
+    architecture = "mult"
 
     def __init__(self, spec: NetworkSpec):
         super().__init__()
@@ -190,7 +194,9 @@ class MulT(nn.Module):
             valid[k], lengths[k] = step_mask(n, x.shape[1]), n
         return seqs, valid, lengths
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: Batch, request: Request = PLAIN) -> NetworkOutput:
+        if request != PLAIN:
+            raise ValueError("MulT has no per-modality features for a training method")
         seqs, valid, lengths = self.embed_inputs(batch)
         last = []
         for target in self.modalities:
@@ -204,8 +210,4 @@ class MulT(nn.Module):
         z = z + self.proj2(F.dropout(F.relu(self.proj1(z)), self.out_dropout, self.training))
         present = torch.stack([lengths[k] > 0 for k in self.modalities], dim=1).to(z.dtype)
         weights = present / present.sum(dim=1, keepdim=True).clamp(min=1.0)
-        return self.out(z), weights
-
-
-register_arm(ArmSpec("mult", fusion="mult", pretrained=False, build=MulT,
-                     train_overrides={"lr": 1e-3, "batch_size": 24, "grad_clip": 0.8}))
+        return NetworkOutput(self.out(z), weights)

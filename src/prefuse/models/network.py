@@ -4,6 +4,9 @@
     H = stack(h_1..h_M)                (B, M, m)
     z, alpha = fusion(H, present)      (B, M*m), (B, M)
     y = head(z)                        FC -> ReLU -> FC
+
+``forward`` returns a ``NetworkOutput``; a training method's ``Request`` adds auxiliary
+per-modality logits, logits with modalities masked, or a fused path on detached features.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from ..data.batching import Batch
 from ..data.dataset import Split
+from ..registry import Registry
 from .encoders import ENCODERS, step_mask
 from .fusion import FUSIONS
+from .outputs import PLAIN, NetworkOutput, Request
 
 
 @dataclass
@@ -34,6 +40,7 @@ class NetworkSpec:
     layers: int = 1
     dropout: float = 0.1
     head_hidden: int = 64
+    unimodal_heads: bool = False
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -79,8 +86,27 @@ class Standardize(nn.Module):
         return z
 
 
+# Whole architectures by name: what ``model.json`` records to rebuild a saved network.
+NETWORKS: Registry[type[nn.Module]] = Registry("network")
+
+
+def _head(width: int, spec: NetworkSpec) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(width, spec.head_hidden), nn.ReLU(), nn.Dropout(spec.dropout),
+                         nn.Linear(spec.head_hidden, spec.out_dim))
+
+
+def _detached(module: nn.Module, *args):
+    """``module(*args)`` with its parameters detached: gradients flow to ``args`` only."""
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    return functional_call(module, params, args)
+
+
+@NETWORKS.register("simple")
 class MultimodalNetwork(nn.Module):
-    """Encoders, a fusion and a head. ``forward`` returns ``(logits, weights (B, M))``."""
+    """Encoders, a fusion and a head (and, with ``spec.unimodal_heads``, one auxiliary
+    head per modality shaped like a stage-1 head). ``forward`` returns a ``NetworkOutput``."""
+
+    architecture = "simple"
 
     def __init__(self, spec: NetworkSpec):
         super().__init__()
@@ -93,12 +119,10 @@ class MultimodalNetwork(nn.Module):
             for m in self.modalities
         })
         self.fusion = FUSIONS.get(spec.fusion, "fusion")(len(self.modalities), spec.width)
-        self.head = nn.Sequential(
-            nn.Linear(len(self.modalities) * spec.width, spec.head_hidden),
-            nn.ReLU(),
-            nn.Dropout(spec.dropout),
-            nn.Linear(spec.head_hidden, spec.out_dim),
-        )
+        self.head = _head(len(self.modalities) * spec.width, spec)
+        if spec.unimodal_heads:
+            self.unimodal_heads = nn.ModuleDict({m: _head(spec.width, spec)
+                                                 for m in self.modalities})
 
     def fit_standardization(self, train: Split) -> None:
         """Take normalisation statistics from the training split only."""
@@ -112,16 +136,29 @@ class MultimodalNetwork(nn.Module):
             for m in self.modalities
         ], dim=1)
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: Batch, request: Request = PLAIN) -> NetworkOutput:
         present = torch.stack([batch.present[m] for m in self.modalities], dim=1)
-        z, weights = self.fusion(self.encode(batch), present)
-        return self.head(z), weights
-
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.encoders.parameters())
+        h = self.encode(batch)
+        z, weights = self.fusion(h.detach() if request.detach_fused else h, present)
+        out = NetworkOutput(self.head(z), weights, h)
+        if request.unimodal_heads:
+            out.unimodal_logits = {m: self.unimodal_heads[m](h[:, k] * present[:, k, None])
+                                   for k, m in enumerate(self.modalities)}
+        if request.shared_unimodal:
+            # Modality k alone, even where it is missing (a softmax over no modality is
+            # NaN); the caller's loss skips the samples that lack it.
+            for k, m in enumerate(self.modalities):
+                only = (torch.arange(len(self.modalities), device=h.device) == k).expand_as(present)
+                out.unimodal_logits[m] = _detached(self.head, _detached(self.fusion, h, only)[0])
+        for keep in request.keep:
+            mask = torch.tensor([m in keep for m in self.modalities], device=h.device)
+            out.kept_logits[keep] = self.head(self.fusion(h, present & mask)[0])
+        return out
 
     def load_pretrained(self, modality: str, unimodal: MultimodalNetwork) -> None:
         """Start ``modality``'s encoder (and its statistics) from a stage-1 network;
-        the stage-1 head is dropped."""
+        its head starts the auxiliary head where there is one, else it is dropped."""
         self.encoders[modality].load_state_dict(unimodal.encoders[modality].state_dict())
         self.standardize[modality].load_state_dict(unimodal.standardize[modality].state_dict())
+        if self.spec.unimodal_heads:
+            self.unimodal_heads[modality].load_state_dict(unimodal.head.state_dict())

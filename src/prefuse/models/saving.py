@@ -1,8 +1,8 @@
 """Saving and loading trained networks: ``model.safetensors`` + ``model.json``.
 
 Weights are read with safetensors (never unpickled); ``model.json`` holds what is needed
-to rebuild the network and use it: the arm, the network spec, the task, the
-normalisation statistics and the prefuse version.
+to rebuild the network and use it: the arm, the architecture, the network spec, the
+task, the normalisation statistics and the prefuse version.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from .. import __version__
 from ..errors import PrefuseError
 from ..fileio import atomic_path, write_json
 from ..tasks import Task, make_task
-from .network import NetworkSpec
+from . import mult  # noqa: F401  (registers its architecture)
+from .network import NETWORKS, NetworkSpec
 
 
 def save_model(model: nn.Module, arm: str, task: Task, directory: str | Path,
@@ -33,6 +34,7 @@ def save_model(model: nn.Module, arm: str, task: Task, directory: str | Path,
     write_json(directory / "model.json", {
         "prefuse_version": __version__,
         "arm": arm,
+        "network": model.architecture,
         "spec": model.spec.to_dict(),
         "task": {"kind": task.kind, "targets": task.targets,
                  "label_names": list(task.label_names)},
@@ -48,8 +50,6 @@ def load_model(path: str | Path, arm: str | None = None) -> tuple[nn.Module, Tas
     In a run directory the headline model (top level) is loaded, or the model of
     ``arm`` from ``models/<arm>/``. Returns ``(model in eval mode, task, model.json)``.
     """
-    from ..training.arms import ARM_SPECS
-
     path = Path(path)
     if arm is not None:
         path = path / "models" / arm
@@ -60,9 +60,11 @@ def load_model(path: str | Path, arm: str | None = None) -> tuple[nn.Module, Tas
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         spec = NetworkSpec(**meta["spec"])
         task_info = meta["task"]
-        model = ARM_SPECS.get(meta["arm"], "arm").build(spec)
+        # Models saved before model.json named the architecture are simple networks (a
+        # MulT among them fails to load its weights, with this error).
+        model = NETWORKS.get(meta.get("network", "simple"), "network")(spec)
         model.load_state_dict(load_file(str(weights_path)))
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError, PrefuseError) as e:
         raise PrefuseError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
     task = make_task(task_info["kind"], task_info["targets"], task_info["label_names"])
     return model.eval(), task, meta

@@ -1,44 +1,140 @@
-"""The arms of the ablation: how each builds its network and whether it is pre-trained.
+"""Arms: ``<init>+<fusion>[+<method>]``, each part from its own registry, or a named arm.
 
-A new arm (another fusion, another architecture) is one ``register_arm`` call.
+- init (``INITS``): ``scratch``; ``pretrained`` (stage-1 encoders, then trained: the
+  paper); ``frozen`` (stage-1 encoders kept fixed; only fusion and head train).
+- fusion: any registered fusion (``prefuse.models.fusion.FUSIONS``).
+- method (``prefuse.training.methods.METHODS``): ``none`` when absent.
+
+A whole architecture that is not such a composition (MulT) is a named arm in
+``NAMED_ARMS``. Every arm declares its traits (``Arm``); no code reads them off its name.
+The groups ``paper`` (the 2x2 ablation), ``balance`` (each method on the headline arm)
+and ``all`` expand to lists of arms.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
+from ..config import ARMS
+from ..errors import ConfigError
+from ..models.fusion import FUSIONS
+from ..models.mult import MulT
 from ..models.network import MultimodalNetwork, NetworkSpec
 from ..registry import Registry
+from .methods import METHODS
 
 
 @dataclass(frozen=True)
-class ArmSpec:
-    """An arm: ``build(spec)`` makes its network from the shared ``NetworkSpec``.
+class Init:
+    """How an arm's encoders start: from stage-1 networks (``loads``), kept fixed for the
+    whole fit (``frozen``); ``before`` is the init whose arm shows the attention before
+    pre-training."""
 
-    ``train_overrides`` replaces training options for this arm only (e.g. a published
-    baseline's own learning rate); the epoch budget and early stopping stay shared.
+    loads: bool
+    frozen: bool = False
+    before: str | None = None
+
+
+INITS: Registry[Init] = Registry("init")
+INITS.register("scratch")(Init(loads=False))
+INITS.register("pretrained")(Init(loads=True, before="scratch"))
+INITS.register("frozen")(Init(loads=True, frozen=True, before="scratch"))
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the comparison and its traits.
+
+    ``build(spec)`` makes its network; ``train_overrides`` replaces training options for
+    this arm only (a published baseline's own learning rate; the epoch budget and early
+    stopping stay shared). ``has_weights``: its modality weights are learned (worth
+    analysing). ``headline``: the arm a run saves at its top level. ``before``: the arm
+    whose attention is this one's "before pre-training". ``uses_stage1``: it needs the
+    stage-1 networks, whose epochs then count against its budget.
     """
 
     name: str
+    init: str
     fusion: str
-    pretrained: bool
+    method: str = "none"
     build: Callable[[NetworkSpec], nn.Module] = MultimodalNetwork
     train_overrides: dict = field(default_factory=dict)
+    has_weights: bool = False
+    headline: bool = False
+    before: str | None = None
+
+    @property
+    def loads_stage1(self) -> bool:
+        return INITS.get(self.init).loads
+
+    @property
+    def frozen(self) -> bool:
+        return INITS.get(self.init).frozen
+
+    @property
+    def uses_stage1(self) -> bool:
+        return self.loads_stage1 or METHODS.get(self.method).uses_stage1
+
+    def parts(self) -> dict[str, str]:
+        """What ``metrics.json`` records of the arm."""
+        return {"init": self.init, "fusion": self.fusion, "method": self.method}
 
 
-ARM_SPECS: Registry[ArmSpec] = Registry("arm")
+def compose(init: str, fusion: str, method: str = "none") -> Arm:
+    """The arm made of these parts (each checked against its registry)."""
+    INITS.get(init, "arms")
+    learns = getattr(FUSIONS.get(fusion, "arms"), "learns_weights", False)
+    METHODS.get(method, "arms")
+    name = "+".join([init, fusion] + ([method] if method != "none" else []))
+    before = INITS.get(init).before
+    return Arm(name, init, fusion, method, has_weights=learns,
+               before=f"{before}+{fusion}" if learns and before else None)
 
 
-def register_arm(spec: ArmSpec) -> ArmSpec:
-    return ARM_SPECS.register(spec.name)(spec)
+NAMED_ARMS: Registry[Arm] = Registry("arm")
+NAMED_ARMS.register("mult")(Arm(
+    "mult", init="scratch", fusion="mult", build=MulT,
+    train_overrides={"lr": 1e-3, "batch_size": 24, "grad_clip": 0.8}))
+
+# The paper's recipe, the arm a run leads with; balancing methods are tried on top of it.
+HEADLINE = ("pretrained", "attention")
 
 
-for _fusion in ("concat", "attention"):
-    register_arm(ArmSpec(f"scratch+{_fusion}", _fusion, pretrained=False))
-    register_arm(ArmSpec(f"pretrained+{_fusion}", _fusion, pretrained=True))
+def arm(name: str) -> Arm:
+    """The arm called ``name``: a named arm or a composition; a ``ConfigError`` naming
+    ``arms`` and the choices otherwise."""
+    if name in NAMED_ARMS:
+        return NAMED_ARMS.get(name)
+    parts = name.split("+")
+    if len(parts) in (2, 3) and parts[0] in INITS and parts[1] in FUSIONS and \
+            (len(parts) == 2 or (parts[2] in METHODS and parts[2] != "none")):
+        return replace(compose(*parts), headline=tuple(parts) == HEADLINE)
+    raise ConfigError("arms", f"unknown arm '{name}'; an arm is <init>+<fusion>[+<method>] "
+                      f"with init in {INITS.names()}, fusion in {FUSIONS.names()}, method in "
+                      f"{[m for m in METHODS.names() if m != 'none']}, or one of "
+                      f"{NAMED_ARMS.names() + sorted(GROUPS)}")
 
-# MulT registers its arm on import; imported last because mult.py imports register_arm.
-from ..models import mult  # noqa: E402, F401
+
+def _balance() -> list[str]:
+    return ["+".join((*HEADLINE, m)) for m in METHODS.names() if m != "none"]
+
+
+GROUPS: dict[str, Callable[[], list[str]]] = {
+    "paper": lambda: list(ARMS),
+    "balance": _balance,
+    "all": lambda: list(ARMS) + NAMED_ARMS.names() + _balance(),
+}
+
+
+def expand(names: list[str]) -> list[str]:
+    """``names`` with groups replaced by their arms, duplicates dropped, each checked."""
+    out: list[str] = []
+    for name in names:
+        for each in GROUPS[name]() if name in GROUPS else [name]:
+            arm(each)
+            if each not in out:
+                out.append(each)
+    return out

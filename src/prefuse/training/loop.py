@@ -1,4 +1,5 @@
-"""The training loop: one explicit function, ``fit``, plus ``evaluate``.
+"""The training loop: ``train_step`` (one optimisation step, with a training method's
+seam) and ``fit`` (epochs, early stopping, checkpoints, device, DistributedDataParallel).
 
 Adam, gradient clipping, early stopping on the validation primary metric with patience,
 the best weights restored at the end.
@@ -18,23 +19,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..data.batching import TensorSplit
-from ..metrics import lower_is_better
+from ..data.batching import Batch, TensorSplit
+from ..metrics import is_better
+from ..models.outputs import NetworkOutput
 from ..tasks import Task
 from . import distributed
 from .checkpoint import StageCheckpoint, restore_training, training_state
-
-
-@dataclass
-class Evaluation:
-    """A model's outputs on one split, and its scores there; ``loss`` and ``metrics`` are
-    None for a split without labels."""
-
-    loss: float | None
-    metrics: dict[str, float] | None
-    predictions: np.ndarray
-    scores: np.ndarray
-    weights: np.ndarray
+from .evaluation import evaluate
+from .methods import Method
 
 
 @dataclass
@@ -48,46 +40,20 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 256,
-             present: dict[str, torch.Tensor] | None = None) -> Evaluation:
-    """Run ``model`` on ``data`` and score it where ``data`` has labels (else ``loss`` and
-    ``metrics`` are None). ``present`` optionally overrides modality presence (to mask
-    modalities by hand)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    logits, weights, losses = [], [], []
-    for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)))
-        batch = data.batch(index)
-        if present is not None:
-            batch.present = {m: batch.present[m] & present[m][index] for m in batch.present}
-        batch = batch.to(device)
-        out, w = model(batch)
-        if data.labelled:
-            losses.append(task.loss(out, batch.y).item() * len(batch))
-        logits.append(out.cpu().numpy())
-        weights.append(w.cpu().numpy())
-    model.train(was_training)
-    all_logits = np.concatenate(logits)
-    predictions, scores = task.decode(all_logits)
-    return Evaluation(
-        loss=float(sum(losses) / len(data)) if data.labelled else None,
-        metrics=task.metrics(predictions, data.y.numpy()) if data.labelled else None,
-        predictions=predictions,
-        scores=scores,
-        weights=np.concatenate(weights),
-    )
-
-
-def is_better(metric: str, value: float, best: float | None) -> bool:
-    """Whether ``value`` improves on ``best`` for ``metric`` (NaN never improves)."""
-    if value != value:  # NaN
-        return False
-    if best is None:
-        return True
-    return value < best if lower_is_better(metric) else value > best
+def train_step(net: nn.Module, model: nn.Module, batch: Batch, method: Method,
+               optimizer: torch.optim.Optimizer, grad_clip: float
+               ) -> tuple[torch.Tensor, NetworkOutput]:
+    """One step: forward, the method's loss, backward, the method's gradient changes,
+    clipping, the optimizer step. ``net`` is ``model`` or its DDP wrapper."""
+    out = net(batch, method.request)
+    loss = method.loss(out, batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    method.after_backward(model)
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss, out
 
 
 def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
@@ -95,12 +61,15 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
         grad_clip: float = 1.0, weight_decay: float = 0.0, encoder_lr: float = 0.0,
         freeze_epochs: int = 0, modality_dropout: float = 0.0,
         on_epoch: Callable[[int, nn.Module, dict], dict | None] | None = None,
-        desc: str = "train", checkpoint: StageCheckpoint | None = None) -> FitResult:
+        desc: str = "train", checkpoint: StageCheckpoint | None = None,
+        method: Method | None = None) -> FitResult:
     """Train ``model`` for at most ``epochs`` epochs; keep the best on validation.
 
     ``encoder_lr`` (0 = same as ``lr``) applies to ``model.encoders``; ``freeze_epochs``
     holds the encoders fixed for the first epochs. ``on_epoch(epoch, model, row)`` may
-    add columns to the epoch's history row. Data order comes from ``seed`` alone.
+    add columns to the epoch's history row. ``method`` (default: the plain step) shapes
+    every step and adds its ``end_epoch`` values to the row. Data order comes from
+    ``seed`` alone.
     With ``checkpoint``, training continues after its last saved epoch, and every
     epoch is saved, so an interrupted fit resumes to exactly the same result.
 
@@ -108,6 +77,7 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     copy on its slice of every batch, on ``distributed.device()``; the model comes back
     on the CPU, identical on all ranks.
     """
+    method = method or Method(task)
     encoder_params = list(model.encoders.parameters()) if hasattr(model, "encoders") else []
     encoder_ids = {id(p) for p in encoder_params}
     other_params = [p for p in model.parameters() if id(p) not in encoder_ids]
@@ -134,6 +104,7 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
         restore_training(saved, model, optimizer, generator)
+        method.load_state_dict(saved.get("method", {}))
         best_value, best_state, best_epoch = saved["best_value"], saved["best_state"], \
             saved["best_epoch"]
         best_valid, bad_epochs, history = saved["best_valid"], saved["bad_epochs"], \
@@ -156,15 +127,9 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             if len(batch) < distributed.world_size():  # some rank would get no sample
                 continue
             batch = distributed.shard(batch).to(device)
-            out, _ = net(batch)
-            loss = task.loss(out, batch.y)
-            seen_logits.append(out.detach().cpu().numpy())
+            loss, out = train_step(net, model, batch, method, optimizer, grad_clip)
+            seen_logits.append(out.logits.detach().cpu().numpy())
             seen_y.append(batch.y.cpu().numpy())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
             total += loss.item() * len(batch)
             count += len(batch)
         total, count = distributed.sum_all([total, count])
@@ -173,6 +138,7 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
         train_metric = task.metrics(train_predictions, np.concatenate(seen_y))[metric]
         row = {"epoch": epoch, "train_loss": total / count, "valid_loss": result.loss,
                "train_metric": train_metric, "valid_metric": result.metrics[metric]}
+        row.update(method.end_epoch(epoch, model, valid))
         if on_epoch is not None:
             row.update(on_epoch(epoch, model, row) or {})
         history.append(row)
@@ -187,7 +153,7 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             checkpoint.save(training_state(
                 model, optimizer, generator, epoch=epoch, best_value=best_value,
                 best_state=best_state, best_epoch=best_epoch, best_valid=best_valid,
-                bad_epochs=bad_epochs, history=history,
+                bad_epochs=bad_epochs, history=history, method=method.state_dict(),
                 seconds=earlier_seconds + time.perf_counter() - start_time))
         if bad_epochs >= patience:
             break

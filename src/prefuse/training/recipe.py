@@ -1,8 +1,9 @@
 """The paper's recipe and its ablation.
 
 Stage 1 pre-trains each modality's encoder alone (own head, early stopping); stage 2
-trains the fused network end to end from those encoders. Every arm gets the same total
-epoch budget: pre-trained arms spend ``pretrain_epochs`` of it in stage 1.
+trains each arm's fused network, from those encoders where its init says so. Every arm
+gets the same total epoch budget: arms that use stage-1 networks (to start from, or as
+teachers) spend ``pretrain_epochs`` of it in stage 1.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..data.batching import TensorSplit
+from ..data.batching import Tensors, TensorSplit, presence
 from ..data.dataset import MultimodalDataset
-from ..metrics import lower_is_better
+from ..metrics import direction
 from ..models.network import MultimodalNetwork, NetworkSpec
 from ..tasks import Task, task_for
-from .arms import ARM_SPECS
+from .arms import arm as arm_named
 from .checkpoint import RunCheckpoints, StageCheckpoint
-from .loop import Evaluation, FitResult, evaluate, fit
+from .evaluation import Evaluation, evaluate
+from .loop import FitResult, fit
+from .methods import build_method
 
 
 @dataclass
@@ -50,8 +53,9 @@ class SeedResult:
 
 
 def network_spec(dataset: MultimodalDataset, config: RunConfig, task: Task,
-                 fusion: str) -> NetworkSpec:
-    """The network for ``dataset`` as ``config`` describes it."""
+                 fusion: str, unimodal_heads: bool = False) -> NetworkSpec:
+    """The network for ``dataset`` as ``config`` describes it (with auxiliary per-modality
+    heads if ``unimodal_heads``)."""
     m = config.model
     sequence = dataset.is_sequence()
     encoders = {mod: m.encoders.get(mod, m.encoder if sequence[mod] else m.vector_encoder)
@@ -59,23 +63,8 @@ def network_spec(dataset: MultimodalDataset, config: RunConfig, task: Task,
     return NetworkSpec(modalities=list(dataset.modalities), dims=dataset.dims(),
                        sequence=sequence, encoders=encoders, fusion=fusion,
                        out_dim=task.out_dim, width=m.width, layers=m.layers,
-                       dropout=m.dropout, head_hidden=m.head_hidden)
-
-
-class Tensors:
-    """The three splits as tensors, built once per experiment."""
-
-    def __init__(self, dataset: MultimodalDataset, task: Task):
-        regression = task.kind == "regression"
-        self.train, self.valid, self.test = (
-            TensorSplit(dataset[s], dataset.modalities, regression)
-            for s in ("train", "valid", "test"))
-
-
-def presence(modalities: list[str], n: int, keep: set[str]) -> dict[str, torch.Tensor]:
-    """A ``present`` override for ``evaluate``: the modalities in ``keep`` present for all
-    ``n`` samples, the others masked."""
-    return {k: torch.full((n,), k in keep) for k in modalities}
+                       dropout=m.dropout, head_hidden=m.head_hidden,
+                       unimodal_heads=unimodal_heads)
 
 
 def usage_probe(data: Tensors, task: Task, modalities: list[str]):
@@ -149,23 +138,28 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
               config: RunConfig, seed: int,
               unimodal: dict[str, StageResult] | None = None,
               checkpoints: RunCheckpoints | None = None) -> StageResult:
-    """Stage 2 for one arm: build its network, start from stage-1 encoders if the arm
-    is pre-trained, train end to end within what is left of the budget (resumed from
+    """Stage 2 for one arm: build its network, start from stage-1 encoders if its init
+    says so, train it with its method within what is left of the budget (resumed from
     ``checkpoints`` where given), then score it with each modality removed."""
-    spec = ARM_SPECS.get(arm, "arms")
+    spec = arm_named(arm)
+    if spec.uses_stage1 and not unimodal:
+        raise ValueError(f"arm {arm} needs stage-1 networks")
+    stage1 = {m: r.model for m, r in (unimodal or {}).items()} if spec.uses_stage1 else None
+    method = build_method(spec.method, task, config, dataset.modalities, stage1)
     torch.manual_seed(seed)
-    model = spec.build(network_spec(dataset, config, task, spec.fusion))
+    model = spec.build(network_spec(dataset, config, task, spec.fusion,
+                                    method.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
     t = config.train
-    epochs, extra = t.epochs, dict(spec.train_overrides)
-    if spec.pretrained:
-        if unimodal is None:
-            raise ValueError(f"arm {arm} needs stage-1 networks")
-        for modality, result in unimodal.items():
-            model.load_pretrained(modality, result.model)
+    epochs, extra = t.epochs, {**spec.train_overrides, "method": method}
+    if spec.uses_stage1:
         epochs -= t.pretrain_epochs
+    if spec.loads_stage1:
+        for modality, network in stage1.items():
+            model.load_pretrained(modality, network)
         extra.setdefault("encoder_lr", t.encoder_lr)
-        extra.setdefault("freeze_epochs", t.freeze_epochs)
+        # A frozen init keeps the encoders fixed for every epoch of the fit.
+        extra.setdefault("freeze_epochs", epochs if spec.frozen else t.freeze_epochs)
     stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
     result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
                     **extra)
@@ -196,8 +190,7 @@ def epochs_to_converge(history: list[dict], metric: str) -> float:
     values = np.array([row["valid_metric"] for row in history], dtype=float)
     if len(values) == 0 or np.isnan(values).all():
         return float("nan")
-    sign = -1.0 if lower_is_better(metric) else 1.0
-    gain = sign * (values - values[0])
+    gain = direction(metric) * (values - values[0])
     best = np.nanmax(gain)
     if best <= 0:
         return 1.0

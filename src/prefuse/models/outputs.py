@@ -1,0 +1,47 @@
+"""What a network's forward returns, and what a training method may ask it to add.
+
+Everything a training method needs comes out of the one forward call, so that under
+DistributedDataParallel every gradient (auxiliary heads included) is averaged across ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Request:
+    """Extra outputs a training method asks of ``forward``.
+
+    ``unimodal_heads``: per-modality logits from the auxiliary heads (the network must be
+    built with ``NetworkSpec.unimodal_heads``). ``shared_unimodal``: per-modality logits from
+    the network's own fusion and head with the other modalities masked, their gradient
+    reaching only the encoders. ``detach_fused``: the fused logits see detached encoder
+    features, so the fused loss trains fusion and head only. ``keep``: fused logits with
+    only the listed modalities present (of those the sample has), one entry per tuple;
+    the empty tuple gives the network's output with every modality masked.
+    """
+
+    unimodal_heads: bool = False
+    shared_unimodal: bool = False
+    detach_fused: bool = False
+    keep: tuple[tuple[str, ...], ...] = ()
+
+
+PLAIN = Request()
+
+
+@dataclass
+class NetworkOutput:
+    """Named outputs: ``logits (B, out)``, modality ``weights (B, M)``, the stacked
+    encoder ``features (B, M, m)`` (None for architectures without per-modality
+    features), ``unimodal_logits`` per modality and ``kept_logits`` per kept subset
+    (empty unless requested)."""
+
+    logits: torch.Tensor
+    weights: torch.Tensor
+    features: torch.Tensor | None = None
+    unimodal_logits: dict[str, torch.Tensor] = field(default_factory=dict)
+    kept_logits: dict[tuple[str, ...], torch.Tensor] = field(default_factory=dict)

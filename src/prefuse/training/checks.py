@@ -1,0 +1,36 @@
+"""Checks of a run config that need the registries (arms, encoders, methods): the config
+module itself checks only types and ranges, since it sits below every registry."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..config import RunConfig
+from ..errors import ConfigError
+from ..models.encoders import ENCODERS
+from . import arms as arm_registry
+from .methods import check_options
+
+
+def check_config(config: RunConfig, source: object = None) -> RunConfig:
+    """``config`` with its arm groups expanded, once every registered name in it and the
+    stage-1 budget are checked; a ``ConfigError`` naming ``source`` and the field otherwise."""
+    try:
+        config = replace(config.validate(), arms=arm_registry.expand(config.arms))
+        m, t = config.model, config.train
+        ENCODERS.get(m.encoder, "model.encoder")
+        ENCODERS.get(m.vector_encoder, "model.vector_encoder")
+        for modality, kind in m.encoders.items():
+            ENCODERS.get(kind, f"model.encoders.{modality}")
+        check_options(config)
+        if any(arm_registry.arm(a).uses_stage1 for a in config.arms) and \
+                not 0 < t.pretrain_epochs < t.epochs:
+            raise ConfigError("train.pretrain_epochs",
+                              f"must lie in [1, epochs-1] = [1, {t.epochs - 1}] for arms that "
+                              "use stage-1 networks (it counts against the budget), got "
+                              f"{t.pretrain_epochs}")
+    except ConfigError as e:
+        if source is None or e.source is not None:
+            raise
+        raise ConfigError(e.field, str(e).split(": ", 1)[-1], source) from None
+    return config

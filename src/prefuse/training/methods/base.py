@@ -1,0 +1,156 @@
+"""Training methods: what changes in the training step beyond "fused loss, backward, step".
+
+The step (``prefuse.training.loop.train_step``) runs, in order::
+
+    out  = network(batch, method.request)      # named outputs, extras as requested
+    loss = method.loss(out, batch)             # fused loss plus whatever the method adds
+    loss.backward()
+    method.after_backward(model)               # per-encoder gradient changes
+    clip gradients; optimizer step
+
+and after every epoch ``method.end_epoch(epoch, model, valid)`` may update the method's
+state and return values that ``history.csv`` keeps under their own names.
+
+Adding a method is one file in this package, imported by ``methods/__init__.py``::
+
+    from dataclasses import dataclass
+    from .base import METHODS, Method
+
+    @dataclass
+    class HalfOptions:
+        weight: float = 0.5            # defaults: the source's, cited in the docstring
+
+    @METHODS.register("half")
+    class Half(Method):
+        \"\"\"The fused loss scaled by ``weight`` (source: ...).\"\"\"
+
+        Options = HalfOptions
+
+        def loss(self, out, batch):
+            return self.options.weight * self.task.loss(out.logits, batch.y)
+
+It is then an arm (``pretrained+attention+half``) and part of ``--arms balance``; its
+options are the ``[methods.half]`` table of the run config.
+
+Rules a method keeps: everything it reads from the network comes out of the one forward
+(declare it in ``request``), so DistributedDataParallel averages every gradient; anything
+it computes from the batch to change gradients (scores, ratios) is reduced across ranks
+with ``prefuse.training.distributed.sum_all`` so every rank changes its gradients alike;
+state that matters for resuming goes through ``state_dict``/``load_state_dict`` as tensors
+and plain containers (checkpoints load with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ...config import RunConfig, table_to
+from ...data.batching import Batch, TensorSplit
+from ...models.outputs import PLAIN, NetworkOutput, Request
+from ...registry import Registry
+from ...tasks import Task
+from .. import distributed
+
+
+@dataclass
+class NoOptions:
+    """A method without options."""
+
+
+class Method:
+    """The plain step: the task's loss on the fused logits, gradients untouched.
+
+    Subclasses override what they change. Class attributes: ``Options`` (the dataclass of
+    the method's ``[methods.<name>]`` table), ``request`` (extra outputs of forward) and
+    ``uses_stage1`` (the method needs the stage-1 networks, given as ``stage1``; their
+    epochs then count against the arm's budget). ``modalities`` are the network's, in the
+    order of its outputs' modality axis.
+    """
+
+    Options: ClassVar[type] = NoOptions
+    request: ClassVar[Request] = PLAIN
+    uses_stage1: ClassVar[bool] = False
+
+    def __init__(self, task: Task, options=None, *, modalities: tuple[str, ...] = (),
+                 stage1: dict[str, nn.Module] | None = None):
+        self.task = task
+        self.options = options if options is not None else self.Options()
+        self.modalities = tuple(modalities)
+        self.stage1 = stage1 or {}
+
+    def loss(self, out: NetworkOutput, batch: Batch) -> torch.Tensor:
+        """The loss to back-propagate."""
+        return self.task.loss(out.logits, batch.y)
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Change gradients (already averaged across ranks) before clipping and the step."""
+
+    def end_epoch(self, epoch: int, model: nn.Module, valid: TensorSplit) -> dict[str, float]:
+        """Values to log for the epoch (and a chance to update state)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """State that resuming needs: tensors and plain containers only."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` gave."""
+
+
+class EpochMean:
+    """The epoch's sample-weighted mean of a value logged every step, over all ranks.
+
+    Kept as a tensor on the value's device, so logging never waits for the device; every
+    rank must call ``add`` at every step (``mean`` sums across ranks).
+    """
+
+    def __init__(self):
+        self.total: torch.Tensor | float = 0.0
+        self.count = 0
+
+    def add(self, value: torch.Tensor, count: int) -> None:
+        """Log a batch's mean ``value`` over ``count`` samples."""
+        self.total = self.total + value.detach() * count
+        self.count += count
+
+    def mean(self) -> float:
+        """The mean so far over every rank; then start again at zero."""
+        total, count = distributed.sum_all([float(self.total), float(self.count)])
+        self.total, self.count = 0.0, 0
+        return total / count if count else float("nan")
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+METHODS.register("none")(Method)
+
+
+def unimodal_losses(task: Task, out: NetworkOutput, batch: Batch) -> torch.Tensor:
+    """The sum over modalities of the task's loss on ``unimodal_logits``, each over the
+    samples that have that modality (a modality missing from the whole batch adds nothing)."""
+    losses = [out.logits.new_zeros(())]
+    for modality, logits in out.unimodal_logits.items():
+        present = batch.present[modality]
+        if present.all():
+            losses.append(task.loss(logits, batch.y))
+        elif present.any():
+            losses.append(task.loss(logits[present], batch.y[present]))
+    return sum(losses)
+
+
+def build_method(name: str, task: Task, config: RunConfig, modalities: list[str],
+                 stage1: dict[str, nn.Module] | None = None) -> Method:
+    """The registered method ``name`` for a network over ``modalities``, with its options
+    from ``config.methods`` (and the stage-1 networks where it uses them)."""
+    cls = METHODS.get(name, "arms")
+    options = table_to(cls.Options, config.methods.get(name, {}), f"methods.{name}")
+    return cls(task, options, modalities=tuple(modalities), stage1=stage1)
+
+
+def check_options(config: RunConfig) -> None:
+    """Every ``[methods.<name>]`` table names a registered method and fits its options."""
+    for name, table in config.methods.items():
+        table_to(METHODS.get(name, f"methods.{name}").Options, table, f"methods.{name}")

@@ -1,0 +1,33 @@
+"""DGL, disentangled gradient learning: encoders learn from unimodal losses only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...models.outputs import Request
+from .base import METHODS
+from .multiloss import Multiloss
+
+
+@dataclass
+class DglOptions:
+    """``weight``: alpha on the summed unimodal losses."""
+
+    weight: float = 4.0
+
+
+@METHODS.register("dgl")
+class Dgl(Multiloss):
+    """L = l(head(fusion(sg[H])), y) + alpha * sum_m l(sg[head](sg[fusion](h_m alone)), y).
+
+    Source: Wei, Luo & Luo, "Boosting Multimodal Learning via Disentangled Gradient
+    Learning" (ICCV 2025). The fused loss trains fusion and head on detached encoder
+    features, so no gradient of it reaches the encoders; each encoder learns from its own
+    modality's loss through the same fusion and head with the other modalities masked, and
+    those losses send no gradient into fusion or head. alpha = 4, the paper's lower CREMA-D
+    setting. The loss has multi-loss's form; what differs is where its gradients go (the
+    ``request``), and the weight.
+    """
+
+    Options = DglOptions
+    request = Request(shared_unimodal=True, detach_fused=True)

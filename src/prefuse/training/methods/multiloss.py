@@ -1,0 +1,40 @@
+"""Multi-loss: the fused loss plus one auxiliary loss per modality head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...models.outputs import Request
+from .base import METHODS, EpochMean, Method, unimodal_losses
+
+
+@dataclass
+class MultilossOptions:
+    """``weight``: lambda on the summed per-modality losses."""
+
+    weight: float = 1.0
+
+
+@METHODS.register("multiloss")
+class Multiloss(Method):
+    """L = l(z, y) + lambda * sum_m l(head_m(h_m), y), one auxiliary head per modality.
+
+    Source: the "uniform baseline" of Wei & Hu, MMPareto (ICML 2024), lambda = 1. With a
+    pre-trained init the auxiliary heads start from the stage-1 heads.
+    """
+
+    Options = MultilossOptions
+    request = Request(unimodal_heads=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unimodal = EpochMean()
+
+    def loss(self, out, batch):
+        unimodal = unimodal_losses(self.task, out, batch)
+        self.unimodal.add(unimodal, len(batch))
+        return self.task.loss(out.logits, batch.y) + self.options.weight * unimodal
+
+    def end_epoch(self, epoch, model, valid):
+        """``unimodal_loss``: the epoch's mean of the summed per-modality losses."""
+        return {"unimodal_loss": self.unimodal.mean()}

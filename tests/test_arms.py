@@ -1,0 +1,67 @@
+"""Arm names: compositions, named arms, groups, and clear errors for the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from prefuse.config import ARMS, RunConfig, with_overrides
+from prefuse.errors import ConfigError
+from prefuse.training.arms import arm, expand
+from prefuse.training.checks import check_config
+
+BALANCE = ["pretrained+attention+dgl", "pretrained+attention+multiloss",
+           "pretrained+attention+umt"]
+
+
+def test_paper_arms_keep_their_names_and_declare_their_traits():
+    headline = arm("pretrained+attention")
+    assert headline.parts() == {"init": "pretrained", "fusion": "attention", "method": "none"}
+    assert headline.headline and headline.has_weights and headline.uses_stage1
+    assert headline.before == "scratch+attention"
+    concat = arm("scratch+concat")
+    assert not (concat.headline or concat.has_weights or concat.uses_stage1)
+    assert concat.before is None
+    assert [a for a in ARMS if arm(a).headline] == ["pretrained+attention"]
+
+
+@pytest.mark.parametrize("name, parts, stage1, loads", [
+    ("frozen+concat", ("frozen", "concat", "none"), True, True),
+    ("scratch+attention+umt", ("scratch", "attention", "umt"), True, False),
+    ("scratch+concat+dgl", ("scratch", "concat", "dgl"), False, False),
+    ("pretrained+attention+multiloss", ("pretrained", "attention", "multiloss"), True, True),
+])
+def test_compositions_parse_into_their_parts(name, parts, stage1, loads):
+    a = arm(name)
+    assert a.name == name and tuple(a.parts().values()) == parts
+    assert a.uses_stage1 == stage1 and a.loads_stage1 == loads and not a.headline
+
+
+def test_mult_is_a_named_arm():
+    mult = arm("mult")
+    assert mult.fusion == "mult" and not mult.has_weights and not mult.uses_stage1
+
+
+@pytest.mark.parametrize("name", ["magic+concat", "scratch+magic", "scratch+concat+none",
+                                  "scratch+concat+umt+dgl", "mult+umt", "scratch", "",
+                                  "pretrained+attention+"])
+def test_bad_arm_names_name_the_field_and_the_choices(name):
+    with pytest.raises(ConfigError) as info:
+        arm(name)
+    message = str(info.value)
+    assert info.value.field == "arms"
+    for choice in ("scratch", "frozen", "attention", "concat", "umt", "mult", "paper"):
+        assert choice in message
+
+
+def test_groups_expand():
+    assert expand(["paper"]) == list(ARMS)
+    assert expand(["balance"]) == BALANCE
+    assert expand(["all"]) == list(ARMS) + ["mult"] + BALANCE
+    assert expand(["scratch+concat", "paper"]) == list(ARMS)
+
+
+def test_check_config_expands_groups_and_rejects_bad_names():
+    config = check_config(with_overrides(RunConfig(), {"arms": ["balance", "mult"]}))
+    assert config.arms == BALANCE + ["mult"]
+    with pytest.raises(ConfigError, match="arms"):
+        check_config(with_overrides(RunConfig(), {"arms": ["pretrained+attention+magic"]}))
