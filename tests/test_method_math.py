@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from prefuse.tasks import make_task
-from prefuse.training.methods import ogm_ge, scores
+from prefuse.training.methods import mmpareto, ogm_ge, scores
 
 # ---------------------------------------------------------------- scores
 
@@ -129,3 +129,66 @@ def test_ogm_noise_has_the_gradients_std_and_is_reproducible():
 def test_ogm_noise_needs_a_generator():
     with pytest.raises(ValueError, match="Generator"):
         ogm_ge.modulate_([e.parameters() for e in _two_encoders()], torch.tensor([1.0, 1.0]))
+
+
+# ---------------------------------------------------------------- MMPareto
+
+
+def test_min_norm_weight_for_conflicting_gradients():
+    # g_f = (1, 0), g_u = (-1, 1): cos < 0.
+    # w = (g_u - g_f).g_u / |g_f - g_u|^2 = (-2, 1).(-1, 1) / |(2, -1)|^2 = 3 / 5
+    g_f, g_u = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])
+    assert mmpareto.pareto_weights(g_f, g_u) == pytest.approx((0.6, 0.4))
+    # the combination 0.6 g_f + 0.4 g_u = (0.2, 0.4) has equal, positive dot products
+    d = 0.6 * g_f + 0.4 * g_u
+    assert d.dot(g_f).item() == pytest.approx(d.dot(g_u).item()) == pytest.approx(0.2)
+
+
+def test_agreeing_gradients_get_equal_weights():
+    assert mmpareto.pareto_weights(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])) == \
+        (0.5, 0.5)
+
+
+def test_combined_gradient_takes_the_summed_norm_times_gamma():
+    # conflict above: h = 2 (0.2, 0.4) = (0.4, 0.8), |h| = sqrt(0.8) = 0.894 < |g_f + g_u| = 1
+    # -> stretched to norm 1, times gamma 1.5: 1.5 (0.4, 0.8) / sqrt(0.8) = (0.67082, 1.34164)
+    g_f, g_u = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])
+    out = mmpareto.pareto_combine(g_f, g_u, (0.6, 0.4), gamma=1.5)
+    assert out.tolist() == pytest.approx([0.6708204, 1.3416408])
+    assert out.norm().item() == pytest.approx(1.5)
+    # agreement: h = g_f + g_u = (2, 1) exactly, so the result is 1.5 (2, 1)
+    out = mmpareto.pareto_combine(g_f, torch.tensor([1.0, 1.0]), (0.5, 0.5), gamma=1.5)
+    assert out.tolist() == pytest.approx([3.0, 1.5])
+
+
+def test_exactly_opposed_gradients_give_zero():
+    # g_f = (1, 0), g_u = (-2, 0): w = (-3, 0).(-2, 0) / 9 = 2/3, 2/3 g_f + 1/3 g_u = 0
+    g_f, g_u = torch.tensor([1.0, 0.0]), torch.tensor([-2.0, 0.0])
+    w = mmpareto.pareto_weights(g_f, g_u)
+    assert w == pytest.approx((2 / 3, 1 / 3))
+    assert mmpareto.pareto_combine(g_f, g_u, w).tolist() == [0.0, 0.0]
+
+
+def test_mmpareto_direction_per_encoder_magnitude_per_tensor():
+    # Encoder of two tensors A (2 entries) and B (1 entry).
+    # g_f = (1, 0 | 0), g_u = (-1, 1 | 3): dot -1 -> conflict.
+    # w = (g_u - g_f).g_u / |g_f - g_u|^2 = (-2, 1, 3).(-1, 1, 3) / 14 = 12 / 14 = 6/7.
+    # A: h = 2 (6/7 (1, 0) + 1/7 (-1, 1)) = (10/7, 2/7), |h| = 1.457 > |(0, 1)| = 1: kept,
+    #    times 1.5 = (15/7, 3/7).
+    # B: h = 2 (1/7 * 3) = 6/7 < |3|: stretched to 3, times 1.5 = 4.5.
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
+    w = mmpareto.mmpareto_([a, b], [torch.tensor([1.0, 0.0]), torch.tensor([0.0])],
+                           [torch.tensor([-1.0, 1.0]), torch.tensor([3.0])])
+    assert w == pytest.approx((6 / 7, 1 / 7))
+    assert a.grad.tolist() == pytest.approx([15 / 7, 3 / 7])
+    assert b.grad.tolist() == pytest.approx([4.5])
+
+
+def test_encoder_grads_from_two_losses():
+    # y = w x with w = 2, x = 3: d(y)/dw = 3, d(-y^2)/dw = -2 y x = -36; unused -> zeros
+    w, unused = torch.nn.Parameter(torch.tensor(2.0)), torch.nn.Parameter(torch.ones(2))
+    y = w * 3.0
+    g_f = mmpareto.encoder_grads(y, [w, unused])
+    g_u = mmpareto.encoder_grads(-(y ** 2), [w, unused])
+    assert g_f[0].item() == 3.0 and g_u[0].item() == -36.0
+    assert g_f[1].tolist() == [0.0, 0.0]
