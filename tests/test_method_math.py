@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
 from prefuse.tasks import make_task
-from prefuse.training.methods import mmpareto, ogm_ge, scores
+from prefuse.training.methods import agm, gradients, mmpareto, ogm_ge, scores
 
 # ---------------------------------------------------------------- scores
 
@@ -192,3 +193,105 @@ def test_encoder_grads_from_two_losses():
     g_u = mmpareto.encoder_grads(-(y ** 2), [w, unused])
     assert g_f[0].item() == 3.0 and g_u[0].item() == -36.0
     assert g_f[1].tolist() == [0.0, 0.0]
+
+
+# ---------------------------------------------------------------- AGM
+
+
+def test_shapley_responses_two_modalities():
+    # f(0) = 1, f(1) = 3, f(0,1) = 10, empty worth 0:
+    # phi_0 = 1/2 [(f(0) - 0) + (f(01) - f(1))] = 1/2 (1 + 7) = 4
+    # phi_1 = 1/2 [(f(1) - 0) + (f(01) - f(0))] = 1/2 (3 + 9) = 6 ; 4 + 6 = 10 = f(0,1)
+    out = {frozenset({0}): torch.tensor([1.0]), frozenset({1}): torch.tensor([3.0]),
+           frozenset({0, 1}): torch.tensor([10.0])}
+    phi = agm.shapley_responses(out, 2)
+    assert [p.item() for p in phi] == pytest.approx([4.0, 6.0])
+
+
+def _toy_game(s: frozenset[int], u=(1.0, 2.0, 4.0)) -> float:
+    """2 for any non-empty coalition + own values u + 6 if {0,1} both in + 3 if all three."""
+    return (2.0 + sum(u[m] for m in s) + 6.0 * ({0, 1} <= s) + 3.0 * (len(s) == 3))
+
+
+def test_shapley_responses_three_modalities_known_values():
+    # Shapley values add over games: the constant 2 is shared equally (2/3 each), u_m goes
+    # to m, the {0,1} bonus 6 is split 3 + 3, the all-three bonus 3 is split 1 + 1 + 1:
+    # phi = (1 + 2/3 + 3 + 1, 2 + 2/3 + 3 + 1, 4 + 2/3 + 1) = (17/3, 20/3, 17/3), sum 18
+    subsets = [frozenset(s) for s in ({0}, {1}, {2}, {0, 1}, {0, 2}, {1, 2}, {0, 1, 2})]
+    out = {s: torch.full((2, 3), _toy_game(s)) for s in subsets}
+    out[frozenset()] = torch.full((2, 3), 99.0)  # not needed, changes nothing
+    phi = agm.shapley_responses(out, 3)
+    assert [p[0, 0].item() for p in phi] == pytest.approx([17 / 3, 20 / 3, 17 / 3])
+    assert torch.allclose(sum(phi), out[frozenset({0, 1, 2})])
+
+
+def test_shapley_responses_sum_to_the_fused_output_and_carry_gradients():
+    torch.manual_seed(0)
+    subsets = [frozenset(s) for s in ({0}, {1}, {2}, {0, 1}, {0, 2}, {1, 2}, {0, 1, 2})]
+    out = {s: torch.randn(4, 2, requires_grad=True) for s in subsets}
+    phi = agm.shapley_responses(out, 3)
+    assert torch.allclose(sum(phi), out[frozenset({0, 1, 2})], atol=1e-6)
+    # the full coalition enters phi_0 with weight 2! 0! / 3! = 1/3
+    phi[0].sum().backward()
+    assert torch.allclose(out[frozenset({0, 1, 2})].grad, torch.full((4, 2), 1 / 3))
+
+
+def test_shapley_responses_need_every_subset():
+    with pytest.raises(ValueError, match="missing"):
+        agm.shapley_responses({frozenset({0, 1}): torch.zeros(1)}, 2)
+
+
+def test_dominance_ratios_favour_the_lower_loss():
+    # s = (0.2, 0.6): r_0 = exp(0.6 - 0.2), r_1 = exp(0.2 - 0.6)
+    assert agm.dominance_ratios(torch.tensor([0.2, 0.6])).tolist() == \
+        pytest.approx([math.exp(0.4), math.exp(-0.4)])
+    # s = (0.1, 0.4, 0.7): mean of the others minus own = (0.45, 0, -0.45)
+    assert agm.dominance_ratios(torch.tensor([0.1, 0.4, 0.7])).tolist() == \
+        pytest.approx([math.exp(0.45), 1.0, math.exp(-0.45)])
+
+
+def test_agm_coefficient_slows_the_modality_ahead_of_its_trend():
+    # running (0.4, 0.4): r_hat = (1, 1); current (0.2, 0.6): r = (1.49182, 0.67032)
+    # c = exp(1.5 (1 - 1.4918247)), exp(1.5 (1 - 0.6703200)) = exp(-0.737737), exp(0.494520)
+    #   = (0.4781948, 1.6397109)
+    c = agm.agm_coefficients(torch.tensor([0.2, 0.6]), torch.tensor([0.4, 0.4]), alpha=1.5)
+    assert c.tolist() == pytest.approx([0.4781948, 1.6397109], rel=1e-6)
+
+
+def test_agm_coefficient_exponent_is_capped():
+    # running (0, 10): r_hat_0 = exp(10) ~ 22026; current equal: r = (1, 1); cap 10
+    c = agm.agm_coefficients(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 10.0]), alpha=0.5)
+    assert c[0].item() == pytest.approx(math.exp(5.0))
+    assert c[1].item() == pytest.approx(math.exp(0.5 * (math.exp(-10) - 1)))
+
+
+def test_agm_coefficients_scale_each_encoders_gradients():
+    encoders = _two_encoders()
+    before = [[p.grad.clone() for p in e.parameters()] for e in encoders]
+    gradients.scale_grads_([e.parameters() for e in encoders], torch.tensor([0.5, 2.0]))
+    for k, e, grads in zip((0.5, 2.0), encoders, before):
+        for g0, p in zip(grads, e.parameters()):
+            assert torch.allclose(p.grad, k * g0)
+    with pytest.raises(ValueError):
+        gradients.scale_grads_([encoders[0].parameters()], torch.tensor([0.5, 2.0]))
+
+
+def test_agm_scores_are_batch_mean_losses():
+    assert agm.agm_scores(torch.tensor([[1.0, 3.0], [0.5, 0.5]])).tolist() == [2.0, 0.5]
+
+
+def test_running_scores_average_and_round_trip():
+    state = agm.RunningScores(2)
+    # first step against zero averages (ratios 1): same as agm_coefficients with zeros
+    c = state.coefficients(torch.tensor([0.2, 0.6]), alpha=1.5)
+    assert c.tolist() == pytest.approx(
+        agm.agm_coefficients(torch.tensor([0.2, 0.6]), torch.zeros(2), 1.5).tolist())
+    state.update(torch.tensor([0.4, 0.2]))
+    # mean of (0.2, 0.6) and (0.4, 0.2) = (0.3, 0.4)
+    assert state.mean.tolist() == pytest.approx([0.3, 0.4])
+    saved = json.loads(json.dumps(state.state_dict()))
+    fresh = agm.RunningScores(2)
+    fresh.load_state_dict(saved)
+    assert fresh.count == 2 and fresh.mean.tolist() == pytest.approx([0.3, 0.4])
+    with pytest.raises(ValueError):
+        agm.RunningScores(3).load_state_dict(saved)
