@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from prefuse.tasks import make_task
-from prefuse.training.methods import agm, gradients, mmpareto, ogm_ge, scores
+from prefuse.training.methods import agm, gblend, gradients, mmpareto, ogm_ge, scores
 
 # ---------------------------------------------------------------- scores
 
@@ -295,3 +295,27 @@ def test_running_scores_average_and_round_trip():
     assert fresh.count == 2 and fresh.mean.tolist() == pytest.approx([0.3, 0.4])
     with pytest.raises(ValueError):
         agm.RunningScores(3).load_state_dict(saved)
+
+
+# ---------------------------------------------------------------- G-Blending
+
+
+def test_blend_weights_by_hand():
+    # A: G = 1.0 - 0.8 = 0.2; O = (0.8 - 0.5) - (1.0 - 1.0) = 0.3; G/O^2 = 2.2222
+    # B: G = 1.1 - 0.9 = 0.2; O = (0.9 - 0.9) - (1.1 - 1.0) = -0.1; G/O^2 = 20
+    # C: G = 0.9 - 1.0 < 0 -> 0.   Z = 22.2222 -> (0.1, 0.9, 0)
+    w = gblend.blend_weights(train_before=[1.0, 1.0, 1.0], train_after=[0.5, 0.9, 0.4],
+                             valid_before=[1.0, 1.1, 0.9], valid_after=[0.8, 0.9, 1.0])
+    assert w == pytest.approx([0.1, 0.9, 0.0])
+
+
+def test_blend_weights_edge_cases():
+    # nothing generalises: uniform
+    assert gblend.blend_weights([1, 1], [0.5, 0.5], [1, 1], [1.2, 1.0]) == [0.5, 0.5]
+    # a branch with G = 0.2 and no overfitting growth (O = 0) takes (nearly) all the weight
+    w = gblend.blend_weights([1, 1], [0.5, 0.8], [1, 1], [0.8, 0.8])
+    assert w[1] == pytest.approx(1.0) and w[0] < 1e-9
+    with pytest.raises(ValueError):
+        gblend.blend_weights([1, 1], [1], [1, 1], [1, 1])
+    with pytest.raises(ValueError):
+        gblend.blend_weights([1], [float("nan")], [1], [1])
