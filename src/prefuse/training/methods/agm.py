@@ -29,11 +29,12 @@ scores over all steps so far (not reset per epoch), and the coefficient on modal
 
     c_m = exp( alpha * min(r_hat_m - r_m, 10) )
 
-computed before the running averages take in the current step, as the authors do; the
-cap at 10 is theirs and keeps ``exp`` finite. A modality that dominates more than it
-usually does is slowed (c < 1); one that dominates less is sped up (c > 1). BalanceMM
-writes ``exp(M / (M - 1) * (s_m - mean(s)))`` with the same loss-valued ``s_m``: the sign
-is flipped there, which slows whichever modality is lagging.
+computed before the running averages take in the current step, and with the cap at 10
+that keeps ``exp`` finite, as in the authors' two-modality code (kept, commented out, in
+BalanceMM). A modality that dominates more than it usually does is slowed (c < 1); one
+that dominates less is sped up (c > 1). BalanceMM's current trainer writes
+``exp(M / (M - 1) * (s_m - mean(s)))`` with the same loss-valued ``s_m``: the sign is
+flipped there, which slows a modality when it falls behind its usual standing.
 
 The network trains on the task loss of the fused output (``sum_m phi_m = f(all)``).
 Where the coefficient acts: the authors scale each response's gradient with a backward
