@@ -50,6 +50,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from .gradients import with_grad
+from .scores import confidence
 
 DEFAULT_ALPHA = 0.8
 NOISE_FLOOR = 1e-8  # the authors' offset, so a zero gradient still gets (tiny) noise
@@ -60,7 +61,7 @@ def ogm_scores(per_sample_losses: torch.Tensor) -> torch.Tensor:
     if per_sample_losses.dim() != 2:
         raise ValueError(f"expected (modalities, batch) losses, got shape "
                          f"{tuple(per_sample_losses.shape)}")
-    return torch.exp(-per_sample_losses.detach()).sum(dim=1)
+    return confidence(per_sample_losses.detach()).sum(dim=1)
 
 
 def discrepancy_ratios(scores: torch.Tensor) -> torch.Tensor:
