@@ -1,0 +1,166 @@
+"""AGM: adaptive gradient modulation from Shapley-style mono-modal responses.
+
+Li, Li, Hu, Lei, Li and Zhou, "Boosting Multi-modal Model Performance with Adaptive
+Gradient Modulation", ICCV 2023.
+
+Mono-modal responses. ``f(S)`` is the fused network's output with only the modalities in
+``S`` present (the others masked). Modality ``m``'s response is its Shapley value with
+the empty coalition worth zero:
+
+    phi_m = sum_{S subset of N minus m} |S|! (M - |S| - 1)! / M! * (f(S + m) - f(S)),
+    f(empty) := 0
+
+so ``sum_m phi_m = f(all)``: the responses split the fused output itself, as in the
+authors' code (for two modalities ``phi_t = (f(t,a) - f(0,a) + f(t,0)) / 2``). Setting
+``f(empty)`` to zero is the same as taking the ordinary Shapley values of ``f(S) -
+f(empty)`` and giving each modality an equal share ``f(empty) / M`` of the empty
+coalition's output, so the all-masked forward pass is never needed (2^M - 1 passes).
+
+Scores and ratios. ``s_m`` is the batch-mean loss of ``phi_m`` (the NLL of its softmax for
+classification, as published; the task's own per-sample loss otherwise). Modality
+``m``'s dominance is
+
+    r_m = exp( mean_{k != m} s_k - s_m ) = exp( M / (M - 1) * (mean(s) - s_m) )
+
+(the authors' ``exp(2 (mean(s) - s_m))`` for two modalities): above 1 when ``m`` fits the
+batch better than the others. ``r_hat_m`` is the same formula on running averages of the
+scores over all steps so far (not reset per epoch), and the coefficient on modality
+``m``'s encoder gradient is
+
+    c_m = exp( alpha * min(r_hat_m - r_m, 10) )
+
+computed before the running averages take in the current step, and with the cap at 10
+that keeps ``exp`` finite, as in the authors' two-modality code (kept, commented out, in
+BalanceMM). A modality that dominates more than it usually does is slowed (c < 1); one
+that dominates less is sped up (c > 1). BalanceMM's current trainer writes
+``exp(M / (M - 1) * (s_m - mean(s)))`` with the same loss-valued ``s_m``: the sign is
+flipped there, which slows a modality when it falls behind its usual standing.
+
+The network trains on the task loss of the fused output (``sum_m phi_m = f(all)``).
+Where the coefficient acts: the authors scale each response's gradient with a backward
+hook. When the masked passes carry no gradient (as in the copy of their module in
+BalanceMM), every response reaches the parameters only through the full pass, and the
+per-response scales collapse into one common factor; so prefuse multiplies encoder
+``m``'s gradients by ``c_m`` after backward (``gradients.scale_grads_``), as BalanceMM's
+own trainer does.
+
+Defaults: alpha per the authors (``lihongcs/AGM`` issue 10): 1.5 on CREMA-D, 2.5 on
+AV-MNIST, 4.0 on UR-Funny; ``DEFAULT_ALPHA`` takes CREMA-D's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from itertools import combinations
+
+import torch
+
+DEFAULT_ALPHA = 1.5
+EXPONENT_CAP = 10.0
+
+
+def shapley_responses(outputs: Mapping[frozenset[int], torch.Tensor],
+                      num_modalities: int) -> list[torch.Tensor]:
+    """Each modality's Shapley response from the fused outputs of every modality subset.
+
+    ``outputs`` maps each non-empty ``frozenset`` of modality indices ``0..M-1`` to the
+    fused output with only those modalities present; an entry for the empty set is not
+    needed and does not change the result. Returns ``M`` tensors shaped like the outputs,
+    summing to ``outputs[all]``; gradients flow through whichever outputs carry them.
+    """
+    if num_modalities < 1:
+        raise ValueError(f"need at least one modality, got {num_modalities}")
+    everyone = range(num_modalities)
+    needed = [frozenset(c) for r in range(1, num_modalities + 1)
+              for c in combinations(everyone, r)]
+    missing = [sorted(s) for s in needed if s not in outputs]
+    if missing:
+        raise ValueError(f"fused outputs missing for modality subsets {missing}")
+    full = outputs[frozenset(everyone)]
+
+    def value(s: frozenset[int]) -> torch.Tensor | float:
+        return outputs[s] if s else 0.0
+
+    responses = []
+    for m in everyone:
+        rest = [k for k in everyone if k != m]
+        phi = torch.zeros_like(full)
+        for r in range(num_modalities):
+            weight = (math.factorial(r) * math.factorial(num_modalities - r - 1)
+                      / math.factorial(num_modalities))
+            for c in combinations(rest, r):
+                s = frozenset(c)
+                phi = phi + weight * (value(s | {m}) - value(s))
+        responses.append(phi)
+    return responses
+
+
+def agm_scores(per_sample_losses: torch.Tensor) -> torch.Tensor:
+    """``(M,)`` scores: the batch-mean loss of each modality's response, from ``(M, B)``."""
+    if per_sample_losses.dim() != 2:
+        raise ValueError(f"expected (modalities, batch) losses, got shape "
+                         f"{tuple(per_sample_losses.shape)}")
+    return per_sample_losses.detach().mean(dim=1)
+
+
+def dominance_ratios(scores: torch.Tensor) -> torch.Tensor:
+    """``r_m = exp(mean_{k != m} s_k - s_m)`` for ``(M,)`` loss-valued scores, M >= 2."""
+    if scores.dim() != 1 or len(scores) < 2:
+        raise ValueError(f"AGM needs the scores of at least two modalities, got shape "
+                         f"{tuple(scores.shape)}")
+    s = scores.detach().double()
+    m = len(s)
+    return torch.exp(m / (m - 1) * (s.mean() - s))
+
+
+def agm_coefficients(current: torch.Tensor, running: torch.Tensor,
+                     alpha: float = DEFAULT_ALPHA) -> torch.Tensor:
+    """``c_m = exp(alpha * min(r_hat_m - r_m, 10))`` from current and running-average scores."""
+    if current.shape != running.shape:
+        raise ValueError(f"current scores {tuple(current.shape)} and running averages "
+                         f"{tuple(running.shape)} differ in shape")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be positive, got {alpha}")
+    gap = dominance_ratios(running) - dominance_ratios(current)
+    return torch.exp(alpha * gap.clamp(max=EXPONENT_CAP))
+
+
+class RunningScores:
+    """The running average of each modality's score over every step seen so far.
+
+    It starts at zero for every modality (ratio 1 each), as the authors' code does.
+    """
+
+    def __init__(self, num_modalities: int):
+        if num_modalities < 2:
+            raise ValueError(f"AGM needs at least two modalities, got {num_modalities}")
+        self.count = 0
+        self.mean = torch.zeros(num_modalities, dtype=torch.float64)
+
+    def coefficients(self, scores: torch.Tensor, alpha: float = DEFAULT_ALPHA
+                     ) -> torch.Tensor:
+        """This step's coefficients (against the averages so far), then take ``scores`` in."""
+        coeffs = agm_coefficients(scores, self.mean, alpha)
+        self.update(scores)
+        return coeffs
+
+    def update(self, scores: torch.Tensor) -> None:
+        """Add one step's ``(M,)`` scores to the running averages."""
+        s = scores.detach().double().cpu()
+        if s.shape != self.mean.shape or not torch.isfinite(s).all():
+            raise ValueError(f"expected {len(self.mean)} finite scores, got {s.tolist()}")
+        self.count += 1
+        self.mean += (s - self.mean) / self.count
+
+    def state_dict(self) -> dict:
+        """Plain numbers only, so it saves in any checkpoint."""
+        return {"count": self.count, "mean": self.mean.tolist()}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        mean = torch.tensor(state["mean"], dtype=torch.float64)
+        if mean.shape != self.mean.shape:
+            raise ValueError(f"saved AGM state has {len(mean)} modalities, "
+                             f"expected {len(self.mean)}")
+        self.count = int(state["count"])
+        self.mean = mean
