@@ -8,8 +8,10 @@ The step (``prefuse.training.loop.train_step``) runs, in order::
     method.after_backward(model)               # per-encoder gradient changes
     clip gradients; optimizer step
 
-and after every epoch ``method.end_epoch(epoch, model, valid)`` may update the method's
-state and return values that ``history.csv`` keeps under their own names.
+``fit`` first calls ``method.start(model, seed)`` (a method that needs the network's
+parameters inside ``loss``, or a seeded generator, takes them there), and after every
+epoch ``method.end_epoch(epoch, model, valid)`` may update the method's state and return
+values that ``history.csv`` keeps under their own names.
 
 Adding a method is one file in this package, imported by ``methods/__init__.py``::
 
@@ -82,6 +84,10 @@ class Method:
         self.modalities = tuple(modalities)
         self.stage1 = stage1 or {}
 
+    def start(self, model: nn.Module, seed: int) -> None:
+        """Called by ``fit`` before its first step, with the network it trains (never a DDP
+        wrapper) and its seed; a resumed fit restores ``state_dict`` after this call."""
+
     def loss(self, out: NetworkOutput, batch: Batch) -> torch.Tensor:
         """The loss to back-propagate."""
         return self.task.loss(out.logits, batch.y)
@@ -128,17 +134,23 @@ METHODS: Registry[type[Method]] = Registry("method")
 METHODS.register("none")(Method)
 
 
+def unimodal_loss(task: Task, out: NetworkOutput, batch: Batch, modality: str
+                  ) -> torch.Tensor | None:
+    """The task's loss on ``modality``'s ``unimodal_logits`` over the samples that have
+    that modality; None when no sample of the batch has it."""
+    logits, present = out.unimodal_logits[modality], batch.present[modality]
+    if present.all():
+        return task.loss(logits, batch.y)
+    if present.any():
+        return task.loss(logits[present], batch.y[present])
+    return None
+
+
 def unimodal_losses(task: Task, out: NetworkOutput, batch: Batch) -> torch.Tensor:
-    """The sum over modalities of the task's loss on ``unimodal_logits``, each over the
-    samples that have that modality (a modality missing from the whole batch adds nothing)."""
-    losses = [out.logits.new_zeros(())]
-    for modality, logits in out.unimodal_logits.items():
-        present = batch.present[modality]
-        if present.all():
-            losses.append(task.loss(logits, batch.y))
-        elif present.any():
-            losses.append(task.loss(logits[present], batch.y[present]))
-    return sum(losses)
+    """The sum over modalities of ``unimodal_loss`` (a modality missing from the whole
+    batch adds nothing)."""
+    losses = [unimodal_loss(task, out, batch, m) for m in out.unimodal_logits]
+    return sum([out.logits.new_zeros(())] + [loss for loss in losses if loss is not None])
 
 
 def build_method(name: str, task: Task, config: RunConfig, modalities: list[str],
