@@ -2,8 +2,9 @@
 
 Each rank starts from a different random initialisation (DDP must broadcast rank 0's),
 trains, and saves its final weights; rank 0 alone writes ``result.json``, opened for
-exclusive creation so that a second writer would fail. With a second argument
-``scaled``, training uses ``ReducedScale``, a method that changes gradients after backward.
+exclusive creation so that a second writer would fail. The second argument names the
+training method: ``plain``, ``scaled`` (``ReducedScale``, a method that changes gradients
+after backward) or a registered method.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
 from prefuse.training import distributed
 from prefuse.training.loop import fit
+from prefuse.training.methods import build_method
 from prefuse.training.methods.dgl import Dgl
 from prefuse.training.recipe import network_spec
 
@@ -41,7 +43,7 @@ class ReducedScale(Dgl):
                 p.grad.mul_(1.0 / (1.0 + total / count))
 
 
-def train(seed_init: int, scaled: bool = False) -> tuple[MultimodalNetwork, object]:
+def train(seed_init: int, method_name: str = "plain") -> tuple[MultimodalNetwork, object]:
     """The tiny training both this worker and the one-process reference run."""
     torch.set_num_threads(1)
     dataset = make_synthetic(seed=0, train=96, valid=32, test=32)
@@ -50,16 +52,19 @@ def train(seed_init: int, scaled: bool = False) -> tuple[MultimodalNetwork, obje
     config = RunConfig()
     # No dropout, so one process and two shards of each batch compute the same gradients.
     config.model.dropout = 0.0
+    method = {"plain": lambda: None, "scaled": lambda: ReducedScale(task)}.get(
+        method_name, lambda: build_method(method_name, task, config, dataset.modalities))()
     torch.manual_seed(seed_init)
-    model = MultimodalNetwork(network_spec(dataset, config, task, "attention"))
+    model = MultimodalNetwork(network_spec(dataset, config, task, "attention",
+                                           method is not None and method.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
     result = fit(model, data.train, data.valid, task, epochs=3, lr=1e-2, seed=0,
-                 batch_size=32, freeze_epochs=1, method=ReducedScale(task) if scaled else None)
+                 batch_size=32, freeze_epochs=1, method=method)
     return model, result
 
 
-def main(out: Path, scaled: bool) -> None:
-    model, result = train(seed_init=distributed.rank(), scaled=scaled)
+def main(out: Path, method_name: str) -> None:
+    model, result = train(seed_init=distributed.rank(), method_name=method_name)
     torch.save(model.state_dict(), out / f"weights-{distributed.rank()}.pt")
     if distributed.is_main():
         with open(out / "result.json", "x", encoding="utf-8") as f:
@@ -68,4 +73,4 @@ def main(out: Path, scaled: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:] == ["scaled"])
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "plain")

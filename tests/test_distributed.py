@@ -33,7 +33,9 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
     assert distributed.sum_all([1.0, 2.0]) == [1.0, 2.0]
 
 
-@pytest.mark.parametrize("method", ["plain", "scaled"])
+# OGM-GE: scores summed across ranks and noise drawn alike; MMPareto: gradients that
+# autograd.grad gives each rank, averaged by hand.
+@pytest.mark.parametrize("method", ["plain", "scaled", "ogm-ge", "mmpareto"])
 def test_two_processes_train_like_one(tmp_path, method):
     done = torchrun([str(HERE / "ddp_worker.py"), str(tmp_path), method], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -49,7 +51,7 @@ def test_two_processes_train_like_one(tmp_path, method):
         from ddp_worker import train
     finally:
         sys.path.remove(str(HERE))
-    single, _ = train(seed_init=0, scaled=method == "scaled")
+    single, _ = train(seed_init=0, method_name=method)
     for key, value in single.state_dict().items():
         assert torch.allclose(value, ranks[0][key], atol=1e-4), key
 

@@ -212,6 +212,8 @@ class Agm(Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         m = len(self.modalities)
+        if m < 2:
+            raise ConfigError("arms", "agm compares modalities: it needs at least two")
         self.running = RunningScores(m)
         subsets = [c for r in range(1, m) for c in combinations(self.modalities, r)]
         self.request = Request(keep=tuple(subsets))

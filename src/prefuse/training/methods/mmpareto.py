@@ -169,11 +169,9 @@ class Mmpareto(Method):
         for m in self.modalities:
             uni = unimodal_loss(self.task, out, batch, m)
             params = [p for p in self.encoders[m].parameters() if p.requires_grad]
-            if not params:  # a frozen encoder: nothing to combine
-                continue
-            grads = ([torch.zeros_like(p) for p in params] if uni is None
-                     else encoder_grads(uni, params))
-            self.pending[m] = params, grads
+            if params:  # a frozen encoder has nothing to combine; its head still learns
+                self.pending[m] = params, ([torch.zeros_like(p) for p in params] if uni is None
+                                           else encoder_grads(uni, params))
             if uni is not None:
                 total = total + uni
         return total

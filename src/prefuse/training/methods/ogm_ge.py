@@ -188,7 +188,7 @@ class OgmGe(Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if len(self.modalities) < 2:
-            raise ValueError("ogm-ge needs at least two modalities")
+            raise ConfigError("arms", "ogm-ge compares modalities: it needs at least two")
         self.epoch = 1
         self.generator = torch.Generator()
         self.coefficient = {m: EpochMean() for m in self.modalities}
