@@ -9,8 +9,9 @@ from prefuse.errors import ConfigError
 from prefuse.training.arms import arm, expand
 from prefuse.training.checks import check_config
 
-BALANCE = ["pretrained+attention+dgl", "pretrained+attention+multiloss",
-           "pretrained+attention+umt"]
+BALANCE = ["pretrained+attention+agm", "pretrained+attention+dgl",
+           "pretrained+attention+mmpareto", "pretrained+attention+multiloss",
+           "pretrained+attention+ogm-ge", "pretrained+attention+umt"]
 
 
 def test_paper_arms_keep_their_names_and_declare_their_traits():
