@@ -207,6 +207,10 @@ def test_every_registered_method_is_documented_with_defaults():
         assert cls.__doc__ and cls.Options() is not None
 
 
+# The methods that change gradients after backward, also on the paper's joint baseline.
+SCRATCH_MODULATED = ["scratch+concat+ogm-ge", "scratch+concat+agm", "scratch+concat+mmpareto"]
+
+
 @pytest.fixture(scope="module")
 def method_run(tmp_path_factory):
     from prefuse.training.experiment import run_experiment
@@ -214,7 +218,8 @@ def method_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("methods") / "run"
     # Big enough for stage 1 to learn something: frozen encoders and UMT's teachers are
     # only as good as the stage-1 networks.
-    config = tiny_config(out, arms=["frozen+attention", "balance", "scratch+concat+dgl"],
+    config = tiny_config(out, arms=["frozen+attention", "balance", "scratch+concat+dgl",
+                                    *SCRATCH_MODULATED],
                          **{"train.epochs": 16, "train.pretrain_epochs": 8, "train.lr": 3e-3,
                             "model.width": 16, "data.synthetic.train": 600,
                             "data.synthetic.valid": 200, "data.synthetic.test": 300})
@@ -226,7 +231,8 @@ def test_every_new_arm_learns_on_the_builtin_benchmark(method_run):
     chance = summary["chance"]["acc"]
     balance = [f"pretrained+attention+{m}" for m in METHODS.names() if m != "none"]
     assert {"dgl", "multiloss", "umt", "ogm-ge", "agm", "mmpareto"} <= set(METHODS.names())
-    assert list(summary["arms"]) == ["frozen+attention", *balance, "scratch+concat+dgl"]
+    assert list(summary["arms"]) == ["frozen+attention", *balance, "scratch+concat+dgl",
+                                     *SCRATCH_MODULATED]
     for arm, entry in summary["arms"].items():
         assert entry["mean"]["acc"] > chance + 0.05, (arm, entry["mean"]["acc"], chance)
 
@@ -257,3 +263,23 @@ def test_history_keeps_what_each_method_logs(method_run):
     dgl = [r for r in rows if r["arm"] == "scratch+concat+dgl"]
     assert dgl and all(float(r["unimodal_loss"]) > 0 and r["umt_distance"] == "" for r in dgl)
     assert all(r["unimodal_loss"] == "" for r in rows if r["arm"] == "frozen+attention")
+
+
+def test_history_keeps_each_modulating_methods_coefficients(method_run):
+    import csv
+    import math
+
+    out, summary = method_run
+    with open(out / "history.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    modalities = summary["modalities"]
+    for prefix, method, low, high in [("ogm_coeff", "ogm-ge", 0.0, 1.0),
+                                      ("agm_coeff", "agm", 0.0, math.inf),
+                                      ("mmpareto_conflict", "mmpareto", 0.0, 1.0)]:
+        for arm in (f"pretrained+attention+{method}", f"scratch+concat+{method}"):
+            mine = [r for r in rows if r["arm"] == arm]
+            values = [float(r[f"{prefix}_{m}"]) for r in mine for m in modalities]
+            assert mine and all(low <= v <= high for v in values), (arm, values)
+    # OGM-GE slows some modality at some point.
+    assert any(float(r[f"ogm_coeff_{m}"]) < 1 for r in rows for m in modalities
+               if r["arm"] == "scratch+concat+ogm-ge")

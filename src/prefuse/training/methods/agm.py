@@ -224,19 +224,19 @@ class Agm(Method):
     def responses(self, out) -> list[torch.Tensor]:
         """Each modality's Shapley response (detached), summing to ``out.logits``."""
         index = {name: k for k, name in enumerate(self.modalities)}
-        outputs = {frozenset(index[name] for name in keep): logits.detach()
+        outputs = {frozenset(index[name] for name in keep): logits.detach().float()
                    for keep, logits in out.kept_logits.items()}
-        outputs[frozenset(range(len(self.modalities)))] = out.logits.detach()
+        outputs[frozenset(range(len(self.modalities)))] = out.logits.detach().float()
         return shapley_responses(outputs, len(self.modalities))
 
     @torch.no_grad()
     def scores_seen(self, out, batch) -> list[float]:
         """Per modality, the summed loss of its response over the samples that have the
         modality, then those sample counts (``2M`` numbers, to sum across ranks)."""
-        losses = torch.stack([per_sample_loss(self.task, r.float(), batch.y)
+        losses = torch.stack([per_sample_loss(self.task, r, batch.y)
                               for r in self.responses(out)])
         present = torch.stack([batch.present[m] for m in self.modalities])
-        sums = (losses * present).sum(dim=1)
+        sums = torch.where(present, losses, 0.0).sum(dim=1)
         return torch.cat([sums.double(), present.sum(dim=1).double()]).tolist()
 
     def loss(self, out, batch):
