@@ -164,6 +164,9 @@ class Mmpareto(Method):
         self.encoders = {m: model.encoders[m] for m in self.modalities}
 
     def loss(self, out, batch):
+        if not self.encoders:
+            raise RuntimeError("mmpareto needs the network: call start(model, seed) before "
+                               "the first step (fit does)")
         total = self.task.loss(out.logits, batch.y)
         self.pending = {}
         for m in self.modalities:
