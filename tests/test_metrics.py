@@ -1,4 +1,4 @@
-"""Every metric of DESIGN section 4 against values worked out by hand."""
+"""Every metric of ``prefuse.metrics`` against values worked out by hand."""
 
 from __future__ import annotations
 

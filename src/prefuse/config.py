@@ -6,6 +6,7 @@ A config file holds the tables ``[data]``, ``[model]`` and ``[train]`` plus top-
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -107,6 +108,9 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Check values; raise ``ConfigError`` naming the first bad field."""
+        for name, value in _floats(self):
+            if not math.isfinite(value):
+                raise ConfigError(name, f"must be a finite number, got {value}")
         t, m = self.train, self.model
         positive = {"train.epochs": t.epochs, "train.batch_size": t.batch_size,
                     "train.lr": t.lr, "train.patience": t.patience, "model.width": m.width,
@@ -155,6 +159,27 @@ class RunConfig:
         for modality, kind in m.encoders.items():
             ENCODERS.get(kind, f"model.encoders.{modality}")
         return self
+
+
+def check_modalities(config: RunConfig, modalities: list[str], source: object) -> None:
+    """Raise ``ConfigError`` when ``[model.encoders]`` names a modality the data lacks
+    (a typo there would otherwise be ignored and the default encoder used)."""
+    for name in config.model.encoders:
+        if name not in modalities:
+            raise ConfigError(f"model.encoders.{name}", f"no modality '{name}' in {source}; "
+                              f"its modalities: {', '.join(modalities)}")
+
+
+def _floats(node: object, prefix: str = "") -> list[tuple[str, float]]:
+    """Every float field of a config tree, with its dotted name."""
+    out = []
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if is_dataclass(value):
+            out.extend(_floats(value, f"{prefix}{f.name}."))
+        elif isinstance(value, float):
+            out.append((f"{prefix}{f.name}", value))
+    return out
 
 
 def _check_type(name: str, value: object, annotation: object, source: object) -> object:
@@ -213,6 +238,10 @@ def load_config(path: str | Path) -> RunConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("<file>", "no such config file", path) from None
+    except IsADirectoryError:
+        raise ConfigError("<file>", "is a directory; give a TOML file", path) from None
+    except OSError as e:
+        raise ConfigError("<file>", f"cannot read ({e.strerror or e})", path) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError("<file>", f"not valid TOML: {e}", path) from None
     try:
@@ -245,5 +274,5 @@ def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig
 
 
 __all__ = ["ARMS", "RunConfig", "DataConfig", "CsdConfig", "ModelConfig", "TrainConfig",
-           "SyntheticConfig", "load_config", "config_to_toml", "config_from_dict",
-           "with_overrides", "replace"]
+           "SyntheticConfig", "load_config", "check_modalities", "config_to_toml",
+           "config_from_dict", "with_overrides", "replace"]

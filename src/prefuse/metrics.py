@@ -1,4 +1,4 @@
-"""Literature-standard metrics (DESIGN section 4), named exactly as there.
+"""Literature-standard metrics, named and computed as MulT's and MMSA's evaluation code does.
 
 Every function takes numpy arrays of predictions and truth and returns ``{name: float}``.
 """

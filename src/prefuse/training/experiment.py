@@ -1,7 +1,7 @@
 """One ``prefuse run``: load the data, train every arm for every seed, write the run directory.
 
-Run directory (DESIGN section 2): ``config.toml``, ``metrics.json``, ``history.csv``,
-``attention.csv``, the headline model (``model.safetensors`` + ``model.json``) and
+Run directory (the README's "Run directory" table): ``config.toml``, ``metrics.json``,
+``history.csv``, ``attention.csv``, the headline model (``model.safetensors`` + ``model.json``) and
 each arm's best model under ``models/<arm>/``. While it runs, ``checkpoints/`` holds
 what ``--resume`` needs (see ``checkpoint``); it is deleted once ``metrics.json`` is written.
 """
@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import RunConfig, config_to_toml
+from ..config import RunConfig, check_modalities, config_to_toml
 from ..data.dataset import MultimodalDataset, Split
+from ..data.fingerprint import fingerprint
 from ..data.formats import config_options, load_dataset
 from ..data.synthetic import make_synthetic
 from ..fileio import write_json, write_text
@@ -69,7 +70,7 @@ def metric_by_dominant(runs: list[StageResult], task: Task, split: Split,
 
 def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult],
               data: Tensors | None = None) -> dict:
-    """The ``metrics.json`` document (shape in DESIGN section 2).
+    """The ``metrics.json`` document (its keys are listed in the README's "Run directory" table).
 
     With ``data``, each arm also gets ``inference_samples_per_s`` (measured on the test
     split) and ``peak_rss_mb``: the process's memory high-water mark once that arm has
@@ -228,11 +229,12 @@ def _finite(obj):
 
 
 def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
-                   log=print, resume: bool = False) -> dict:
+                   log=print, resume: bool = False, overwrite: bool = False) -> dict:
     """Train every arm of ``config`` for every seed and write the run directory.
 
     Every epoch is checkpointed; ``resume`` continues an interrupted run of the same
-    config in ``config.out`` and ends with the same results. Returns the ``metrics.json``
+    config in ``config.out`` and ends with the same results; a fresh run refuses a
+    directory that holds a run unless ``overwrite``. Returns the ``metrics.json``
     document. Under torchrun every rank trains its share and returns the document; only
     the main rank logs and writes the run directory and checkpoints.
     """
@@ -244,7 +246,9 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     else:
         dataset.validate()  # one built in memory has not been through a loader's checks
     # After loading, so that data that cannot be read leaves no run directory behind.
-    checkpoints = RunCheckpoints(config.out).start(config, resume)
+    check_modalities(config, dataset.modalities, dataset.source)
+    checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
+                                                   overwrite)
     task = task_for(dataset)
     data = Tensors(dataset, task)
     results = []

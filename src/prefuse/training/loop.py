@@ -23,6 +23,7 @@ from ..metrics import lower_is_better
 from ..tasks import Task
 from . import distributed
 from .checkpoint import StageCheckpoint, restore_training, training_state
+from .guards import check_finite
 
 
 @dataclass
@@ -158,6 +159,7 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             batch = distributed.shard(batch).to(device)
             out, _ = net(batch)
             loss = task.loss(out, batch.y)
+            check_finite(loss, desc, epoch)
             seen_logits.append(out.detach().cpu().numpy())
             seen_y.append(batch.y.cpu().numpy())
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,24 @@
+"""Checks that stop training before it produces numbers that mean nothing."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import RunError
+
+
+def check_finite(loss: torch.Tensor | float, where: str, epoch: int) -> None:
+    """Raise ``RunError`` if ``loss`` is NaN or infinite.
+
+    A non-finite loss makes every later weight and score meaningless, yet training would
+    go on and print plausible tables; stopping at the first one keeps what earlier stages
+    finished (their checkpoints) and says where it happened (``where``: the stage, with
+    its seed and arm).
+    """
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if not math.isfinite(value):
+        raise RunError(f"training diverged: the loss became {value} in {where}, epoch {epoch}; "
+                       "stages finished before are kept (--resume reuses them); try a lower "
+                       "learning rate (train.lr) or a gradient clip (train.grad_clip)")
