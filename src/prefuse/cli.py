@@ -148,7 +148,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory (or a model folder)")
-    p.add_argument("--data", required=True, help="data file or folder, any supported format")
+    p.add_argument("--data", required=True, help="data file or folder, any supported format "
+                   "(required)")
     p.add_argument("--format", default="auto", help="data format: npz, mult, mmsa or csd "
                    "(default: detect from content)")
     p.add_argument("--arm", help="use models/<arm>/ of the run (default: the headline model)")

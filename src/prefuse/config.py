@@ -261,13 +261,15 @@ def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig
     """A copy of ``config`` with dotted-key overrides (``"train.lr": 0.01``) applied."""
     raw = asdict(config)
     for dotted, value in overrides.items():
-        node = raw
+        node, cls = raw, RunConfig
         *parents, leaf = dotted.split(".")
         for p in parents:
             if not isinstance(node.get(p), dict):
                 raise ConfigError(dotted, "no such config table")
-            node = node[p]
-        if leaf not in node:
+            node, cls = node[p], typing.get_type_hints(cls).get(p) if cls else None
+            cls = cls if is_dataclass(cls) else None
+        # A table of free keys (``model.encoders``) takes new ones; a dataclass does not.
+        if leaf not in node and cls is not None:
             raise ConfigError(dotted, "no such config field")
         node[leaf] = value
     return config_from_dict(raw)

@@ -19,6 +19,7 @@ def check_finite(loss: torch.Tensor | float, where: str, epoch: int) -> None:
     """
     value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
     if not math.isfinite(value):
-        raise RunError(f"training diverged: the loss became {value} in {where}, epoch {epoch}; "
-                       "stages finished before are kept (--resume reuses them); try a lower "
-                       "learning rate (train.lr) or a gradient clip (train.grad_clip)")
+        raise RunError(f"training diverged: the loss became {value} in {where}, epoch "
+                       f"{epoch}; the stages finished before it are kept in checkpoints/. "
+                       "Lower the learning rate (train.lr) or clip gradients "
+                       "(train.grad_clip), and run again with --overwrite")
