@@ -30,8 +30,14 @@ def _value_counts(x: np.ndarray) -> str:
 
 
 def _label_stats(y: np.ndarray, task: str, names: list[str] | None) -> list[str]:
+    # The file is not validated yet: its labels may have any shape, and its names any count.
+    if y.ndim == 0 or len(y) == 0:
+        return []
+    cols = y.reshape(len(y), -1)
+    if names is not None and len(names) != cols.shape[1]:
+        names = None
     if task == "regression":
-        cols = y.reshape(len(y), -1).astype(np.float64)
+        cols = cols.astype(np.float64)
         label = names or ([""] if cols.shape[1] == 1 else [f"target{k}"
                                                           for k in range(cols.shape[1])])
         lines = []
@@ -42,8 +48,8 @@ def _label_stats(y: np.ndarray, task: str, names: list[str] | None) -> list[str]
                          f"min {np.min(c):.3f}, max {np.max(c):.3f}, zeros {int((c == 0).sum())}")
         return lines
     if task == "multilabel":
-        label = names or [f"label{k}" for k in range(y.shape[1])]
-        return [", ".join(f"{n} present {int(y[:, k].sum())}/{len(y)}"
+        label = names or [f"label{k}" for k in range(cols.shape[1])]
+        return [", ".join(f"{n} present {int(cols[:, k].sum())}/{len(y)}"
                           for k, n in enumerate(label))]
     values, counts = np.unique(y, return_counts=True)
     return [", ".join(f"class {v}: {c}" for v, c in zip(values, counts, strict=True))]
