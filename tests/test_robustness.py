@@ -253,7 +253,7 @@ def test_ctrl_c_then_resume_checks_the_data_by_content(tmp_path, monkeypatch, ca
     assert "train/audio changed" in err and "test/labels changed" in err
     assert snapshot(out) == before
     write(data, seed=0)  # the original data again: the run resumes and finishes
-    assert cli(capsys, "run", "--data", data, "--out", out, *TINY, "--resume")[0] == 0
+    assert cli(capsys, "run", "--resume", "--out", out)[0] == 0  # as the hint says
     assert (out / "metrics.json").is_file()
 
 
@@ -365,6 +365,13 @@ def test_a_truncated_model_file(finished, tmp_path, capsys):
                      tmp_path / "p.csv")
     assert rc == 2 and str(model / "model.safetensors") in err and "cannot load" in err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_ctrl_c_before_the_run_directory_exists_gives_no_resume_hint(tmp_path, monkeypatch,
+                                                                   capsys):
+    monkeypatch.setattr(experiment, "load_data", _interrupt)
+    rc, _, err = cli(capsys, "run", "--out", tmp_path / "run", *TINY, *SIZES)
+    assert rc == 130 and err == "prefuse: interrupted\n"
 
 
 @pytest.mark.parametrize("content", [b"not a tensor file", b"\x80\x04K\x01."])

@@ -41,8 +41,16 @@ def _parse_set(items: list[str]) -> dict[str, object]:
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """The config file (or defaults) with command-line overrides applied."""
-    config = load_config(args.config) if args.config else RunConfig()
+    """The config file (or defaults) with command-line overrides applied. Resuming
+    without ``--config`` starts from the run's own ``config.toml``, so that
+    ``prefuse run --resume --out DIR`` alone continues it."""
+    saved = Path(args.out or "") / "config.toml"
+    if args.config:
+        config = load_config(args.config)
+    elif getattr(args, "resume", False) and args.out and saved.is_file():
+        config = load_config(saved)
+    else:
+        config = RunConfig()
     overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
                  if getattr(args, flag, None) is not None}
     overrides.update(_parse_set(args.set or []))
@@ -73,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise ConfigError("--overwrite", "cannot be combined with --resume")
     check_directory_writable(config.out)
-    _interrupted_hint[0] = f"prefuse run --resume --out {config.out}"
+    _interrupted_run[0] = config.out
     summary = run_experiment(config, log=_say, resume=args.resume, overwrite=args.overwrite)
     if not distributed.is_main():  # under torchrun, rank 0 speaks for all
         return 0
@@ -311,8 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The command that continues an interrupted run, set once ``prefuse run`` knows its --out.
-_interrupted_hint: list[str] = [""]
+# The run directory of ``prefuse run``, once known: Ctrl-C says how to continue that run.
+_interrupted_run: list[str] = [""]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -329,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; user errors print one clear line and exit with status 2; Ctrl-C
     prints how to continue and exits with 130."""
     args = build_parser().parse_args(argv)
-    _interrupted_hint[0] = ""
+    _interrupted_run[0] = ""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -338,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prefuse: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = f"; `{_interrupted_hint[0]}` continues it" if _interrupted_hint[0] else ""
+        out = _interrupted_run[0]
+        # Only a run that got as far as recording its config can be resumed.
+        hint = f"; `prefuse run --resume --out {out}` continues it" \
+            if out and (Path(out) / "config.toml").is_file() else ""
         print(f"prefuse: interrupted{hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:

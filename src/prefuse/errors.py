@@ -48,7 +48,8 @@ def warn(message: str) -> None:
     the warning is about their data or settings, not about prefuse's code."""
     import warnings
 
-    warnings.warn(PrefuseWarning(message), stacklevel=1)
+    warnings.warn_explicit(PrefuseWarning(message), PrefuseWarning, filename="prefuse",
+                           lineno=0, module="prefuse")
 
 
 class PrefuseWarning(UserWarning):
