@@ -102,6 +102,15 @@ def test_binary_with_two_label_names_names_the_probability_after_class_1(tmp_pat
     assert "prob_negative" not in records[0]
 
 
+def test_predict_with_two_binary_label_names_end_to_end(tmp_path, capsys):
+    data = write(tmp_path / "d.npz", meta__label_names=np.array(["negative", "positive"]))
+    assert cli(capsys, "run", "--data", data, "--out", tmp_path / "run", *TINY)[0] == 0
+    rc, _, _ = cli(capsys, "predict", tmp_path / "run", "--data", data, "--split", "test",
+                   "--out", tmp_path / "p.csv")
+    header = (tmp_path / "p.csv").read_text().splitlines()[0].split(",")
+    assert rc == 0 and [c for c in header if c.startswith("prob_")] == ["prob_positive"]
+
+
 @pytest.mark.parametrize("names, key_text", [
     (["a", "b", "c"], "a binary task takes 1 name"), (["pos", "pos"], "label names repeat")])
 def test_label_names_that_do_not_fit_the_task_are_refused(tmp_path, capsys, names, key_text):
