@@ -383,7 +383,17 @@ def test_ctrl_c_before_the_run_directory_exists_gives_no_resume_hint(tmp_path, m
     assert rc == 130 and err == "prefuse: interrupted\n"
 
 
-@pytest.mark.parametrize("content", [b"not a tensor file", b"\x80\x04K\x01."])
+def _tensor_file(state) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("content", [b"not a tensor file", b"\x80\x04K\x01.",
+                                     _tensor_file(torch.zeros(2)),
+                                     _tensor_file({"model": {}})])
 def test_a_foreign_checkpoint_on_resume(tmp_path, monkeypatch, capsys, content):
     out = tmp_path / "run"
     monkeypatch.setattr(experiment, "run_seed", _interrupt)
@@ -392,7 +402,7 @@ def test_a_foreign_checkpoint_on_resume(tmp_path, monkeypatch, capsys, content):
     bad = out / "checkpoints" / "seed0-pretrain-text.done.pt"
     bad.write_bytes(content)
     rc, _, err = cli(capsys, "run", "--out", out, *TINY, *SIZES, "--resume")
-    assert rc == 2 and str(bad) in err
+    assert rc == 2 and str(bad) in err and "--overwrite" in err
 
 
 def _interrupt(*args, **kwargs):

@@ -45,7 +45,13 @@ def _save(state: dict, path: Path) -> None:
         torch.save(state, tmp)
 
 
-def _load(path: Path) -> dict | None:
+# What each kind of checkpoint must hold (see ``training_state`` and ``save_done``).
+EPOCH_KEYS = ("model", "optimizer", "generator", "rng", "epoch", "best_value", "best_state",
+              "best_epoch", "best_valid", "bad_epochs", "history", "seconds")
+DONE_KEYS = ("model", "fit")
+
+
+def _load(path: Path, keys: tuple[str, ...]) -> dict | None:
     if not path.is_file():
         return None
     try:
@@ -53,9 +59,10 @@ def _load(path: Path) -> dict | None:
     except Exception as e:  # noqa: BLE001 - whatever the bytes are, the file is unusable
         raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to "
                        "redo that stage, or start the run afresh with --overwrite") from None
-    if not isinstance(state, dict):
-        raise RunError(f"{path}: not a prefuse checkpoint; delete it to redo that stage, "
-                       "or start the run afresh with --overwrite")
+    missing = [k for k in keys if k not in state] if isinstance(state, dict) else keys
+    if missing:
+        raise RunError(f"{path}: not a prefuse checkpoint (no {', '.join(missing)}); delete "
+                       "it to redo that stage, or start the run afresh with --overwrite")
     return state
 
 
@@ -70,7 +77,7 @@ class StageCheckpoint:
 
     def load(self) -> dict | None:
         """The last complete epoch's training state, or None to start afresh."""
-        return _load(self.epoch_path)
+        return _load(self.epoch_path, EPOCH_KEYS)
 
     def save(self, state: dict) -> None:
         """Replace the epoch checkpoint with ``state`` (see ``training_state``)."""
@@ -79,7 +86,7 @@ class StageCheckpoint:
 
     def load_done(self) -> dict | None:
         """``{"model": state_dict, "fit": FitResult fields}`` of a finished stage, or None."""
-        return _load(self.done_path)
+        return _load(self.done_path, DONE_KEYS)
 
     def save_done(self, model: nn.Module, fit_result) -> None:
         """Record the finished stage; its epoch checkpoint is no longer needed."""
