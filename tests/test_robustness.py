@@ -151,6 +151,14 @@ def test_non_finite_settings_are_refused(tmp_path, capsys, args, field):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("args, field", [(["--seeds", "-1"], "seeds"),
+                                         (["--set", "data.synthetic.seed=-3"],
+                                          "data.synthetic.seed")])
+def test_seeds_numpy_cannot_take_are_refused(tmp_path, capsys, args, field):
+    rc, _, err = cli(capsys, "run", "--out", tmp_path / "run", *TINY, *SIZES, *args)
+    assert rc == 2 and f"config field '{field}': a seed must lie in [0, 2**32 - 1]" in err
+
+
 def test_non_finite_values_in_a_config_file_name_the_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[train]\nlr = nan\n")
@@ -409,12 +417,14 @@ def _interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("size", ["-5", "0", "x"])
-def test_synth_sizes_must_be_positive(tmp_path, capsys, size):
+@pytest.mark.parametrize("option, value", [("--train", "-5"), ("--train", "0"),
+                                           ("--train", "x"), ("--seed", "-1"),
+                                           ("--seed", str(2**32))])
+def test_synth_sizes_and_seed_are_checked(tmp_path, capsys, option, value):
     with pytest.raises(SystemExit) as stop:
-        main(["data", "synth", "--out", str(tmp_path / "s.npz"), "--train", size])
+        main(["data", "synth", "--out", str(tmp_path / "s.npz"), option, value])
     assert stop.value.code == 2
-    assert "argument --train" in capsys.readouterr().err
+    assert f"argument {option}" in capsys.readouterr().err
     assert not (tmp_path / "s.npz").exists()
 
 

@@ -240,11 +240,22 @@ def _command(sub, name: str, text: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=text, formatter_class=_HelpFormatter)
 
 
-def _positive(text: str) -> int:
+def _seed(text: str) -> int:
+    value = _whole(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 2**32 - 1], got {value}")
+    return value
+
+
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -290,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   required=True)
     synth = _command(data, "synth", "write the built-in benchmark as generic NPZ")
     synth.add_argument("--out", required=True, help="the NPZ file to write (required)")
-    synth.add_argument("--seed", type=int, default=0, help="generator seed")
+    synth.add_argument("--seed", type=_seed, default=0, help="generator seed")
     sizes = SyntheticConfig()
     synth.add_argument("--train", type=_positive, default=sizes.train, help="training samples")
     synth.add_argument("--valid", type=_positive, default=sizes.valid,

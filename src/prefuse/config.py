@@ -144,6 +144,11 @@ class RunConfig:
                 raise ConfigError(name, f"must lie in [0, 1), got {value}")
         if not self.seeds:
             raise ConfigError("seeds", "needs at least one seed")
+        # numpy's and torch's generators both take these; numpy refuses negative seeds.
+        for name, seed in [("seeds", s) for s in self.seeds] + \
+                [("data.synthetic.seed", self.data.synthetic.seed)]:
+            if not 0 <= seed < 2**32:
+                raise ConfigError(name, f"a seed must lie in [0, 2**32 - 1], got {seed}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds", f"seeds repeat: {self.seeds}")
         if not self.arms:
