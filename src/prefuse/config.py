@@ -8,6 +8,7 @@ naming the field. This module checks types and ranges only; names that registrie
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -113,6 +114,9 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Check values; raise ``ConfigError`` naming the first bad field."""
+        for name, value in _floats(self):
+            if not math.isfinite(value):
+                raise ConfigError(name, f"must be a finite number, got {value}")
         t, m = self.train, self.model
         positive = {"train.epochs": t.epochs, "train.batch_size": t.batch_size,
                     "train.lr": t.lr, "train.patience": t.patience, "model.width": m.width,
@@ -141,11 +145,37 @@ class RunConfig:
                 raise ConfigError(name, f"must lie in [0, 1), got {value}")
         if not self.seeds:
             raise ConfigError("seeds", "needs at least one seed")
+        # numpy's and torch's generators both take these; numpy refuses negative seeds.
+        for name, seed in [("seeds", s) for s in self.seeds] + \
+                [("data.synthetic.seed", self.data.synthetic.seed)]:
+            if not 0 <= seed < 2**32:
+                raise ConfigError(name, f"a seed must lie in [0, 2**32 - 1], got {seed}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds", f"seeds repeat: {self.seeds}")
         if not self.arms:
             raise ConfigError("arms", "needs at least one arm")
         return self
+
+
+def check_modalities(config: RunConfig, modalities: list[str], source: object) -> None:
+    """Raise ``ConfigError`` when ``[model.encoders]`` names a modality the data lacks
+    (a typo there would otherwise be ignored and the default encoder used)."""
+    for name in config.model.encoders:
+        if name not in modalities:
+            raise ConfigError(f"model.encoders.{name}", f"no modality '{name}' in {source}; "
+                              f"its modalities: {', '.join(modalities)}")
+
+
+def _floats(node: object, prefix: str = "") -> list[tuple[str, float]]:
+    """Every float field of a config tree, with its dotted name."""
+    out = []
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if is_dataclass(value):
+            out.extend(_floats(value, f"{prefix}{f.name}."))
+        elif isinstance(value, float):
+            out.append((f"{prefix}{f.name}", value))
+    return out
 
 
 def _check_type(name: str, value: object, annotation: object, source: object) -> object:
@@ -210,6 +240,10 @@ def load_config(path: str | Path) -> RunConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("<file>", "no such config file", path) from None
+    except IsADirectoryError:
+        raise ConfigError("<file>", "is a directory; give a TOML file", path) from None
+    except OSError as e:
+        raise ConfigError("<file>", f"cannot read ({e.strerror or e})", path) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError("<file>", f"not valid TOML: {e}", path) from None
     try:
@@ -230,7 +264,7 @@ def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig
     under ``methods`` creates its method's table (``"methods.umt.weight": 5.0``)."""
     raw = asdict(config)
     for dotted, value in overrides.items():
-        node = raw
+        node, cls = raw, RunConfig
         *parents, leaf = dotted.split(".")
         for p in parents:
             # A method's table may be absent until a key of it is set.
@@ -238,13 +272,15 @@ def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig
                 node[p] = {}
             if not isinstance(node.get(p), dict):
                 raise ConfigError(dotted, "no such config table")
-            node = node[p]
-        if leaf not in node and parents[:1] != ["methods"]:
+            node, cls = node[p], typing.get_type_hints(cls).get(p) if cls else None
+            cls = cls if is_dataclass(cls) else None
+        # A table of free keys (``model.encoders``) takes new ones; a dataclass does not.
+        if leaf not in node and cls is not None:
             raise ConfigError(dotted, "no such config field")
         node[leaf] = value
     return config_from_dict(raw)
 
 
 __all__ = ["ARMS", "RunConfig", "DataConfig", "CsdConfig", "ModelConfig", "TrainConfig",
-           "SyntheticConfig", "load_config", "table_to", "config_to_toml", "config_from_dict",
-           "with_overrides", "replace"]
+           "SyntheticConfig", "load_config", "table_to", "check_modalities", "config_to_toml",
+           "config_from_dict", "with_overrides", "replace"]

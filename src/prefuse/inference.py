@@ -25,8 +25,8 @@ from torch import nn
 from .data.batching import TensorSplit
 from .data.dataset import SPLITS, MultimodalDataset, Split
 from .data.formats import detect_format, load_dataset
-from .errors import DataError, PrefuseError
-from .fileio import write_text
+from .errors import DataError, OutputError, PrefuseError
+from .fileio import check_writable, write_text
 from .models.network import NetworkSpec
 from .models.saving import load_model
 from .tasks import Task
@@ -182,6 +182,11 @@ def prediction_records(predictions: dict[str, Prediction], task: Task,
     for p in predictions.values():
         e = p.evaluation
         scores = e.scores.reshape(len(p.ids), -1)
+        if task.kind != "regression" and len(task.label_names) != scores.shape[1]:
+            # A name per probability column, or the columns would be mislabelled.
+            raise PrefuseError(f"the model's task has {len(task.label_names)} label names "
+                               f"({', '.join(task.label_names)}) for {scores.shape[1]} "
+                               "probability columns; model.json does not fit its weights")
         for i in range(len(p.ids)):
             label = None if p.labels is None else _value(p.labels[i], digits)
             row = {"split": p.split, "id": str(p.ids[i]), "label": label,
@@ -194,16 +199,23 @@ def prediction_records(predictions: dict[str, Prediction], task: Task,
     return records
 
 
+def check_prediction_path(path: str | Path) -> Path:
+    """``path`` if predictions can be written there (a writable ``.csv`` or ``.jsonl``
+    file), else ``OutputError``: checked before predicting, not after."""
+    path = check_writable(path)
+    if path.suffix not in (".csv", ".jsonl"):
+        raise OutputError(path, "write predictions to a .csv or .jsonl file")
+    return path
+
+
 def write_predictions(predictions: dict[str, Prediction], task: Task, modalities: list[str],
                       path: str | Path) -> Path:
     """Write ``.csv`` (vectors joined by ``;``) or ``.jsonl``, atomically; a missing
     label is an empty CSV field, ``null`` in JSON."""
-    path = Path(path)
+    path = check_prediction_path(path)
     if path.suffix == ".jsonl":
         records = prediction_records(predictions, task, modalities)
         return write_text(path, "".join(json.dumps(r) + "\n" for r in records))
-    if path.suffix != ".csv":
-        raise PrefuseError(f"{path}: write predictions to a .csv or .jsonl file")
     records = prediction_records(predictions, task, modalities, digits=6)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

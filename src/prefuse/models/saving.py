@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -61,10 +62,16 @@ def load_model(path: str | Path, arm: str | None = None) -> tuple[nn.Module, Tas
         spec = NetworkSpec(**meta["spec"])
         task_info = meta["task"]
         # Models saved before model.json named the architecture are simple networks (a
-        # MulT among them fails to load its weights, with this error).
+        # MulT among them fails to load its weights, with the error below).
         model = NETWORKS.get(meta.get("network", "simple"), "network")(spec)
+        task = make_task(task_info["kind"], task_info["targets"], task_info["label_names"])
+    except (KeyError, TypeError, ValueError, AttributeError, OSError, PrefuseError) as e:
+        raise PrefuseError(f"{meta_path}: cannot rebuild the model ({type(e).__name__}: "
+                           f"{e})") from None
+    try:
         model.load_state_dict(load_file(str(weights_path)))
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError, PrefuseError) as e:
-        raise PrefuseError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
-    task = make_task(task_info["kind"], task_info["targets"], task_info["label_names"])
+    except (SafetensorError, RuntimeError, OSError) as e:
+        # A truncated or foreign file, or weights of another network.
+        raise PrefuseError(f"{weights_path}: cannot load the weights ({type(e).__name__}: "
+                           f"{e})") from None
     return model.eval(), task, meta

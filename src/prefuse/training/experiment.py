@@ -1,10 +1,10 @@
 """One ``prefuse run``: load the data, train every arm for every seed, write the run directory.
 
-Run directory: ``config.toml``, ``metrics.json`` (``summary``), ``history.csv`` and
-``attention.csv`` (``runfiles``), the headline model (``model.safetensors`` +
-``model.json``) and each arm's best model under ``models/<arm>/``. While it runs,
-``checkpoints/`` holds what ``--resume`` needs (see ``checkpoint``); it is deleted once
-``metrics.json`` is written.
+Run directory (the README's "Run directory" table): ``config.toml``, ``data.json``,
+``metrics.json`` (``summary``), ``history.csv`` and ``attention.csv`` (``runfiles``), the
+headline model (``model.safetensors`` + ``model.json``) and each arm's best model under
+``models/<arm>/``. While it runs, ``checkpoints/`` holds what ``--resume`` needs (see
+``checkpoint``); it is deleted once ``metrics.json`` is written.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, config_to_toml
+from ..config import RunConfig, check_modalities, config_to_toml
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
+from ..data.fingerprint import fingerprint
 from ..data.source import load_data
 from ..fileio import write_json, write_text
 from ..models.saving import save_model
@@ -60,11 +61,12 @@ def _finite(obj):
 
 
 def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
-                   log=print, resume: bool = False) -> dict:
+                   log=print, resume: bool = False, overwrite: bool = False) -> dict:
     """Train every arm of ``config`` for every seed and write the run directory.
 
     Every epoch is checkpointed; ``resume`` continues an interrupted run of the same
-    config in ``config.out`` and ends with the same results. Returns the ``metrics.json``
+    config in ``config.out`` and ends with the same results; a fresh run refuses a
+    directory that holds a run unless ``overwrite``. Returns the ``metrics.json``
     document. Under torchrun every rank trains its share and returns the document; only
     the main rank logs and writes the run directory and checkpoints.
     """
@@ -76,7 +78,9 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     else:
         dataset.validate()  # one built in memory has not been through a loader's checks
     # After loading, so that data that cannot be read leaves no run directory behind.
-    checkpoints = RunCheckpoints(config.out).start(config, resume)
+    check_modalities(config, dataset.modalities, dataset.source)
+    checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
+                                                   overwrite)
     task = task_for(dataset)
     data = Tensors(dataset, task)
     results = []

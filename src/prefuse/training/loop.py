@@ -26,6 +26,7 @@ from ..tasks import Task
 from . import distributed
 from .checkpoint import StageCheckpoint, restore_training, training_state
 from .evaluation import evaluate
+from .guards import check_finite
 from .methods import Method
 
 
@@ -128,6 +129,7 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
                 continue
             batch = distributed.shard(batch).to(device)
             loss, out = train_step(net, model, batch, method, optimizer, grad_clip)
+            check_finite(loss, desc, epoch)
             seen_logits.append(out.logits.detach().cpu().numpy())
             seen_y.append(batch.y.cpu().numpy())
             total += loss.item() * len(batch)
