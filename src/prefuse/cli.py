@@ -19,7 +19,8 @@ OVERRIDES = {
     "lr": "train.lr", "encoder_lr": "train.encoder_lr", "batch_size": "train.batch_size",
     "patience": "train.patience", "freeze_epochs": "train.freeze_epochs",
     "modality_dropout": "train.modality_dropout", "encoder": "model.encoder",
-    "width": "model.width",
+    "width": "model.width", "device": "train.device", "precision": "train.precision",
+    "threads": "train.threads", "jobs": "train.jobs",
 }
 
 
@@ -105,8 +106,9 @@ def _report_masked(masked: list[str]) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict, write_predictions
     from .models.saving import load_model
+    from .training.runtime import device_for
 
-    loaded = load_model(args.run_dir, args.arm)
+    loaded = load_model(args.run_dir, args.arm, device_for(args.device))
     predictions = predict(loaded, args.data, split=args.split, format=args.format,
                           **_data_options(args))
     _report_masked(next(iter(predictions.values())).masked)
@@ -122,7 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .inference import predict, scores
 
     predictions = predict(args.run_dir, args.data, split=args.split, arm=args.arm,
-                          format=args.format, **_data_options(args))
+                          format=args.format, device=args.device, **_data_options(args))
     table = scores(predictions)
     _report_masked(next(iter(predictions.values())).masked)
     for name, metrics in table.items():
@@ -142,6 +144,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arm", help="use models/<arm>/ of the run (default: the headline model)")
     p.add_argument("--config", help="TOML config whose [data] table sets loader options "
                    "(label columns, .csd file names)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when CUDA is available), "
+                   "cpu, cuda or cuda:N")
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, object]:
@@ -184,6 +188,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modality-dropout", type=float, help="train-time modality masking rate")
     p.add_argument("--encoder", help="encoder for sequence modalities (lstm, gru, ...)")
     p.add_argument("--width", type=int, help="modality feature width m")
+    p.add_argument("--device", help="auto (default: a GPU when CUDA is available), cpu, "
+                   "cuda or cuda:N")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="bf16: autocast on a GPU (default fp32)")
+    p.add_argument("--jobs", type=int, help="train this many independent stages at once, "
+                   "in worker processes (default 1)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (default 0: "
+                   "one each)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any config field, e.g. --set model.dropout=0.2")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -24,7 +25,7 @@ def save_model(model: nn.Module, arm: str, task: Task, directory: str | Path,
                extra: dict | None = None) -> Path:
     """Write ``model.safetensors`` and ``model.json`` into ``directory`` atomically."""
     directory = Path(directory)
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(directory / "model.safetensors") as tmp:
         save_file(state, str(tmp))
     stats = {m: {"mean": model.standardize[m].mean.tolist(),
@@ -42,8 +43,10 @@ def save_model(model: nn.Module, arm: str, task: Task, directory: str | Path,
     return directory
 
 
-def load_model(path: str | Path, arm: str | None = None) -> tuple[nn.Module, Task, dict]:
-    """Load a saved network from a model folder or a run directory.
+def load_model(path: str | Path, arm: str | None = None,
+               device: torch.device | str = "cpu") -> tuple[nn.Module, Task, dict]:
+    """Load a saved network from a model folder or a run directory, onto ``device``
+    (whatever device trained it: weights are stored device-free).
 
     In a run directory the headline model (top level) is loaded, or the model of
     ``arm`` from ``models/<arm>/``. Returns ``(model in eval mode, task, model.json)``.
@@ -61,8 +64,8 @@ def load_model(path: str | Path, arm: str | None = None) -> tuple[nn.Module, Tas
         spec = NetworkSpec(**meta["spec"])
         task_info = meta["task"]
         model = ARM_SPECS.get(meta["arm"], "arm").build(spec)
-        model.load_state_dict(load_file(str(weights_path)))
+        model.load_state_dict(load_file(str(weights_path), device="cpu"))
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
         raise PrefuseError(f"{path}: cannot load model ({type(e).__name__}: {e})") from None
     task = make_task(task_info["kind"], task_info["targets"], task_info["label_names"])
-    return model.eval(), task, meta
+    return model.to(device).eval(), task, meta

@@ -14,7 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..config import RunConfig, config_to_toml
 from ..data.dataset import MultimodalDataset, Split
@@ -24,7 +23,7 @@ from ..fileio import write_json, write_text
 from ..metrics import lower_is_better
 from ..models.saving import save_model
 from ..tasks import Task, task_for
-from . import distributed
+from . import distributed, runtime
 from .checkpoint import RunCheckpoints
 from .cost import inference_throughput, peak_rss_mb
 from .recipe import SeedResult, StageResult, Tensors, epochs_to_converge, run_seed
@@ -96,6 +95,7 @@ def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult],
             "train_seconds": seconds / len(runs),
             "seconds_per_epoch": seconds / max(epochs, 1),
             "params": runs[0].params,
+            "device": runs[0].fit.device,
             "mean_weights": dict(zip(dataset.modalities,
                                      np.mean([run.test.weights.mean(axis=0) for run in runs],
                                              axis=0).tolist())),
@@ -198,7 +198,8 @@ def _best_seed(results: list[SeedResult], arm: str, metric: str) -> SeedResult:
 
 
 def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Task,
-              results: list[SeedResult], data: Tensors | None = None) -> dict:
+              results: list[SeedResult], data: Tensors | None = None,
+              where: runtime.Runtime | None = None) -> dict:
     """Write every file of the run directory; ``metrics.json`` last."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.toml", config_to_toml(config))
@@ -212,6 +213,8 @@ def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Ta
         if arm == headline:
             save_model(best.arms[arm].model, arm, task, out, extra)
     summary = summarize(dataset, task, results, data)
+    if where is not None:
+        summary["runtime"] = {**where.describe(), "jobs": config.train.jobs}
     write_json(out / "metrics.json", _finite(summary))
     return summary
 
@@ -237,8 +240,12 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     the main rank logs and writes the run directory and checkpoints.
     """
     config.validate()
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    with runtime.using(runtime.resolve(config.train)) as where:
+        return _run(config, dataset, log, resume, where)
+
+
+def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool,
+         where: runtime.Runtime) -> dict:
     if dataset is None:
         dataset = load_data(config)
     else:
@@ -246,7 +253,13 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     # After loading, so that data that cannot be read leaves no run directory behind.
     checkpoints = RunCheckpoints(config.out).start(config, resume)
     task = task_for(dataset)
-    data = Tensors(dataset, task)
+    if config.train.jobs > 1:
+        from .parallel import train_in_workers
+
+        # The workers leave every stage done in the checkpoints; the loop below then
+        # only evaluates and writes.
+        train_in_workers(config, dataset, config.train.jobs, log)
+    data = runtime.place_splits(Tensors(dataset, task))
     results = []
     for seed in config.seeds:
         if distributed.is_main():
@@ -254,6 +267,6 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
         results.append(run_seed(dataset, config, seed, data, checkpoints))
     if not distributed.is_main():
         return summarize(dataset, task, results)
-    summary = write_run(Path(config.out), config, dataset, task, results, data)
+    summary = write_run(Path(config.out), config, dataset, task, results, data, where)
     checkpoints.remove()
     return summary

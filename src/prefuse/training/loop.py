@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ..data.batching import TensorSplit
 from ..metrics import lower_is_better
 from ..tasks import Task
-from . import distributed
+from . import distributed, runtime
 from .checkpoint import StageCheckpoint, restore_training, training_state
 
 
@@ -46,6 +46,7 @@ class FitResult:
     epochs_run: int
     seconds: float
     history: list[dict] = field(default_factory=list)
+    device: str = ""
 
 
 @torch.no_grad()
@@ -60,11 +61,13 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
     logits, weights, losses = [], [], []
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
-        batch = data.batch(index)
+        batch = data.batch(index.to(data.device)).to(device)
         if present is not None:
-            batch.present = {m: batch.present[m] & present[m][index] for m in batch.present}
-        batch = batch.to(device)
-        out, w = model(batch)
+            batch.present = {m: batch.present[m] & present[m][index].to(device)
+                             for m in batch.present}
+        with runtime.autocast():
+            out, w = model(batch)
+        out, w = out.float(), w.float()
         if data.labelled:
             losses.append(task.loss(out, batch.y).item() * len(batch))
         logits.append(out.cpu().numpy())
@@ -104,9 +107,11 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     With ``checkpoint``, training continues after its last saved epoch, and every
     epoch is saved, so an interrupted fit resumes to exactly the same result.
 
+    The model moves to the runtime's device (``runtime.current()``) and stays there
+    (splits already there are sliced in place, see ``runtime.place``); forward passes run
+    under the runtime's autocast (bf16 or none), the loss in fp32.
     Under torchrun (``distributed.active()``) each rank trains a DistributedDataParallel
-    copy on its slice of every batch, on ``distributed.device()``; the model comes back
-    on the CPU, identical on all ranks.
+    copy on its slice of every batch; the model ends identical on all ranks.
     """
     encoder_params = list(model.encoders.parameters()) if hasattr(model, "encoders") else []
     encoder_ids = {id(p) for p in encoder_params}
@@ -118,9 +123,10 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     generator = torch.Generator().manual_seed(seed)
     # Distributed: same seed on all ranks, so each rank can take its slice of each batch.
     distributed.init()
+    where = runtime.current().device
+    model.to(where)
     net: nn.Module = model
     if distributed.active():
-        model.to(distributed.device())
         # Frozen encoders leave parameters without gradients, which DDP must be told of.
         net = DistributedDataParallel(model, find_unused_parameters=freeze_epochs > 0)
     device = next(model.parameters()).device
@@ -156,7 +162,9 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
             if len(batch) < distributed.world_size():  # some rank would get no sample
                 continue
             batch = distributed.shard(batch).to(device)
-            out, _ = net(batch)
+            with runtime.autocast():
+                out, _ = net(batch)
+            out = out.float()
             loss = task.loss(out, batch.y)
             seen_logits.append(out.detach().cpu().numpy())
             seen_y.append(batch.y.cpu().numpy())
@@ -194,8 +202,6 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     for p in encoder_params:
         p.requires_grad_(True)
     model.load_state_dict(best_state)
-    if distributed.active():
-        model.to("cpu")
     return FitResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=len(history),
                      seconds=earlier_seconds + time.perf_counter() - start_time,
-                     history=history)
+                     history=history, device=str(where))
