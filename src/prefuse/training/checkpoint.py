@@ -19,6 +19,7 @@ rank writes them; the ranks hold the same weights, so its files stand for all.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import shutil
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def _load(path: Path) -> dict | None:
         # Tensors land on the CPU whatever device saved them; loading into a model or an
         # optimizer then moves them to wherever that lives.
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError) as e:
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:
         raise PrefuseError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); "
                            "run again without --resume") from None
 

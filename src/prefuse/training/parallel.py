@@ -18,6 +18,8 @@ job slot takes the GPUs in turn.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -72,6 +74,7 @@ def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
            orders: Connection) -> None:
     """A worker process: set up once, then train each unit the parent sends into the
     run's checkpoints and answer None (trained) or the error's text; stop on None."""
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     try:
         train = replace(config.train, device=_worker_device(config.train.device, slot))
         runtime.activate(runtime.resolve(train))
@@ -95,6 +98,13 @@ def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
             orders.send(_describe(e))
             return
         orders.send(None)
+
+
+def _exit_with_parent() -> None:
+    # A parent killed outright must not leave workers training into its checkpoints,
+    # where a resumed run would meet them.
+    wait([multiprocessing.parent_process().sentinel])
+    os._exit(1)
 
 
 def _describe(error: BaseException) -> str:
