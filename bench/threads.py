@@ -1,13 +1,13 @@
 """How torch's CPU thread count copes with a busy machine: a short run, quiet and beside
 one CPU-bound process, for several ``train.threads`` values.
 
-    python bench/threads.py [--threads 1 2 0] [--repeats 3] [-- extra prefuse run options]
+    python bench/threads.py [--threads 1 2] [--repeats 3] [-- extra prefuse run options]
 
 Each timing is the wall time of one ``prefuse run --seeds 0 --arms scratch+concat
---epochs 6 --pretrain-epochs 2`` in a fresh process (``0`` is torch's own default: one
-thread per core). "busy" runs it beside a pure-Python busy loop that keeps one core
-taken. Prints one line per setting: the range and median over the repeats, and the
-busy/quiet ratio of the medians.
+--epochs 6 --pretrain-epochs 2`` in a fresh process with ``--threads N`` (by default 1,
+prefuse's default, and the core count, torch's own default). "busy" runs it beside a
+pure-Python busy loop that keeps one core taken. Prints one line per setting: the range
+and median over the repeats, and the busy/quiet ratio of the medians.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def busy_loop() -> subprocess.Popen:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 0])
+    parser.add_argument("--threads", type=int, nargs="+",
+                        default=sorted({1, os.cpu_count() or 1}))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("extra", nargs="*", help="more `prefuse run` options (after --)")
     args = parser.parse_args()
