@@ -192,3 +192,14 @@ def test_a_run_on_the_gpu_trains_there_and_its_model_loads_anywhere(tmp_path):
     assert next(load_model(tmp_path / "run", device="cpu")[0].parameters()).device.type == "cpu"
     assert (on_gpu["test"].evaluation.predictions == on_cpu["test"].evaluation.predictions
             ).mean() > 0.95
+
+
+def test_run_options_set_the_runtime_fields():
+    from prefuse.cli import build_parser, resolve_config
+
+    args = build_parser().parse_args(["run", "--device", "cpu", "--jobs", "3", "--threads",
+                                      "2", "--precision", "fp32"])
+    train = resolve_config(args).train
+    assert (train.device, train.jobs, train.threads, train.precision) == ("cpu", 3, 2, "fp32")
+    with pytest.raises(ConfigError, match="train.jobs"):
+        resolve_config(build_parser().parse_args(["run", "--jobs", "0"]))
