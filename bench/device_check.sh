@@ -16,7 +16,7 @@
 set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
-JOBS=${JOBS:-6}
+JOBS=${JOBS:-8}
 LOGS=${LOGS:-$(mktemp -d)}
 SKIP=${SKIP:-}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
