@@ -138,7 +138,10 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
             idle = [conn for _, conn in workers if conn not in busy]
             ready = [u for u, need in waiting.items() if need is None or need in done]
             for conn, unit in zip(idle, ready):
-                conn.send(unit)
+                try:
+                    conn.send(unit)
+                except OSError:
+                    pass  # the worker has ended: what it said last is read below
                 busy[conn] = unit
                 del waiting[unit]
             for conn in wait(list(busy)):
@@ -155,9 +158,11 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
     finally:
         for process, conn in workers:
             if ok:
-                conn.send(None)
-                process.join()
+                try:
+                    conn.send(None)
+                except OSError:
+                    pass  # already gone, with nothing left to do
             else:
                 process.kill()
-                process.join()
+            process.join()
             conn.close()
