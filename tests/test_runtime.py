@@ -173,6 +173,13 @@ def test_split_to_its_own_device_is_itself():
     _, _, data, _ = _tiny()
     assert data.train.to("cpu") is data.train
     assert runtime.place(data.train, resolve("cpu")) is data.train
+    # Moved once, a split's batches are cut where it lives: no copy per step. ("meta"
+    # stands in for a GPU: tensors with shapes and a device but no data.)
+    moved = data.train.to("meta")
+    assert moved.device == torch.device("meta") and data.train.device.type == "cpu"
+    batch = next(moved.batches(16, torch.Generator().manual_seed(0)))
+    tensors = [*batch.x.values(), *batch.lengths.values(), *batch.present.values(), batch.y]
+    assert len(batch) == 16 and {t.device.type for t in tensors} == {"meta"}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
