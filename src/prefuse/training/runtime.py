@@ -129,8 +129,8 @@ def resolve(train: TrainConfig, env: Mapping[str, str] | None = None) -> Runtime
                           f"use {' or '.join(PRECISIONS)}")
     if train.precision == "bf16":
         if device.type != "cuda":
-            raise ConfigError("train.precision", "bf16 needs a GPU (train.device cuda): on "
-                              "the CPU bf16 autocast is slower than fp32 for these layers")
+            raise ConfigError("train.precision", "bf16 needs a GPU (train.device cuda); on "
+                              "the CPU it slows these networks down: use fp32")
         if not torch.cuda.is_bf16_supported():
             raise ConfigError("train.precision", f"{device} has no bf16 support; use fp32")
     backend = None
