@@ -63,9 +63,9 @@ class Runtime:
 def default_threads() -> int:
     """The CPU thread count when ``train.threads`` is 0: one per process.
 
-    A second intra-op thread gains little for these small networks, and when another
+    A second intra-op thread made these small networks no faster, and when another
     process holds a core, torch's extra threads spin waiting for it: a run beside one
-    busy process then slows several times over (``bench/threads.py`` measures it). The
+    busy process then took twice as long or more (``bench/threads.py`` measures it). The
     cores are put to use by training independent stages in parallel (``--jobs``).
     """
     return 1
