@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from prefuse.config import RunConfig
+from prefuse.config import RunConfig, TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
 from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
-from prefuse.training import distributed
+from prefuse.training import distributed, runtime
 from prefuse.training.loop import fit
 from prefuse.training.methods.dgl import Dgl
 from prefuse.training.recipe import network_spec
@@ -43,7 +43,8 @@ class ReducedScale(Dgl):
 
 def train(seed_init: int, scaled: bool = False) -> tuple[MultimodalNetwork, object]:
     """The tiny training both this worker and the one-process reference run."""
-    torch.set_num_threads(1)
+    # gloo on the CPU, whether or not a GPU is present.
+    runtime.activate(runtime.resolve(TrainConfig(device="cpu", threads=1)))
     dataset = make_synthetic(seed=0, train=96, valid=32, test=32)
     task = task_for(dataset)
     data = Tensors(dataset, task)

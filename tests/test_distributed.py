@@ -59,7 +59,8 @@ def test_torchrun_prefuse_run_writes_once(tmp_path):
     done = torchrun(["-m", "prefuse", "run", "--arms", "scratch+concat", "--seeds", "0",
                      "--epochs", "2", "--pretrain-epochs", "1", "--set",
                      "data.synthetic.train=64", "--set", "data.synthetic.valid=32", "--set",
-                     "data.synthetic.test=32", "--out", str(out)], tmp_path)
+                     "data.synthetic.test=32", "--device", "cpu", "--out", str(out)],
+                    tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run directory:") == 1
     assert json.loads((out / "metrics.json").read_text())["arms"]["scratch+concat"]

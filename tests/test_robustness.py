@@ -499,9 +499,9 @@ def test_every_option_has_help_with_its_default(capsys):
     def parsers(parser):
         yield parser
         for action in parser._actions:
-            for sub in getattr(action, "choices", None) or {}:
-                if hasattr(action.choices[sub], "_actions"):
-                    yield from parsers(action.choices[sub])
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
 
     missing = []
     for parser in parsers(build_parser()):

@@ -22,7 +22,8 @@ OVERRIDES = {
     "lr": "train.lr", "encoder_lr": "train.encoder_lr", "batch_size": "train.batch_size",
     "patience": "train.patience", "freeze_epochs": "train.freeze_epochs",
     "modality_dropout": "train.modality_dropout", "encoder": "model.encoder",
-    "width": "model.width",
+    "width": "model.width", "device": "train.device", "precision": "train.precision",
+    "threads": "train.threads", "jobs": "train.jobs",
 }
 
 
@@ -124,9 +125,10 @@ def _report_masked(masked: list[str]) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import check_prediction_path, predict, write_predictions
     from .models.saving import load_model
+    from .training.runtime import device_for
 
     check_prediction_path(args.out)
-    loaded = load_model(args.run_dir, args.arm)
+    loaded = load_model(args.run_dir, args.arm, device_for(args.device))
     predictions = predict(loaded, args.data, split=args.split, format=args.format,
                           **_data_options(args))
     _report_masked(next(iter(predictions.values())).masked)
@@ -144,7 +146,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         check_writable(args.out)
     predictions = predict(args.run_dir, args.data, split=args.split, arm=args.arm,
-                          format=args.format, **_data_options(args))
+                          format=args.format, device=args.device, **_data_options(args))
     table = scores(predictions)
     _report_masked(next(iter(predictions.values())).masked)
     for name, metrics in table.items():
@@ -166,6 +168,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arm", help="use models/<arm>/ of the run (default: the headline model)")
     p.add_argument("--config", help="TOML config whose [data] table sets loader options "
                    "(label columns, .csd file names) (default: none)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when CUDA is available), "
+                   "cpu, cuda or cuda:N (default: auto)")
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, object]:
@@ -224,6 +228,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", help="encoder for sequence modalities: lstm, gru, "
                    f"transformer, conv or mlp (default: {m.encoder})")
     p.add_argument("--width", type=int, help=f"modality feature width m (default: {m.width})")
+    p.add_argument("--device", help="auto (a GPU when CUDA is available), cpu, cuda or "
+                   "cuda:N (default: auto)")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="bf16: autocast on a GPU (default: fp32)")
+    p.add_argument("--jobs", type=int, help="train this many independent stages at once, "
+                   "in worker processes (default: 1)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: 0, "
+                   "meaning one each)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any config field, e.g. --set model.dropout=0.2 (default: none)")
 

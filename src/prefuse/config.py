@@ -9,6 +9,7 @@ naming the field. This module checks types and ranges only; names that registrie
 from __future__ import annotations
 
 import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -21,6 +22,10 @@ from .errors import ConfigError
 
 # The paper's 2x2 ablation: the default arms.
 ARMS = ("scratch+concat", "scratch+attention", "pretrained+concat", "pretrained+attention")
+DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
+PRECISIONS = ("fp32", "bf16")
+# Where a run trains, not what it computes: a run may resume with other values of these.
+RUNTIME_FIELDS = ("train.device", "train.threads", "train.jobs")
 
 
 @dataclass
@@ -81,8 +86,13 @@ class TrainConfig:
     """Optimisation. ``epochs`` is every arm's total budget; pre-training counts against it.
 
     ``encoder_lr`` = 0 means "same as ``lr``"; ``freeze_epochs`` keeps pre-trained
-    encoders fixed for the first k end-to-end epochs. ``threads`` is torch's CPU thread
-    count (0 = torch's default).
+    encoders fixed for the first k end-to-end epochs.
+
+    Where it runs (results do not depend on it, ``device`` and ``precision`` aside):
+    ``device`` is ``auto`` (a GPU when CUDA is available), ``cpu``, ``cuda`` or
+    ``cuda:N``; ``precision`` ``fp32`` or ``bf16`` (autocast, GPU only); ``threads`` is
+    torch's CPU thread count per process (0 = one per process, safe on a busy machine);
+    ``jobs`` trains that many independent stages at once in worker processes.
     """
 
     epochs: int = 40
@@ -95,7 +105,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     weight_decay: float = 0.0
     modality_dropout: float = 0.0
+    device: str = "auto"
+    precision: str = "fp32"
     threads: int = 0
+    jobs: int = 1
 
 
 @dataclass
@@ -119,6 +132,7 @@ class RunConfig:
                 raise ConfigError(name, f"must be a finite number, got {value}")
         t, m = self.train, self.model
         positive = {"train.epochs": t.epochs, "train.batch_size": t.batch_size,
+                    "train.jobs": t.jobs,
                     "train.lr": t.lr, "train.patience": t.patience, "model.width": m.width,
                     "model.layers": m.layers, "model.head_hidden": m.head_hidden,
                     "data.synthetic.train": self.data.synthetic.train,
@@ -143,6 +157,12 @@ class RunConfig:
                             ("data.valid_fraction", self.data.valid_fraction)):
             if not 0 <= value < 1:
                 raise ConfigError(name, f"must lie in [0, 1), got {value}")
+        if not DEVICES.fullmatch(t.device):
+            raise ConfigError("train.device", f"unknown device {t.device!r}; use auto, cpu, "
+                              "cuda or cuda:N")
+        if t.precision not in PRECISIONS:
+            raise ConfigError("train.precision", f"unknown precision {t.precision!r}; use "
+                              f"{' or '.join(PRECISIONS)}")
         if not self.seeds:
             raise ConfigError("seeds", "needs at least one seed")
         # numpy's and torch's generators both take these; numpy refuses negative seeds.

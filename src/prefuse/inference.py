@@ -31,6 +31,7 @@ from .models.network import NetworkSpec
 from .models.saving import load_model
 from .tasks import Task
 from .training.evaluation import Evaluation, evaluate
+from .training.runtime import device_for
 
 Loaded = tuple[nn.Module, Task, dict]
 
@@ -127,14 +128,17 @@ def model_inputs(split: Split, spec: NetworkSpec, task: Task, masked: list[str])
 
 def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
             split: str | None = None, arm: str | None = None, format: str = "auto",
-            **options) -> dict[str, Prediction]:
+            device: str = "auto", **options) -> dict[str, Prediction]:
     """Run a saved model on every split of ``data`` (or only ``split``).
 
-    ``model`` is a run directory or model folder (``arm`` picks ``models/<arm>/`` of a run)
-    or what ``load_model`` returned; ``data`` a file in any supported format (``options``
-    go to its loader) or a dataset. Unlabelled splits are predicted, not scored.
+    ``model`` is a run directory or model folder (``arm`` picks ``models/<arm>/`` of a run),
+    loaded onto ``device`` (``auto``: a GPU when CUDA is available), or what
+    ``load_model`` returned (used where it is); ``data`` a file in any supported format
+    (``options`` go to its loader) or a dataset. Unlabelled splits are predicted, not
+    scored.
     """
-    network, task, _ = model if isinstance(model, tuple) else load_model(model, arm)
+    network, task, _ = model if isinstance(model, tuple) else \
+        load_model(model, arm, device_for(device))
     dataset = data if isinstance(data, MultimodalDataset) else \
         load_data_file(data, format, **options)
     masked = check_compatible(network.spec, task, dataset)

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import RunConfig, config_to_toml, load_config
+from ..config import RUNTIME_FIELDS, RunConfig, config_to_toml, load_config
 from ..data.fingerprint import differences as data_differences
 from ..errors import PrefuseError, RunError
 from ..fileio import atomic_path, write_json, write_text
@@ -55,7 +55,9 @@ def _load(path: Path, keys: tuple[str, ...]) -> dict | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, weights_only=True)
+        # Tensors land on the CPU whatever device saved them; loading into a model or an
+        # optimizer then moves them to wherever that lives.
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - whatever the bytes are, the file is unusable
         raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to "
                        "redo that stage, or start the run afresh with --overwrite") from None
@@ -100,18 +102,31 @@ class StageCheckpoint:
 def training_state(model: nn.Module, optimizer: torch.optim.Optimizer,
                    generator: torch.Generator, **progress) -> dict:
     """Everything that shapes the epochs still to come, plus ``progress`` (epoch,
-    early-stopping state, history, seconds)."""
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(), "rng": torch.get_rng_state(), **progress}
+    early-stopping state, history, seconds). The random states are the CPU's and, where
+    CUDA has been used, every GPU's (dropout on a GPU draws from those)."""
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "generator": generator.get_state(), "rng": torch.get_rng_state(), **progress}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def restore_training(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
                      generator: torch.Generator) -> None:
-    """Put model, optimizer, data order and dropout RNG back as ``training_state`` saw them."""
+    """Put model, optimizer, data order and dropout RNG back as ``training_state`` saw them.
+
+    GPU random states come back when this process has as many GPUs as the one that
+    saved them; elsewhere (a checkpoint from a GPU resumed on the CPU) they have nothing
+    to drive and are skipped: training continues, not bit for bit.
+    """
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["generator"])
     torch.set_rng_state(state["rng"])
+    cuda_states = state.get("cuda_rng")
+    if cuda_states and torch.cuda.is_available() and \
+            torch.cuda.device_count() == len(cuda_states):
+        torch.cuda.set_rng_state_all(cuda_states)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -125,12 +140,14 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 
 
 def config_differences(saved: RunConfig, current: RunConfig) -> list[str]:
-    """``field: saved X, now Y`` for every field that differs, ``out`` excepted."""
+    """``field: saved X, now Y`` for every field that differs, except ``out`` and where
+    the run trains (``RUNTIME_FIELDS``: a run may resume on another device or with
+    other ``--jobs``)."""
     old = _flatten(dataclasses.asdict(saved))
     new = _flatten(dataclasses.asdict(current))
     return [f"{k}: saved {old.get(k)!r}, now {new.get(k)!r}"
             for k in sorted(old.keys() | new.keys())
-            if k != "out" and old.get(k) != new.get(k)]
+            if k not in ("out", *RUNTIME_FIELDS) and old.get(k) != new.get(k)]
 
 
 class RunCheckpoints:

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from ..config import RunConfig, check_modalities, config_to_toml
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
@@ -22,16 +20,18 @@ from ..data.source import load_data
 from ..fileio import write_json, write_text
 from ..models.saving import save_model
 from ..tasks import Task, task_for
-from . import distributed
+from . import distributed, runtime
 from .checkpoint import RunCheckpoints
 from .checks import check_config
+from .parallel import train_in_workers
 from .recipe import SeedResult, run_seed
 from .runfiles import attention_csv, history_csv
 from .summary import best_seed, headline_arm, summarize
 
 
 def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Task,
-              results: list[SeedResult], data: Tensors | None = None) -> dict:
+              results: list[SeedResult], data: Tensors | None = None,
+              where: runtime.Runtime | None = None) -> dict:
     """Write every file of the run directory; ``metrics.json`` last."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.toml", config_to_toml(config))
@@ -45,6 +45,8 @@ def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Ta
         if arm == headline:
             save_model(best.arms[arm].model, arm, task, out, extra)
     summary = summarize(dataset, task, results, data)
+    if where is not None:
+        summary["runtime"] = {**where.describe(), "jobs": config.train.jobs}
     write_json(out / "metrics.json", _finite(summary))
     return summary
 
@@ -71,8 +73,12 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     the main rank logs and writes the run directory and checkpoints.
     """
     config = check_config(config)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    with runtime.using(runtime.resolve(config.train)) as where:
+        return _run(config, dataset, log, resume, overwrite, where)
+
+
+def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool,
+         overwrite: bool, where: runtime.Runtime) -> dict:
     if dataset is None:
         dataset = load_data(config)
     else:
@@ -82,7 +88,11 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
                                                    overwrite)
     task = task_for(dataset)
-    data = Tensors(dataset, task)
+    if config.train.jobs > 1:
+        # The workers leave every stage done in the checkpoints; the loop below then
+        # only evaluates and writes.
+        train_in_workers(config, dataset, config.train.jobs, log)
+    data = runtime.place_splits(Tensors(dataset, task))
     results = []
     for seed in config.seeds:
         if distributed.is_main():
@@ -90,6 +100,6 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
         results.append(run_seed(dataset, config, seed, data, checkpoints))
     if not distributed.is_main():
         return summarize(dataset, task, results)
-    summary = write_run(Path(config.out), config, dataset, task, results, data)
+    summary = write_run(Path(config.out), config, dataset, task, results, data, where)
     checkpoints.remove()
     return summary

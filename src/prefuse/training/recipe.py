@@ -20,6 +20,7 @@ from ..data.dataset import MultimodalDataset
 from ..metrics import direction
 from ..models.network import MultimodalNetwork, NetworkSpec
 from ..tasks import Task, task_for
+from . import runtime
 from .arms import arm as arm_named
 from .checkpoint import RunCheckpoints, StageCheckpoint
 from .evaluation import Evaluation, evaluate
@@ -97,6 +98,7 @@ def without_each(model: nn.Module, split: TensorSplit, task: Task) -> dict[str, 
 def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed: int,
            epochs: int, desc: str, stage: StageCheckpoint | None = None,
            **overrides) -> StageResult:
+    model.to(runtime.current().device)
     if stage is not None and (done := stage.load_done()) is not None:
         # Finished before an interruption: its weights and fit are kept; the evaluations
         # are deterministic, so recomputing them gives the original numbers.
