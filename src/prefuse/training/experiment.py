@@ -27,7 +27,7 @@ from ..tasks import Task, task_for
 from . import distributed
 from .checkpoint import RunCheckpoints
 from .cost import inference_throughput, peak_rss_mb
-from .recipe import SeedResult, StageResult, Tensors, epochs_to_converge, run_seed
+from .recipe import Observer, SeedResult, StageResult, Tensors, epochs_to_converge, run_seed
 
 HEADLINE_ARM = "pretrained+attention"
 
@@ -228,13 +228,14 @@ def _finite(obj):
 
 
 def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
-                   log=print, resume: bool = False) -> dict:
+                   log=print, resume: bool = False, observe: Observer | None = None) -> dict:
     """Train every arm of ``config`` for every seed and write the run directory.
 
     Every epoch is checkpointed; ``resume`` continues an interrupted run of the same
     config in ``config.out`` and ends with the same results. Returns the ``metrics.json``
     document. Under torchrun every rank trains its share and returns the document; only
-    the main rank logs and writes the run directory and checkpoints.
+    the main rank logs and writes the run directory and checkpoints. ``observe`` sees
+    every epoch of every stage (e.g. a TensorBoard writer).
     """
     config.validate()
     if config.train.threads:
@@ -251,7 +252,7 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     for seed in config.seeds:
         if distributed.is_main():
             log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
-        results.append(run_seed(dataset, config, seed, data, checkpoints))
+        results.append(run_seed(dataset, config, seed, data, checkpoints, observe))
     if not distributed.is_main():
         return summarize(dataset, task, results)
     summary = write_run(Path(config.out), config, dataset, task, results, data)

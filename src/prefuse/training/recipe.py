@@ -7,6 +7,7 @@ epoch budget: pre-trained arms spend ``pretrain_epochs`` of it in stage 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,7 @@ from torch import nn
 
 from ..config import RunConfig
 from ..data.batching import TensorSplit
-from ..data.dataset import MultimodalDataset
+from ..data.dataset import SPLITS, MultimodalDataset
 from ..metrics import lower_is_better
 from ..models.network import MultimodalNetwork, NetworkSpec
 from ..tasks import Task, task_for
@@ -27,12 +28,13 @@ from .loop import Evaluation, FitResult, evaluate, fit
 @dataclass
 class StageResult:
     """One trained network: its fit, its validation and test evaluations, and (fused
-    networks) the test metrics with each single modality removed."""
+    networks) the test metrics with each single modality removed. ``test`` is None when
+    the data holds no test split (tuning never gets one)."""
 
     model: nn.Module
     fit: FitResult
     valid: Evaluation
-    test: Evaluation
+    test: Evaluation | None
     robustness: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -62,14 +64,35 @@ def network_spec(dataset: MultimodalDataset, config: RunConfig, task: Task,
                        dropout=m.dropout, head_hidden=m.head_hidden)
 
 
+@dataclass
+class EpochEvent:
+    """One finished epoch of one stage, as an epoch observer sees it: ``stage`` is
+    ``pretrain`` (``name`` the modality) or ``joint`` (``name`` the arm); ``row`` is the
+    epoch's history row, usage columns included."""
+
+    seed: int
+    stage: str
+    name: str
+    epoch: int
+    model: nn.Module
+    row: dict
+    valid: TensorSplit
+    task: Task
+
+
+# Sees every epoch of every stage (live logging, tuning's pruner); may raise to stop.
+Observer = Callable[[EpochEvent], None]
+
+
 class Tensors:
-    """The three splits as tensors, built once per experiment."""
+    """The splits as tensors, built once per experiment; a split the dataset lacks is
+    None (tuning's datasets hold no test split)."""
 
     def __init__(self, dataset: MultimodalDataset, task: Task):
         regression = task.kind == "regression"
         self.train, self.valid, self.test = (
             TensorSplit(dataset[s], dataset.modalities, regression)
-            for s in ("train", "valid", "test"))
+            if s in dataset.splits else None for s in SPLITS)
 
 
 def presence(modalities: list[str], n: int, keep: set[str]) -> dict[str, torch.Tensor]:
@@ -105,8 +128,23 @@ def without_each(model: nn.Module, split: TensorSplit, task: Task) -> dict[str, 
             for m in modalities}
 
 
+def _observed(hook, observe: Observer | None, seed: int, stage: str, name: str,
+              valid: TensorSplit, task: Task):
+    """``hook`` (the usage probe, or None) followed by ``observe`` on the full row."""
+    if observe is None:
+        return hook
+
+    def on_epoch(epoch: int, model: nn.Module, row: dict) -> dict:
+        extra = hook(epoch, model, row) if hook is not None else {}
+        observe(EpochEvent(seed, stage, name, epoch, model, {**row, **extra}, valid, task))
+        return extra
+
+    return on_epoch
+
+
 def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed: int,
            epochs: int, desc: str, stage: StageCheckpoint | None = None,
+           observe: Observer | None = None, label: tuple[str, str] = ("", ""),
            **overrides) -> StageResult:
     if stage is not None and (done := stage.load_done()) is not None:
         # Finished before an interruption: its weights and fit are kept; the evaluations
@@ -119,20 +157,22 @@ def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed:
                        grad_clip=t.grad_clip, weight_decay=t.weight_decay,
                        modality_dropout=t.modality_dropout)
         options.update(overrides)
-        if len(model.spec.modalities) > 1:
-            options["on_epoch"] = usage_probe(data, task, list(data.train.modalities))
+        probe = usage_probe(data, task, list(data.train.modalities)) \
+            if len(model.spec.modalities) > 1 else None
+        options["on_epoch"] = _observed(probe, observe, seed, *label, data.valid, task)
         result = fit(model, data.train, data.valid, task, epochs=epochs, seed=seed,
                      desc=desc, checkpoint=stage, **options)
         if stage is not None:
             stage.save_done(model, result)
     return StageResult(model, result, evaluate(model, data.valid, task),
-                       evaluate(model, data.test, task))
+                       evaluate(model, data.test, task) if data.test is not None else None)
 
 
 def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunConfig,
-             seed: int, checkpoints: RunCheckpoints | None = None) -> dict[str, StageResult]:
+             seed: int, checkpoints: RunCheckpoints | None = None,
+             observe: Observer | None = None) -> dict[str, StageResult]:
     """Stage 1: each modality's encoder with its own head, trained alone (resumed from
-    ``checkpoints`` where given)."""
+    ``checkpoints`` where given; ``observe`` sees every epoch)."""
     base = network_spec(dataset, config, task, "concat")
     out = {}
     for modality in dataset.modalities:
@@ -141,17 +181,20 @@ def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunC
         model.fit_standardization(dataset["train"])
         stage = checkpoints.stage(seed, "pretrain", modality) if checkpoints else None
         out[modality] = _train(model, data, task, config, seed, config.train.pretrain_epochs,
-                               f"seed {seed} pretrain {modality}", stage)
+                               f"seed {seed} pretrain {modality}", stage, observe,
+                               ("pretrain", modality))
     return out
 
 
 def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
               config: RunConfig, seed: int,
               unimodal: dict[str, StageResult] | None = None,
-              checkpoints: RunCheckpoints | None = None) -> StageResult:
+              checkpoints: RunCheckpoints | None = None,
+              observe: Observer | None = None) -> StageResult:
     """Stage 2 for one arm: build its network, start from stage-1 encoders if the arm
     is pre-trained, train end to end within what is left of the budget (resumed from
-    ``checkpoints`` where given), then score it with each modality removed."""
+    ``checkpoints`` where given; ``observe`` sees every epoch), then score it on the test
+    split (where the data has one) with each modality removed."""
     spec = ARM_SPECS.get(arm, "arms")
     torch.manual_seed(seed)
     model = spec.build(network_spec(dataset, config, task, spec.fusion))
@@ -168,25 +211,27 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
         extra.setdefault("freeze_epochs", t.freeze_epochs)
     stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
     result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
-                    **extra)
-    if len(dataset.modalities) > 1:
+                    observe, ("joint", arm), **extra)
+    if len(dataset.modalities) > 1 and data.test is not None:
         result.robustness = without_each(result.model, data.test, task)
     return result
 
 
 def run_seed(dataset: MultimodalDataset, config: RunConfig, seed: int,
              data: Tensors | None = None,
-             checkpoints: RunCheckpoints | None = None) -> SeedResult:
+             checkpoints: RunCheckpoints | None = None,
+             observe: Observer | None = None) -> SeedResult:
     """Stage 1 (always: it also gives the unimodal table) and every configured arm;
-    stages finished before an interruption are taken from ``checkpoints``."""
+    stages finished before an interruption are taken from ``checkpoints``; ``observe``
+    sees every epoch."""
     task = task_for(dataset)
     data = data or Tensors(dataset, task)
     result = SeedResult(seed)
     if config.train.pretrain_epochs > 0:
-        result.unimodal = pretrain(dataset, data, task, config, seed, checkpoints)
+        result.unimodal = pretrain(dataset, data, task, config, seed, checkpoints, observe)
     for arm in config.arms:
         result.arms[arm] = train_arm(arm, dataset, data, task, config, seed, result.unimodal,
-                                     checkpoints)
+                                     checkpoints, observe)
     return result
 
 
