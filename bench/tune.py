@@ -25,6 +25,7 @@ from prefuse.tuning import tune
 def trials_per_minute(jobs: int, args: argparse.Namespace) -> float:
     config = with_overrides(RunConfig(), {
         "arms": [args.arm], "train.epochs": args.epochs, "train.patience": args.epochs,
+        "train.pretrain_epochs": args.epochs // 2,
         "tune.trials": args.trials, "tune.jobs": jobs, "tune.pruner": "none"})
     space = default_space()
     # Stage 1 must leave stage 2 some of the shortened budget.

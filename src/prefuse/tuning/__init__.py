@@ -24,7 +24,7 @@ from ..training.tensorboard import TensorBoardLog
 from .final import train_final
 from .results import write_results
 from .space import check_tune
-from .study import load_study, open_storage, prepare_study
+from .study import data_shape, load_study, open_storage, prepare_study
 from .workers import work, work_in_processes
 
 FINAL_FOLDER = "final"
@@ -50,7 +50,7 @@ def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | N
     direction = "minimize" if lower_is_better(metric) else "maximize"
     storage = open_storage(config.tune, tune_dir)
     for arm in config.arms:
-        prepare_study(storage, config, arm, direction)
+        prepare_study(storage, config, arm, direction, data_shape(dataset))
     log(f"tuning {len(config.arms)} arms, {config.tune.trials} trials each, on "
         f"{dataset.name} (valid {metric}); storage {storage.url}")
     board = TensorBoardLog(tensorboard) if tensorboard else None

@@ -24,6 +24,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from ..config import RunConfig, TuneConfig
+from ..data.dataset import MultimodalDataset
 from ..errors import PrefuseError
 from ..registry import Registry
 
@@ -88,34 +89,44 @@ def study_name(tune: TuneConfig, arm: str) -> str:
     return f"{tune.study}:{arm}"
 
 
-def _search_settings(config: RunConfig) -> dict:
-    """What fixes a study's search: everything but where results go, the final seeds,
-    the budget (which may grow), workers and storage."""
+def _search_settings(config: RunConfig, data: dict) -> dict:
+    """What fixes a study's search: the data's shape (``data``; its path may differ from
+    machine to machine) and the config, less where results go, the final seeds, the
+    budget (which may grow), workers and storage."""
     raw = asdict(config)
     for key in ("out", "seeds"):
         raw.pop(key)
+    raw["data"].pop("path")
+    raw["data_shape"] = data
     for key in ("final_seeds", "trials", "jobs", "storage", "heartbeat_seconds",
                 "grace_seconds"):
         raw["tune"].pop(key)
     return raw
 
 
-def prepare_study(storage: RDBStorage, config: RunConfig, arm: str,
-                  direction: str) -> optuna.Study:
+def data_shape(dataset: MultimodalDataset) -> dict:
+    """What identifies the data to a study: name, task, split sizes, modality widths."""
+    return {"name": dataset.name, "task": dataset.task,
+            "sizes": {s: len(split) for s, split in dataset.splits.items()},
+            "dims": dataset.dims()}
+
+
+def prepare_study(storage: RDBStorage, config: RunConfig, arm: str, direction: str,
+                  data: dict) -> optuna.Study:
     """Create or load ``arm``'s study and enqueue tickets up to ``tune.trials`` live
-    trials (finished, running or waiting). A study made with other search settings is
-    refused: its trials would not answer this search."""
+    trials (finished, running or waiting). A study made with other search settings or
+    other data (``data_shape``) is refused: its trials would not answer this search."""
     name = study_name(config.tune, arm)
     study = optuna.create_study(storage=storage, study_name=name, direction=direction,
                                 load_if_exists=True)
-    settings = _search_settings(config)
+    settings = _search_settings(config, data)
     saved = study.user_attrs.get("settings")
     if saved is None:
         study.set_user_attr("settings", settings)
     elif saved != settings:
         raise PrefuseError(f"study {name} in {storage.url} was made with other settings "
                            "(data, model, training or search space); use another --out, "
-                           "--storage or tune.study")
+                           "--storage or --set tune.study=NAME")
     if study.direction.name.lower() != direction:
         raise PrefuseError(f"study {name} optimises in the other direction")
     live = len(study.get_trials(deepcopy=False, states=LIVE))

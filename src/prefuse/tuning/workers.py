@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable
 
@@ -24,6 +25,7 @@ from .objective import Objective, SurplusTrial
 from .study import FINISHED, counts, load_study, open_storage, quiet
 
 POLL_SECONDS = 1.0
+START_SECONDS = 300.0
 
 
 def cores() -> int:
@@ -64,8 +66,14 @@ def work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
 
 
 def _worker(config: RunConfig, tune_dir: str, dataset: MultimodalDataset, tensorboard: str,
-            threads: int, results: multiprocessing.Queue) -> None:
+            threads: int, start, results: multiprocessing.Queue) -> None:
     torch.set_num_threads(threads)
+    # Workers begin together (after their slow imports), so the first one up does not
+    # take a head start of trials that the others would have shared.
+    try:
+        start.wait(timeout=START_SECONDS)
+    except threading.BrokenBarrierError:
+        pass  # a worker that never came up must not hold the others back
     try:
         work(config, tune_dir, dataset, TensorBoardLog(tensorboard) if tensorboard else None)
     except PrefuseError as e:
@@ -83,9 +91,10 @@ def work_in_processes(config: RunConfig, tune_dir: str, dataset: MultimodalDatas
     The first worker to fail stops the others and its message is raised."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
+    start = context.Barrier(jobs)
     threads = threads or max(1, cores() // jobs)
     processes = [context.Process(target=_worker, args=(config, tune_dir, dataset, tensorboard,
-                                                       threads, results))
+                                                       threads, start, results))
                  for _ in range(jobs)]
     for p in processes:
         p.start()
