@@ -92,11 +92,12 @@ def study_name(tune: TuneConfig, arm: str) -> str:
 def _search_settings(config: RunConfig, data: dict) -> dict:
     """What fixes a study's search: the data's shape (``data``; its path may differ from
     machine to machine) and the config, less where results go, the final seeds, the
-    budget (which may grow), workers and storage."""
+    budget (which may grow), workers, threads and storage."""
     raw = asdict(config)
     for key in ("out", "seeds"):
         raw.pop(key)
     raw["data"].pop("path")
+    raw["train"].pop("threads")
     raw["data_shape"] = data
     for key in ("final_seeds", "trials", "jobs", "storage", "heartbeat_seconds",
                 "grace_seconds"):
