@@ -22,7 +22,7 @@ from prefuse.errors import ConfigError, PrefuseError
 from prefuse.tuning import tune
 from prefuse.tuning.objective import Objective
 from prefuse.tuning.space import check_tune
-from prefuse.tuning.study import TICKET, data_shape, open_storage, prepare_study
+from prefuse.tuning.study import PRUNERS, TICKET, data_shape, open_storage, prepare_study
 
 from .conftest import mixed_dataset, tiny_config
 
@@ -175,19 +175,20 @@ def test_a_killed_tune_resumes_and_finishes_the_budget(tmp_path):
 
 def test_the_pruner_stops_a_hopeless_trial_early(tmp_path):
     config = tiny_config(tmp_path, **{"train.epochs": 8, "train.patience": 8,
-                                      "tune.prune_after_trials": 1,
+                                      "train.batch_size": 16, "tune.prune_after_trials": 1,
                                       "tune.prune_after_epochs": 3})
     config.tune.space = {"train.lr": SearchParam("log", 1e-7, 1e-1)}
     objective = Objective(config, "scratch+attention", mixed_dataset(n=120), log=lambda _: None)
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(
-        n_startup_trials=1, n_warmup_steps=3))
+    study = optuna.create_study(direction="maximize",
+                                pruner=PRUNERS.get(config.tune.pruner)(config.tune))
     for lr in (1e-2, 1e-7):  # a good trial, then one whose weights barely move
         study.enqueue_trial({"train.lr": lr}, user_attrs={TICKET: True})
     study.optimize(objective, n_trials=2)
     good, bad = study.trials
     assert good.state == TrialState.COMPLETE and len(good.intermediate_values) == 8
     assert bad.state == TrialState.PRUNED
-    assert max(bad.intermediate_values) < 8  # stopped before its budget ran out
+    # Stopped soon after the pruner's 3 warm-up epochs, far from its budget of 8.
+    assert max(bad.intermediate_values) <= 4
 
 
 class Tripwire:
