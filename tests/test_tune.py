@@ -132,12 +132,7 @@ def test_two_workers_finish_exactly_the_budget_without_duplicates(tmp_path):
 
 
 def _running_trial_started(tune_dir: Path) -> bool:
-    if not (tune_dir / "study.db").is_file():
-        return False
-    try:
-        trials = _trials(tune_dir, "pretrained+attention")
-    except KeyError:  # the study is not set up yet
-        return False
+    trials = _trials(tune_dir, "pretrained+attention")
     return any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
 
 
@@ -151,8 +146,10 @@ def test_a_killed_tune_resumes_and_finishes_the_budget(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(Path(prefuse.__file__).parents[1]),
                                            os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
+    # Its first line comes once the study is set up: no reader here races its set-up.
+    assert process.stdout.readline().startswith(b"tuning"), process.stderr.read().decode()
     deadline = time.monotonic() + 240
     while not _running_trial_started(tune_dir):
         assert process.poll() is None, process.stderr.read().decode()[-2000:]

@@ -3,12 +3,13 @@
 One TensorBoard run per stage and seed: ``<prefix><arm>/seed<k>`` for joint training,
 ``<prefix>pretrain/<modality>/seed<k>`` for stage 1. Tags: ``loss/train``,
 ``loss/valid``, ``metric/train``, ``metric/valid``, ``usage/<m>`` (validation metric
-with only modality m kept) and, in joint training, ``attention/<m>`` (mean modality
-weight on the validation split).
+with only modality m kept), ``extra/<column>`` for any other number in the history row,
+and, in joint training, ``attention/<m>`` (mean modality weight on the validation split).
 """
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 from ..errors import PrefuseError
@@ -55,10 +56,11 @@ class TensorBoardLog:
             self._run, self._writer = run, self._writer_class(str(run))
         step = event.epoch
         for key, value in event.row.items():
+            if key == "epoch" or not isinstance(value, numbers.Real):
+                continue
             tag = ROW_TAGS.get(key) or (f"usage/{key[len('usage_'):]}"
-                                        if key.startswith("usage_") else None)
-            if tag is not None and value is not None:
-                self._writer.add_scalar(tag, float(value), step)
+                                        if key.startswith("usage_") else f"extra/{key}")
+            self._writer.add_scalar(tag, float(value), step)
         if event.stage == "joint":
             weights = evaluate(event.model, event.valid, event.task).weights.mean(axis=0)
             for m, w in zip(event.valid.modalities, weights):

@@ -22,6 +22,7 @@ import optuna
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..config import RunConfig, TuneConfig
 from ..data.dataset import MultimodalDataset
@@ -69,9 +70,10 @@ def open_storage(tune: TuneConfig, tune_dir: str | Path) -> RDBStorage:
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
             break
         except Exception as e:  # any driver or URL error: name the storage, no traceback
-            # Workers that open a new database at once race to create its tables; the
-            # loser finds them made on its next attempt.
-            if "already exists" in str(e) and attempt + 1 < OPEN_ATTEMPTS:
+            # Workers that open a new database at once race to create its tables and
+            # first rows; the loser finds them made on its next attempt.
+            if isinstance(e, (OperationalError, IntegrityError)) and \
+                    attempt + 1 < OPEN_ATTEMPTS:
                 time.sleep(0.5)
                 continue
             raise PrefuseError(f"storage {url}: cannot open ({type(e).__name__}: {e})"
