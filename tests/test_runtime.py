@@ -7,6 +7,7 @@ import torch
 
 from prefuse.cli import main
 from prefuse.config import RunConfig, TrainConfig, with_overrides
+from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
 from prefuse.errors import ConfigError, PrefuseError
 from prefuse.models.network import MultimodalNetwork
@@ -14,7 +15,7 @@ from prefuse.tasks import task_for
 from prefuse.training import checkpoint, runtime
 from prefuse.training.checkpoint import StageCheckpoint
 from prefuse.training.loop import fit
-from prefuse.training.recipe import Tensors, network_spec
+from prefuse.training.recipe import network_spec
 
 from .conftest import tiny_config
 

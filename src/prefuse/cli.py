@@ -45,11 +45,11 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     """The config file (or defaults) with command-line overrides applied. Resuming
     without ``--config`` starts from the run's own ``config.toml``, so that
     ``prefuse run --resume --out DIR`` alone continues it."""
-    saved = Path(args.out or "") / "config.toml"
+    out = getattr(args, "out", None)
     if args.config:
         config = load_config(args.config)
-    elif getattr(args, "resume", False) and args.out and saved.is_file():
-        config = load_config(saved)
+    elif getattr(args, "resume", False) and out and (Path(out) / "config.toml").is_file():
+        config = load_config(Path(out) / "config.toml")
     else:
         config = RunConfig()
     overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
@@ -80,13 +80,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .analysis.tables import ablation_table, dominant_table, robustness_table
     from .training import distributed
     from .training.experiment import run_experiment
+    from .training.tensorboard import TensorBoardLog
 
     config = resolve_config(args)
     if args.resume and args.overwrite:
         raise ConfigError("--overwrite", "cannot be combined with --resume")
     check_directory_writable(config.out)
     _interrupted_run[0] = config.out
-    summary = run_experiment(config, log=_say, resume=args.resume, overwrite=args.overwrite)
+    board = TensorBoardLog(args.tensorboard) if args.tensorboard else None
+    summary = run_experiment(config, log=_say, resume=args.resume, overwrite=args.overwrite,
+                             observe=board.observer() if board else None)
+    if board is not None:
+        board.close()
     if not distributed.is_main():  # under torchrun, rank 0 speaks for all
         return 0
     write_report(config.out)
@@ -95,6 +100,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         if extra:
             _say(f"\n{extra}")
     _say(f"\nrun directory: {Path(config.out).resolve()}")
+    return 0
+
+
+# `prefuse tune` flag -> dotted config field (the run flags above apply as well).
+TUNE_OVERRIDES = {"trials": "tune.trials", "tune_seeds": "tune.tune_seeds",
+                  "final_seeds": "tune.final_seeds", "storage": "tune.storage",
+                  "jobs": "tune.jobs"}
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tuning import FINAL_FOLDER, tune
+
+    config = resolve_config(args)
+    overrides = {field: getattr(args, flag) for flag, field in TUNE_OVERRIDES.items()
+                 if getattr(args, flag) is not None}
+    if overrides:
+        config = with_overrides(config, overrides)
+    doc = tune(config, args.tune_dir, log=_say, tensorboard=args.tensorboard or "")
+    for arm, entry in doc["arms"].items():
+        best = entry.get("best")
+        if best is None:
+            _say(f"{arm}: no complete trial")
+            continue
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in best["params"].items())
+        _say(f"{arm}: best valid {entry['metric']} {best['value']:.4f} (trial "
+             f"{best['number']}): {params}\n  config: {entry['config']}")
+    if config.tune.final_seeds:
+        from .analysis.rundir import load_run
+        from .analysis.tables import ablation_table
+
+        run_dir = Path(args.tune_dir) / FINAL_FOLDER
+        _say(f"\n{ablation_table(load_run(run_dir).summary)}")
+        _say(f"\nrun directory: {run_dir.resolve()}")
     return 0
 
 
@@ -293,7 +332,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true",
                      help="replace the run that --out holds (without it, a directory that "
                      "holds a run is refused)")
+    run.add_argument("--tensorboard", metavar="DIR",
+                     help="also write per-epoch scalars for TensorBoard into DIR (default: "
+                     "none)")
     run.set_defaults(func=cmd_run)
+
+    tune = _command(sub, "tune", "search every arm's hyper-parameters with the same "
+                   "budget on the validation split (Optuna), then train the best")
+    tune.add_argument("--out", dest="tune_dir", required=True, metavar="TUNE_DIR",
+                      help="tune directory (study database, results, best configs); the "
+                      "same command continues an interrupted tune (required)")
+    tune.add_argument("--config", help="TOML config file; its [tune] table sets the search "
+                      "(default: none; the built-in search space)")
+    tune.add_argument("--data", help="data file or folder (default: the built-in benchmark)")
+    tune.add_argument("--format", help="data format (default: detect from content)")
+    tune.add_argument("--arms", nargs="+", help="arms to tune, each with the same budget "
+                      f"(default: {' '.join(RunConfig().arms)})")
+    tune.add_argument("--epochs", type=int, help="total epoch budget per arm and trial "
+                      f"(default: {RunConfig().train.epochs})")
+    tune.add_argument("--trials", type=int, help="trials per arm (default: "
+                      f"{RunConfig().tune.trials})")
+    tune.add_argument("--tune-seeds", type=int, nargs="+",
+                      help="seeds each trial is averaged over (default: 0)")
+    tune.add_argument("--final-seeds", type=int, nargs="+",
+                      help="train each arm's best config on these seeds into TUNE_DIR/final "
+                      "(default: none)")
+    tune.add_argument("--storage", help="Optuna storage URL shared by every worker and "
+                      "machine (default: SQLite in TUNE_DIR)")
+    tune.add_argument("--jobs", type=int, help="worker processes on this machine (default: 1)")
+    tune.add_argument("--tensorboard", metavar="DIR",
+                      help="also write every trial's per-epoch scalars into DIR (default: "
+                      "none)")
+    tune.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="any config field, e.g. --set tune.pruner=none (default: none)")
+    tune.set_defaults(func=cmd_tune)
 
     report = _command(sub, "report", "write report.html and report.md for a run "
                       "directory, from its own files")

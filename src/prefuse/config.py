@@ -1,9 +1,10 @@
 """Typed run configuration: dataclasses, loaded from and saved as TOML.
 
-A config file holds the tables ``[data]``, ``[model]``, ``[train]`` and ``[methods.<name>]``
-plus top-level ``out``, ``seeds`` and ``arms``. Unknown keys and wrong types are errors
-naming the field. This module checks types and ranges only; names that registries own
-(arms, encoders, methods) are checked by ``prefuse.training.checks``, which can see them.
+A config file holds the tables ``[data]``, ``[model]``, ``[train]``, ``[methods.<name>]``
+and ``[tune]`` (only ``prefuse tune`` reads it) plus top-level ``out``, ``seeds`` and
+``arms``. Unknown keys and wrong types are errors naming the field. This module checks
+types and ranges only; names that registries own (arms, encoders, methods) are checked by
+``prefuse.training.checks``, which can see them.
 """
 
 from __future__ import annotations
@@ -112,6 +113,68 @@ class TrainConfig:
 
 
 @dataclass
+class SearchParam:
+    """One dimension of the search space, keyed in ``[tune.space]`` by the dotted config
+    field it sets (``"train.lr"``).
+
+    ``kind``: ``log`` (float, log-uniform in [low, high]), ``float`` (uniform), ``int``
+    (integers in [low, high]) or ``choice`` (one of ``choices``). ``stage1``: the field
+    only matters to arms with a stage 1 (pre-trained encoders), so only they search it.
+    """
+
+    kind: str = "float"
+    low: float = 0.0
+    high: float = 0.0
+    choices: list[str | int | float | bool] = field(default_factory=list)
+    stage1: bool = False
+
+
+def default_space() -> dict[str, SearchParam]:
+    """The search space ``prefuse tune`` uses where the config declares none."""
+    return {
+        "train.lr": SearchParam("log", 1e-4, 1e-2),
+        "train.batch_size": SearchParam("choice", choices=[32, 64, 128]),
+        "model.width": SearchParam("choice", choices=[16, 32, 64]),
+        "model.layers": SearchParam("int", 1, 2),
+        "model.encoder": SearchParam("choice", choices=["lstm", "gru", "transformer", "conv"]),
+        "model.dropout": SearchParam("float", 0.0, 0.5),
+        "train.encoder_lr": SearchParam("log", 1e-5, 1e-2, stage1=True),
+        "train.pretrain_epochs": SearchParam("int", 5, 25, stage1=True),
+        "train.freeze_epochs": SearchParam("int", 0, 5, stage1=True),
+    }
+
+
+@dataclass
+class TuneConfig:
+    """``prefuse tune``: the same search, ``trials`` trials, for every arm.
+
+    The objective is the validation primary metric averaged over ``tune_seeds``;
+    ``final_seeds`` (empty: none) train the best configurations afterwards. ``seed``
+    seeds the TPE sampler, whose first ``startup_trials`` trials are random. ``pruner``
+    (``median`` or ``none``) starts pruning after ``prune_after_trials`` finished trials
+    and ``prune_after_epochs`` epochs of a trial. ``storage`` is an Optuna storage URL
+    (empty: SQLite in the tune directory); ``study`` prefixes each arm's study name.
+    ``jobs`` worker processes share the machine. A trial whose worker stops sending a
+    heartbeat (every ``heartbeat_seconds``) for ``grace_seconds`` is run again.
+    """
+
+    trials: int = 30
+    seed: int = 0
+    tune_seeds: list[int] = field(default_factory=lambda: [0])
+    final_seeds: list[int] = field(default_factory=list)
+    startup_trials: int = 10
+    pruner: str = "median"
+    prune_after_trials: int = 5
+    prune_after_epochs: int = 5
+    storage: str = ""
+    study: str = "prefuse"
+    jobs: int = 1
+    heartbeat_seconds: int = 30
+    grace_seconds: int = 90
+    space: dict[str, SearchParam] = field(default_factory=default_space)
+
+
+@dataclass
 class RunConfig:
     """Everything one ``prefuse run`` needs. ``arms`` may hold the groups ``paper``,
     ``balance`` and ``all``; ``methods`` maps a method's name to its options (defaults
@@ -124,6 +187,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     methods: dict[str, dict[str, int | float | bool | str]] = field(default_factory=dict)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def validate(self) -> RunConfig:
         """Check values; raise ``ConfigError`` naming the first bad field."""
@@ -302,5 +366,6 @@ def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig
 
 
 __all__ = ["ARMS", "RunConfig", "DataConfig", "CsdConfig", "ModelConfig", "TrainConfig",
-           "SyntheticConfig", "load_config", "table_to", "check_modalities", "config_to_toml",
-           "config_from_dict", "with_overrides", "replace"]
+           "SyntheticConfig", "TuneConfig", "SearchParam", "default_space", "load_config",
+           "table_to", "check_modalities", "config_to_toml", "config_from_dict",
+           "with_overrides", "replace"]

@@ -15,6 +15,7 @@ from . import plots
 from .render import Block, Figure, Heading, Pre, Table, Text, to_html, to_markdown
 from .rundir import RunFiles, load_run
 from .tables import ablation_table, dominant_table, robustness_table
+from .tuning import tuning_section
 
 EXAMPLES = 5
 TEXT_CHARS = 160
@@ -200,8 +201,8 @@ def build_report(run: RunFiles) -> tuple[str, list[Block]]:
     """The report's title and blocks."""
     title = f"prefuse report: {run.summary.get('dataset', run.path.name)} ({run.path.name})"
     arms = att.attention_arms(run) if run.attention else []
-    blocks = _overview(run) + _convergence(run) + _usage(run) + _attention(run, arms) + \
-        _examples(run, arms)
+    blocks = _overview(run) + tuning_section(run.path) + _convergence(run) + _usage(run) + \
+        _attention(run, arms) + _examples(run, arms)
     if run.config:
         blocks += [Heading("Configuration (config.toml)"), Pre(run.config)]
     return title, blocks

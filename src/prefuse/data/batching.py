@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .dataset import MultimodalDataset, Split
+from .dataset import SPLITS, MultimodalDataset, Split
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -114,13 +114,14 @@ def _drop(present: dict[str, torch.Tensor], p: float,
 
 
 class Tensors:
-    """The three splits as tensors, built once per experiment."""
+    """The splits as tensors, built once per experiment; a split the dataset lacks is
+    None (tuning's datasets hold no test split)."""
 
     def __init__(self, dataset: MultimodalDataset, task: Task):
         regression = task.kind == "regression"
         self.train, self.valid, self.test = (
             TensorSplit(dataset[s], dataset.modalities, regression)
-            for s in ("train", "valid", "test"))
+            if s in dataset.splits else None for s in SPLITS)
 
 
 def presence(modalities: list[str], n: int, keep: set[str]) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ from . import distributed, runtime
 from .checkpoint import RunCheckpoints
 from .checks import check_config
 from .parallel import train_in_workers
-from .recipe import SeedResult, run_seed
+from .recipe import Observer, SeedResult, run_seed
 from .runfiles import attention_csv, history_csv
 from .summary import best_seed, headline_arm, summarize
 
@@ -63,22 +63,24 @@ def _finite(obj):
 
 
 def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
-                   log=print, resume: bool = False, overwrite: bool = False) -> dict:
+                   log=print, resume: bool = False, overwrite: bool = False,
+                   observe: Observer | None = None) -> dict:
     """Train every arm of ``config`` for every seed and write the run directory.
 
     Every epoch is checkpointed; ``resume`` continues an interrupted run of the same
     config in ``config.out`` and ends with the same results; a fresh run refuses a
     directory that holds a run unless ``overwrite``. Returns the ``metrics.json``
     document. Under torchrun every rank trains its share and returns the document; only
-    the main rank logs and writes the run directory and checkpoints.
+    the main rank logs and writes the run directory and checkpoints. ``observe`` sees
+    every epoch of every stage (e.g. a TensorBoard writer).
     """
     config = check_config(config)
     with runtime.using(runtime.resolve(config.train)) as where:
-        return _run(config, dataset, log, resume, overwrite, where)
+        return _run(config, dataset, log, resume, overwrite, observe, where)
 
 
 def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool,
-         overwrite: bool, where: runtime.Runtime) -> dict:
+         overwrite: bool, observe: Observer | None, where: runtime.Runtime) -> dict:
     if dataset is None:
         dataset = load_data(config)
     else:
@@ -97,7 +99,7 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
     for seed in config.seeds:
         if distributed.is_main():
             log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
-        results.append(run_seed(dataset, config, seed, data, checkpoints))
+        results.append(run_seed(dataset, config, seed, data, checkpoints, observe))
     if not distributed.is_main():
         return summarize(dataset, task, results)
     summary = write_run(Path(config.out), config, dataset, task, results, data, where)
