@@ -176,9 +176,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run directory")
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--arms", nargs="+", help="arms to train: <init>+<fusion>[+<method>] "
-                   "(e.g. scratch+concat, pretrained+attention+umt), mult, or the groups "
-                   "paper (the 2x2 ablation), balance (each method on pretrained+attention), "
-                   "all")
+                   "(e.g. scratch+concat, pretrained+attention+umt), mult, ensemble, or the "
+                   "groups paper (the 2x2 ablation), balance (ensemble and each method on "
+                   "pretrained+attention), all")
     p.add_argument("--epochs", type=int, help="total epoch budget per arm")
     p.add_argument("--pretrain-epochs", type=int, help="stage-1 epochs (part of the budget)")
     p.add_argument("--lr", type=float)

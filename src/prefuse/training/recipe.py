@@ -3,11 +3,13 @@
 Stage 1 pre-trains each modality's encoder alone (own head, early stopping); stage 2
 trains each arm's fused network, from those encoders where its init says so. Every arm
 gets the same total epoch budget: arms that use stage-1 networks (to start from, or as
-teachers) spend ``pretrain_epochs`` of it in stage 1.
+teachers) spend ``pretrain_epochs`` of it in stage 1; the unimodal ensemble spends only
+those, as it trains nothing after stage 1.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +120,17 @@ def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed:
                        evaluate(model, data.test, task))
 
 
+def _assemble(model: nn.Module, data: Tensors, task: Task) -> StageResult:
+    """An arm with no joint training (the unimodal ensemble): its network, holding the
+    stage-1 networks, only calibrates on the validation split; it runs no epochs."""
+    start = time.perf_counter()
+    model.calibrate(data.valid, task)
+    fitted = FitResult(best_epoch=0, best_valid={}, epochs_run=0,
+                       seconds=time.perf_counter() - start)
+    return StageResult(model, fitted, evaluate(model, data.valid, task),
+                       evaluate(model, data.test, task))
+
+
 def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunConfig,
              seed: int, checkpoints: RunCheckpoints | None = None) -> dict[str, StageResult]:
     """Stage 1: each modality's encoder with its own head, trained alone (resumed from
@@ -160,9 +173,12 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
         extra.setdefault("encoder_lr", t.encoder_lr)
         # A frozen init keeps the encoders fixed for every epoch of the fit.
         extra.setdefault("freeze_epochs", epochs if spec.frozen else t.freeze_epochs)
-    stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
-    result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
-                    **extra)
+    if spec.joint:
+        stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
+        result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
+                        **extra)
+    else:
+        result = _assemble(model, data, task)
     if len(dataset.modalities) > 1:
         result.robustness = without_each(result.model, data.test, task)
     return result
