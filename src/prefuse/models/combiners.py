@@ -143,10 +143,11 @@ class Combiner:
         raise NotImplementedError
 
     def weights(self, present: np.ndarray) -> np.ndarray:
-        """``(N, M)``: each model's share of each sample's combined prediction, summing
-        to 1 per sample; here equal shares over the models averaged."""
-        w = _presence(present, *np.shape(present))
-        return w / w.sum(axis=1, keepdims=True)
+        """``(N, M)``: each present model's share of each sample's combined prediction;
+        here equal shares. Like the fusions' weights, zero for an absent modality (and
+        for every model of a sample that has none)."""
+        mask = np.asarray(present, dtype=np.float64)
+        return mask / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
 
     def to_dict(self) -> dict:
         """What ``fit`` learned, as plain numbers (saved in ``model.json``)."""
@@ -226,7 +227,7 @@ class LeastSquaresBlend(Combiner):
 
     def weights(self, present):
         """Each present model's share of the blend's absolute coefficients (averaged
-        over targets); equal shares if every coefficient is zero."""
+        over targets); equal shares where those coefficients are all zero."""
         if self.blend is None:
             raise ValueError("fit the regression blend on the validation split first")
         mask = np.asarray(present, dtype=np.float64)

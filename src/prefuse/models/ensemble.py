@@ -42,7 +42,7 @@ class UnimodalEnsemble(nn.Module):
                                       for m in self.modalities})
         saved = spec.extra.get("combiner")
         self.combiner: Combiner | None = (
-            COMBINERS.get(saved["kind"], "combiner").load_dict(saved["fitted"])
+            COMBINERS.get(saved["kind"], "combiner")().load_dict(saved["fitted"])
             if saved else None)
 
     @property
