@@ -153,7 +153,8 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
               checkpoints: RunCheckpoints | None = None) -> StageResult:
     """Stage 2 for one arm: build its network, start from stage-1 encoders if its init
     says so, train it with its method within what is left of the budget (resumed from
-    ``checkpoints`` where given), then score it with each modality removed."""
+    ``checkpoints`` where given; an arm without joint training only calibrates on the
+    validation split), then score it with each modality removed."""
     spec = arm_named(arm)
     if spec.uses_stage1 and not unimodal:
         raise ValueError(f"arm {arm} needs stage-1 networks")
