@@ -137,8 +137,8 @@ def _methods(run: RunFiles) -> list[Block]:
     if logged:
         columns = sorted({c for values in logged.values() for c in values})
         blocks.append(Text("What each training method logs (history.csv), at the last "
-                           "joint-training epoch, mean over seeds; e.g. gblend_weight_<branch>"
-                           " is G-Blend's loss weight of that branch."))
+                           "joint-training epoch, mean over seeds (e.g. gblend_weight_fused:"
+                           " G-Blend's loss weight of the fused head)."))
         blocks.append(Table(["arm"] + columns,
                             [[arm] + [_num(values.get(c)) if c in values else "–"
                                       for c in columns] for arm, values in logged.items()]))
