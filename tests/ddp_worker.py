@@ -3,7 +3,9 @@
 Each rank starts from a different random initialisation (DDP must broadcast rank 0's),
 trains, and saves its final weights; rank 0 alone writes ``result.json``, opened for
 exclusive creation so that a second writer would fail. With a second argument
-``scaled``, training uses ``ReducedScale``, a method that changes gradients after backward.
+``scaled``, training uses ``ReducedScale``, a method that changes gradients after backward;
+with ``gblend``, G-Blending re-estimating its loss weights after every epoch (from training
+losses summed across ranks and validation losses each rank computes alike).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
 from prefuse.training import distributed, runtime
 from prefuse.training.loop import fit
+from prefuse.training.methods import build_method
 from prefuse.training.methods.dgl import Dgl
 from prefuse.training.recipe import network_spec
 
@@ -41,7 +44,7 @@ class ReducedScale(Dgl):
                 p.grad.mul_(1.0 / (1.0 + total / count))
 
 
-def train(seed_init: int, scaled: bool = False) -> tuple[MultimodalNetwork, object]:
+def train(seed_init: int, method: str = "plain") -> tuple[MultimodalNetwork, object]:
     """The tiny training both this worker and the one-process reference run."""
     # gloo on the CPU, whether or not a GPU is present.
     runtime.activate(runtime.resolve(TrainConfig(device="cpu", threads=1)))
@@ -51,16 +54,20 @@ def train(seed_init: int, scaled: bool = False) -> tuple[MultimodalNetwork, obje
     config = RunConfig()
     # No dropout, so one process and two shards of each batch compute the same gradients.
     config.model.dropout = 0.0
+    config.methods = {"gblend": {"super_epoch": 1}}
+    step = {"plain": None, "scaled": ReducedScale(task),
+            "gblend": build_method("gblend", task, config, dataset.modalities)}[method]
     torch.manual_seed(seed_init)
-    model = MultimodalNetwork(network_spec(dataset, config, task, "attention"))
+    model = MultimodalNetwork(network_spec(dataset, config, task, "attention",
+                                           unimodal_heads=method == "gblend"))
     model.fit_standardization(dataset["train"])
     result = fit(model, data.train, data.valid, task, epochs=3, lr=1e-2, seed=0,
-                 batch_size=32, freeze_epochs=1, method=ReducedScale(task) if scaled else None)
+                 batch_size=32, freeze_epochs=1, method=step)
     return model, result
 
 
-def main(out: Path, scaled: bool) -> None:
-    model, result = train(seed_init=distributed.rank(), scaled=scaled)
+def main(out: Path, method: str) -> None:
+    model, result = train(seed_init=distributed.rank(), method=method)
     torch.save(model.state_dict(), out / f"weights-{distributed.rank()}.pt")
     if distributed.is_main():
         with open(out / "result.json", "x", encoding="utf-8") as f:
@@ -69,4 +76,4 @@ def main(out: Path, scaled: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:] == ["scaled"])
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "plain")

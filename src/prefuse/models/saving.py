@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import PrefuseError
 from ..fileio import atomic_path, write_json
 from ..tasks import Task, make_task
-from . import mult  # noqa: F401  (registers its architecture)
+from . import ensemble, mult  # noqa: F401  (register their architectures)
 from .network import NETWORKS, NetworkSpec
 
 

@@ -53,7 +53,7 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
     predictions, scores = task.decode(all_logits)
     return Evaluation(
         loss=float(sum(losses) / len(data)) if data.labelled else None,
-        metrics=task.metrics(predictions, data.y.numpy()) if data.labelled else None,
+        metrics=task.metrics(predictions, data.y.cpu().numpy()) if data.labelled else None,
         predictions=predictions,
         scores=scores,
         weights=np.concatenate(weights),

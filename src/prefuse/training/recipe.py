@@ -3,11 +3,13 @@
 Stage 1 pre-trains each modality's encoder alone (own head, early stopping); stage 2
 trains each arm's fused network, from those encoders where its init says so. Every arm
 gets the same total epoch budget: arms that use stage-1 networks (to start from, or as
-teachers) spend ``pretrain_epochs`` of it in stage 1.
+teachers) spend ``pretrain_epochs`` of it in stage 1; the unimodal ensemble spends only
+those, as it trains nothing after stage 1.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -159,6 +161,19 @@ def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed:
                        evaluate(model, data.test, task) if data.test is not None else None)
 
 
+def _assemble(model: nn.Module, data: Tensors, task: Task) -> StageResult:
+    """An arm with no joint training (the unimodal ensemble): its network, holding the
+    stage-1 networks, only calibrates on the validation split; it runs no epochs."""
+    where = runtime.current().device
+    model.to(where)
+    start = time.perf_counter()
+    model.calibrate(data.valid, task)
+    fitted = FitResult(best_epoch=0, best_valid={}, epochs_run=0,
+                       seconds=time.perf_counter() - start, device=str(where))
+    test = evaluate(model, data.test, task) if data.test is not None else None
+    return StageResult(model, fitted, evaluate(model, data.valid, task), test)
+
+
 def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunConfig,
              seed: int, checkpoints: RunCheckpoints | None = None,
              observe: Observer | None = None) -> dict[str, StageResult]:
@@ -184,8 +199,9 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
               observe: Observer | None = None) -> StageResult:
     """Stage 2 for one arm: build its network, start from stage-1 encoders if its init
     says so, train it with its method within what is left of the budget (resumed from
-    ``checkpoints`` where given; ``observe`` sees every epoch), then score it on the test
-    split (where the data has one) with each modality removed."""
+    ``checkpoints`` where given; ``observe`` sees every epoch; an arm without joint
+    training only calibrates on the validation split), then score it on the test split
+    (where the data has one) with each modality removed."""
     spec = arm_named(arm)
     if spec.uses_stage1 and not unimodal:
         raise ValueError(f"arm {arm} needs stage-1 networks")
@@ -205,9 +221,12 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
         extra.setdefault("encoder_lr", t.encoder_lr)
         # A frozen init keeps the encoders fixed for every epoch of the fit.
         extra.setdefault("freeze_epochs", epochs if spec.frozen else t.freeze_epochs)
-    stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
-    result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
-                    observe, ("joint", arm), **extra)
+    if spec.joint:
+        stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
+        result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
+                        observe, ("joint", arm), **extra)
+    else:
+        result = _assemble(model, data, task)
     if len(dataset.modalities) > 1 and data.test is not None:
         result.robustness = without_each(result.model, data.test, task)
     return result

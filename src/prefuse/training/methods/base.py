@@ -128,17 +128,24 @@ METHODS: Registry[type[Method]] = Registry("method")
 METHODS.register("none")(Method)
 
 
-def unimodal_losses(task: Task, out: NetworkOutput, batch: Batch) -> torch.Tensor:
-    """The sum over modalities of the task's loss on ``unimodal_logits``, each over the
-    samples that have that modality (a modality missing from the whole batch adds nothing)."""
-    losses = [out.logits.new_zeros(())]
+def modality_losses(task: Task, out: NetworkOutput, batch: Batch) -> dict[str, torch.Tensor]:
+    """The task's loss on each modality's ``unimodal_logits``, over the samples that have
+    that modality (zero for a modality missing from the whole batch)."""
+    losses = {}
     for modality, logits in out.unimodal_logits.items():
         present = batch.present[modality]
         if present.all():
-            losses.append(task.loss(logits, batch.y))
+            losses[modality] = task.loss(logits, batch.y)
         elif present.any():
-            losses.append(task.loss(logits[present], batch.y[present]))
-    return sum(losses)
+            losses[modality] = task.loss(logits[present], batch.y[present])
+        else:
+            losses[modality] = out.logits.new_zeros(())
+    return losses
+
+
+def unimodal_losses(task: Task, out: NetworkOutput, batch: Batch) -> torch.Tensor:
+    """The sum over modalities of ``modality_losses``."""
+    return sum(modality_losses(task, out, batch).values(), out.logits.new_zeros(()))
 
 
 def build_method(name: str, task: Task, config: RunConfig, modalities: list[str],
