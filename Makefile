@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/prefuse run --out runs/default
+	$(BIN)/prefuse run --out runs/default --overwrite
 
 # The report test opens report.html in Debian's headless Chromium; install it when missing.
 browser:

@@ -1,6 +1,6 @@
 """What the simple network and MulT cost to train and run, on MOSI-sized data.
 
-    python bench/cost.py [--epochs 2] [--threads 1]
+    python bench/cost.py [--epochs 2] [--threads 1] [--device cpu|cuda|cuda:N] [--precision bf16]
 
 The data is generated (seeded) with CMU-MOSI's shape: 1284/229/686 samples, T=50,
 text 300, audio 5, vision 20, sentiment in [-3, 3]. Each model is measured in its own
@@ -10,6 +10,10 @@ compute (``train_step``, the very step training runs: forward, the method's loss
 backward, clip, step); validation is not included. The last line
 printed is one JSON object: ``simple``, ``mult``, ``epoch_time_ratio`` (MulT's seconds
 per epoch / the simple network's) and ``params_ratio``.
+
+With ``--device cuda`` the data is moved to the GPU once, before timing (as a run keeps
+it there), and every timed interval ends with a synchronisation, so the seconds are the
+GPU's work, not the time to queue it.
 """
 
 from __future__ import annotations
@@ -24,12 +28,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prefuse.config import RunConfig
+from prefuse.config import RunConfig, TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.dataset import MultimodalDataset, Split
+from prefuse.errors import PrefuseError
 from prefuse.tasks import task_for
+from prefuse.training import runtime
 from prefuse.training.arms import arm as arm_named
-from prefuse.training.cost import count_params, inference_throughput, peak_rss_mb
+from prefuse.training.cost import (
+    count_params,
+    inference_throughput,
+    peak_cuda_mb,
+    peak_rss_mb,
+    synchronize,
+)
 from prefuse.training.loop import train_step
 from prefuse.training.methods import build_method
 from prefuse.training.recipe import network_spec
@@ -59,10 +71,13 @@ def mosi_like(seed: int = 0) -> MultimodalDataset:
 
 
 def measure(name: str, epochs: int) -> dict:
-    """Train ``name``'s model for ``epochs`` epochs and time it (run in a subprocess)."""
+    """Train ``name``'s model for ``epochs`` epochs and time it (run in a subprocess,
+    on the active runtime's device)."""
+    where = runtime.current()
+    device = where.device
     dataset = mosi_like()
     task = task_for(dataset)
-    data = Tensors(dataset, task)
+    data = runtime.place_splits(Tensors(dataset, task))
     config = RunConfig()
     arm = arm_named(MODELS[name])
     options = {"lr": config.train.lr, "batch_size": config.train.batch_size,
@@ -72,6 +87,7 @@ def measure(name: str, epochs: int) -> dict:
     model = arm.build(network_spec(dataset, config, task, arm.fusion,
                                    method.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=options["lr"])
     generator = torch.Generator().manual_seed(0)
     method.start(model, 0)
@@ -80,13 +96,18 @@ def measure(name: str, epochs: int) -> dict:
     for _ in range(epochs):
         batches = data.train.batches(options["batch_size"], generator)
         while True:
+            synchronize(device)
             start = time.perf_counter()
             batch = next(batches, None)
+            if batch is not None:
+                batch = batch.to(device)
+            synchronize(device)
             data_seconds += time.perf_counter() - start
             if batch is None:
                 break
             start = time.perf_counter()
             train_step(model, model, batch, method, optimizer, options["grad_clip"])
+            synchronize(device)
             compute_seconds += time.perf_counter() - start
     return {
         "params": count_params(model),
@@ -96,13 +117,16 @@ def measure(name: str, epochs: int) -> dict:
         "compute_seconds_per_epoch": compute_seconds / epochs,
         "inference_samples_per_s": inference_throughput(model, data.test, repeats=2),
         "peak_rss_mb": peak_rss_mb(),
+        "peak_cuda_mb": peak_cuda_mb() if device.type == "cuda" else None,
+        "device": str(device),
     }
 
 
-def run_worker(name: str, epochs: int, threads: int) -> dict:
+def run_worker(name: str, args: argparse.Namespace) -> dict:
     """``measure`` in a fresh interpreter; its last stdout line is the JSON result."""
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", name,
-                          "--epochs", str(epochs), "--threads", str(threads)],
+                          "--epochs", str(args.epochs), "--threads", str(args.threads),
+                          "--device", args.device, "--precision", args.precision],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -112,23 +136,33 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="training epochs timed")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per model (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="bf16: autocast (GPU only)")
     parser.add_argument("--worker", choices=list(MODELS), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    try:
+        runtime.activate(runtime.resolve(TrainConfig(
+            device=args.device, precision=args.precision,
+            threads=args.threads or torch.get_num_threads())))
+    except PrefuseError as e:
+        sys.exit(f"cost.py: {e}")
     if args.worker:
         print(json.dumps(measure(args.worker, args.epochs)))
         return
 
     print(f"MOSI-sized data: {SIZES}, T={STEPS}, dims {DIMS}; {args.epochs} epochs, "
-          f"{torch.get_num_threads()} thread(s)")
-    results = {name: run_worker(name, args.epochs, args.threads) for name in MODELS}
+          f"{torch.get_num_threads()} thread(s), device {runtime.current().device}, "
+          f"{args.precision}")
+    results = {name: run_worker(name, args) for name in MODELS}
     rows = [("parameters", "params", "{:,.0f}"), ("batch size", "batch_size", "{}"),
             ("seconds per epoch", "seconds_per_epoch", "{:.2f}"),
             ("  data", "data_seconds_per_epoch", "{:.3f}"),
             ("  compute", "compute_seconds_per_epoch", "{:.2f}"),
             ("inference samples/s", "inference_samples_per_s", "{:,.0f}"),
             ("peak RSS MiB", "peak_rss_mb", "{:.0f}")]
+    if results["simple"]["peak_cuda_mb"] is not None:
+        rows.append(("peak GPU MiB", "peak_cuda_mb", "{:.0f}"))
     print(f"{'':22}{'simple':>14}{'MulT':>14}{'MulT/simple':>14}")
     for label, key, fmt in rows:
         a, b = results["simple"][key], results["mult"][key]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from prefuse.config import RunConfig, with_overrides
+from prefuse.config import RunConfig, TrainConfig, with_overrides
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.data.synthetic import make_synthetic
+from prefuse.training import runtime
 
-# Small models, single-threaded: the suite runs on 2 cores.
-torch.set_num_threads(1)
+# Small models, single-threaded: the suite runs on 2 cores. On the CPU even where a GPU
+# is present, so that every result is the same on any machine; tests of the GPU path ask
+# for it by name.
+runtime.activate(runtime.resolve(TrainConfig(device="cpu", threads=1), env={}))
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +26,7 @@ def tiny_config(out, **overrides) -> RunConfig:
     base = {"out": str(out), "seeds": [0], "train.epochs": 6, "train.pretrain_epochs": 2,
             "train.patience": 6, "model.width": 8, "model.head_hidden": 16,
             "data.synthetic.train": 240, "data.synthetic.valid": 80,
-            "data.synthetic.test": 120}
+            "data.synthetic.test": 120, "train.device": "cpu"}
     base.update(overrides)
     return with_overrides(RunConfig(), base)
 

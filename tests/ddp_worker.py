@@ -3,8 +3,10 @@
 Each rank starts from a different random initialisation (DDP must broadcast rank 0's),
 trains, and saves its final weights; rank 0 alone writes ``result.json``, opened for
 exclusive creation so that a second writer would fail. The second argument names the
-training method: ``plain``, ``scaled`` (``ReducedScale``, a method that changes gradients
-after backward) or a registered method.
+training method: ``plain``; ``scaled`` (``ReducedScale``, a method that changes gradients
+after backward); ``gblend``, G-Blending re-estimating its loss weights after every epoch
+(from training losses summed across ranks and validation losses each rank computes
+alike); or any other registered method, with its defaults.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from prefuse.config import RunConfig
+from prefuse.config import RunConfig, TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
 from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
-from prefuse.training import distributed
+from prefuse.training import distributed, runtime
 from prefuse.training.loop import fit
 from prefuse.training.methods import build_method
 from prefuse.training.methods.dgl import Dgl
@@ -43,28 +45,30 @@ class ReducedScale(Dgl):
                 p.grad.mul_(1.0 / (1.0 + total / count))
 
 
-def train(seed_init: int, method_name: str = "plain") -> tuple[MultimodalNetwork, object]:
+def train(seed_init: int, method: str = "plain") -> tuple[MultimodalNetwork, object]:
     """The tiny training both this worker and the one-process reference run."""
-    torch.set_num_threads(1)
+    # gloo on the CPU, whether or not a GPU is present.
+    runtime.activate(runtime.resolve(TrainConfig(device="cpu", threads=1)))
     dataset = make_synthetic(seed=0, train=96, valid=32, test=32)
     task = task_for(dataset)
     data = Tensors(dataset, task)
     config = RunConfig()
     # No dropout, so one process and two shards of each batch compute the same gradients.
     config.model.dropout = 0.0
-    method = {"plain": lambda: None, "scaled": lambda: ReducedScale(task)}.get(
-        method_name, lambda: build_method(method_name, task, config, dataset.modalities))()
+    config.methods = {"gblend": {"super_epoch": 1}}
+    step = {"plain": lambda: None, "scaled": lambda: ReducedScale(task)}.get(
+        method, lambda: build_method(method, task, config, dataset.modalities))()
     torch.manual_seed(seed_init)
     model = MultimodalNetwork(network_spec(dataset, config, task, "attention",
-                                           method is not None and method.request.unimodal_heads))
+                                           step is not None and step.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
     result = fit(model, data.train, data.valid, task, epochs=3, lr=1e-2, seed=0,
-                 batch_size=32, freeze_epochs=1, method=method)
+                 batch_size=32, freeze_epochs=1, method=step)
     return model, result
 
 
-def main(out: Path, method_name: str) -> None:
-    model, result = train(seed_init=distributed.rank(), method_name=method_name)
+def main(out: Path, method: str) -> None:
+    model, result = train(seed_init=distributed.rank(), method=method)
     torch.save(model.state_dict(), out / f"weights-{distributed.rank()}.pt")
     if distributed.is_main():
         with open(out / "result.json", "x", encoding="utf-8") as f:

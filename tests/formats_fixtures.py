@@ -1,4 +1,4 @@
-"""Small data files in the exact layouts of the public releases (DESIGN section 3).
+"""Small data files in the exact layouts of the public releases (docs/formats.md).
 
 Same keys, shapes (feature widths and steps), dtypes and label layouts as the real files,
 with few samples. Every writer returns what a test needs to check the loaded result.

@@ -9,9 +9,11 @@ from prefuse.errors import ConfigError
 from prefuse.training.arms import arm, expand
 from prefuse.training.checks import check_config
 
-BALANCE = ["pretrained+attention+agm", "pretrained+attention+dgl",
-           "pretrained+attention+mmpareto", "pretrained+attention+multiloss",
-           "pretrained+attention+ogm-ge", "pretrained+attention+umt"]
+METHOD_ARMS = ["pretrained+attention+agm", "pretrained+attention+dgl",
+               "pretrained+attention+gblend", "pretrained+attention+mmpareto",
+               "pretrained+attention+multiloss", "pretrained+attention+ogm-ge",
+               "pretrained+attention+umt"]
+BALANCE = ["ensemble"] + METHOD_ARMS
 
 
 def test_paper_arms_keep_their_names_and_declare_their_traits():
@@ -40,6 +42,14 @@ def test_compositions_parse_into_their_parts(name, parts, stage1, loads):
 def test_mult_is_a_named_arm():
     mult = arm("mult")
     assert mult.fusion == "mult" and not mult.has_weights and not mult.uses_stage1
+    assert mult.joint and not mult.balance
+
+
+def test_ensemble_is_a_named_balance_arm_that_trains_nothing_jointly():
+    ensemble = arm("ensemble")
+    assert ensemble.parts() == {"init": "frozen", "fusion": "ensemble", "method": "none"}
+    assert ensemble.uses_stage1 and not ensemble.joint and ensemble.balance
+    assert not ensemble.has_weights and not ensemble.headline
 
 
 @pytest.mark.parametrize("name", ["magic+concat", "scratch+magic", "scratch+concat+none",
@@ -57,7 +67,7 @@ def test_bad_arm_names_name_the_field_and_the_choices(name):
 def test_groups_expand():
     assert expand(["paper"]) == list(ARMS)
     assert expand(["balance"]) == BALANCE
-    assert expand(["all"]) == list(ARMS) + ["mult"] + BALANCE
+    assert expand(["all"]) == list(ARMS) + ["ensemble", "mult"] + METHOD_ARMS
     assert expand(["scratch+concat", "paper"]) == list(ARMS)
 
 

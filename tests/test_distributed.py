@@ -35,7 +35,7 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
 
 # OGM-GE: scores summed across ranks and noise drawn alike; MMPareto: gradients that
 # autograd.grad gives each rank, averaged by hand.
-@pytest.mark.parametrize("method", ["plain", "scaled", "ogm-ge", "mmpareto"])
+@pytest.mark.parametrize("method", ["plain", "scaled", "gblend", "ogm-ge", "mmpareto"])
 def test_two_processes_train_like_one(tmp_path, method):
     done = torchrun([str(HERE / "ddp_worker.py"), str(tmp_path), method], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -51,9 +51,17 @@ def test_two_processes_train_like_one(tmp_path, method):
         from ddp_worker import train
     finally:
         sys.path.remove(str(HERE))
-    single, _ = train(seed_init=0, method_name=method)
+    single, fitted = train(seed_init=0, method=method)
     for key, value in single.state_dict().items():
         assert torch.allclose(value, ranks[0][key], atol=1e-4), key
+    # G-Blend's weights (from losses reduced across ranks), OGM-GE's coefficients and
+    # MMPareto's conflicts agree with one process too.
+    logged = [k for k in fitted.history[0]
+              if k.startswith(("gblend_", "ogm_coeff_", "mmpareto_conflict_"))]
+    assert bool(logged) == (method in ("gblend", "ogm-ge", "mmpareto"))
+    for one, two in zip(fitted.history, result["history"]):
+        for key in logged:
+            assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
 
 
 def test_torchrun_prefuse_run_writes_once(tmp_path):
@@ -61,7 +69,8 @@ def test_torchrun_prefuse_run_writes_once(tmp_path):
     done = torchrun(["-m", "prefuse", "run", "--arms", "scratch+concat", "--seeds", "0",
                      "--epochs", "2", "--pretrain-epochs", "1", "--set",
                      "data.synthetic.train=64", "--set", "data.synthetic.valid=32", "--set",
-                     "data.synthetic.test=32", "--out", str(out)], tmp_path)
+                     "data.synthetic.test=32", "--device", "cpu", "--out", str(out)],
+                    tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run directory:") == 1
     assert json.loads((out / "metrics.json").read_text())["arms"]["scratch+concat"]

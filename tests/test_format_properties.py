@@ -10,11 +10,15 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from prefuse.cli import main
 from prefuse.data.formats import load_dataset
+from prefuse.data.formats.npz import dataset_arrays
 from prefuse.data.inspect import describe
+from prefuse.data.synthetic import make_synthetic
 from prefuse.errors import PrefuseError
 
 from .formats_fixtures import write_csd, write_mult, write_sequence
@@ -188,3 +192,81 @@ def test_random_folds_and_label_rows(tmp_path, folds, labels):
     write_sequence(folder / "labels.csd", "labels", {k: np.ones(labels) for k in keys})
     (folder / "folds.json").write_text(json.dumps(folds))
     _load_or_refuse(folder, "csd")
+
+
+_BASE = dataset_arrays(make_synthetic(seed=0, train=8, valid=4, test=4))
+_BASE["train/present/audio"] = np.arange(8) % 3 > 0
+_BASE["valid/present/text"] = np.ones(4, dtype=bool)
+# Hypothesis reports the drawn arrays; their size is not a problem here.
+quiet = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
+_PER_SAMPLE = ["train/dominant", "test/dominant", "train/present/audio", "valid/present/text",
+               "train/labels", "test/labels", "train/lengths/vision", "train/ids", "test/text",
+               "train/audio"]
+
+
+@st.composite
+def npz_layouts(draw) -> dict[str, np.ndarray]:
+    """The generic layout with some keys replaced: per-sample arrays of random length,
+    dtype and values (``dominant``, ``present``, labels, lengths, features), random label
+    names and modality lists, or keys removed."""
+    arrays = dict(_BASE)
+    for key in draw(st.lists(st.sampled_from(_PER_SAMPLE), max_size=3, unique=True)):
+        choice = draw(st.sampled_from(["random", "drop", "resize", "retype"]))
+        if choice == "random":
+            arrays[key] = draw(npz_arrays())
+        elif choice == "drop":
+            arrays.pop(key)
+        elif choice == "resize":
+            arrays[key] = np.resize(arrays[key], (draw(st.integers(0, 10)),
+                                                  *arrays[key].shape[1:]))
+        else:
+            kind = draw(st.sampled_from(["f8", "i1", "u8", "bool", "U2", "c8", "f2"]))
+            source = arrays[key]
+            if source.dtype.kind == "U" and kind != "U2":  # ids: no number to cast to
+                source = np.arange(len(source))
+            with np.errstate(invalid="ignore", over="ignore"):
+                arrays[key] = source.astype(kind)
+    if draw(st.booleans()):
+        arrays["meta/label_names"] = np.array(draw(st.lists(st.sampled_from(["a", "b", "c"]),
+                                                            max_size=4)), dtype=str)
+    if draw(st.booleans()):
+        arrays["meta/modalities"] = np.array(draw(st.lists(
+            st.sampled_from(["text", "audio", "vision", "other"]), max_size=4)), dtype=str)
+    if draw(st.booleans()):
+        arrays["meta/task"] = np.array([draw(st.sampled_from(
+            ["binary", "multiclass", "regression", "multilabel", "x"]))])
+    return arrays
+
+
+@st.composite
+def npz_arrays(draw) -> np.ndarray:
+    a = draw(arrays())
+    return a if a.dtype != object else a.astype(str)  # np.savez would pickle objects
+
+
+@quiet
+@SETTINGS
+@given(layout=npz_layouts())
+def test_random_generic_npz_layouts(tmp_path, layout):
+    path = tmp_path / "layout.npz"
+    np.savez(path, **layout)
+    _load_or_refuse(path, "auto")
+
+
+@quiet
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layout=npz_layouts())
+def test_the_cli_on_random_generic_npz_layouts(tmp_path, capsys, layout):
+    """End to end: ``prefuse run`` either trains or says what is wrong; never a traceback."""
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    path = folder / "layout.npz"
+    np.savez(path, **layout)
+    rc = main(["run", "--data", str(path), "--out", str(folder / "run"), "--seeds", "0",
+               "--arms", "scratch+concat", "--epochs", "2", "--pretrain-epochs", "1",
+               "--width", "8"])
+    _, err = capsys.readouterr()
+    assert "Traceback" not in err
+    assert rc == 0 or (rc == 2 and err.count("prefuse: error: ") == 1), err
+    if rc == 2:
+        assert str(path) in err or "config field" in err, err

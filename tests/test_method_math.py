@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from prefuse.models import combiners
 from prefuse.tasks import make_task
-from prefuse.training.methods import agm, ensemble, gblend, gradients, mmpareto, ogm_ge, scores
+from prefuse.training.methods import agm, gblend, gradients, mmpareto, ogm_ge, scores
 
 # ---------------------------------------------------------------- scores
 
@@ -329,36 +330,36 @@ def test_fit_blend_recovers_known_weights():
     rng = np.random.default_rng(0)
     preds = rng.normal(size=(50, 3))
     y = 0.5 + 2.0 * preds[:, 0] - 1.0 * preds[:, 1] + 0.25 * preds[:, 2]
-    blend = ensemble.fit_blend(preds, y)
+    blend = combiners.fit_blend(preds, y)
     assert blend.coef[0] == pytest.approx([2.0, -1.0, 0.25], abs=1e-10)
     assert blend.intercept[0] == pytest.approx(0.5, abs=1e-10)
-    assert ensemble.apply_blend(blend, preds) == pytest.approx(y, abs=1e-10)
-    restored = ensemble.LinearBlend.from_dict(json.loads(json.dumps(blend.to_dict())))
-    assert ensemble.apply_blend(restored, preds) == pytest.approx(y, abs=1e-10)
+    assert combiners.apply_blend(blend, preds) == pytest.approx(y, abs=1e-10)
+    restored = combiners.LinearBlend.from_dict(json.loads(json.dumps(blend.to_dict())))
+    assert combiners.apply_blend(restored, preds) == pytest.approx(y, abs=1e-10)
 
 
 def test_fit_blend_per_target():
     rng = np.random.default_rng(1)
     preds = rng.normal(size=(40, 2, 2))
     y = np.stack([1 + preds[:, 0, 0], -2 + 3 * preds[:, 1, 1]], axis=1)
-    blend = ensemble.fit_blend(preds, y)
+    blend = combiners.fit_blend(preds, y)
     assert blend.coef == pytest.approx(np.array([[1.0, 0.0], [0.0, 3.0]]), abs=1e-10)
     assert blend.intercept == pytest.approx([1.0, -2.0], abs=1e-10)
-    assert ensemble.apply_blend(blend, preds).shape == (40, 2)
+    assert combiners.apply_blend(blend, preds).shape == (40, 2)
     with pytest.raises(ValueError):
-        ensemble.fit_blend(preds, y[:, :1])
+        combiners.fit_blend(preds, y[:, :1])
 
 
 def test_average_probabilities_by_hand():
-    out = ensemble.average_probabilities([np.array([0.2, 0.8]), np.array([0.6, 0.4])])
+    out = combiners.average_probabilities([np.array([0.2, 0.8]), np.array([0.6, 0.4])])
     assert out == pytest.approx([0.4, 0.6])
     with pytest.raises(ValueError):
-        ensemble.average_probabilities([np.array([1.5])])
+        combiners.average_probabilities([np.array([1.5])])
 
 
 def test_binary_ensemble_averages_probabilities_not_logits():
     # sigmoid(0) = 0.5, sigmoid(ln 3) = 0.75 -> mean 0.625 -> logit ln(0.625 / 0.375)
-    combine = ensemble.COMBINERS.get("binary")().combine
+    combine = combiners.COMBINERS.get("binary")().combine
     z = combine([np.array([[0.0]]), np.array([[math.log(3)]])])
     assert z[0, 0] == pytest.approx(math.log(5 / 3))
     # logits 0 and 10: mean probability (0.5 + 0.9999546) / 2, not sigmoid(5) = 0.9933
@@ -368,12 +369,12 @@ def test_binary_ensemble_averages_probabilities_not_logits():
 
 def test_multiclass_and_multilabel_ensembles_decode_to_mean_probabilities():
     p1, p2 = np.array([[0.2, 0.3, 0.5]]), np.array([[0.6, 0.2, 0.2]])
-    z = ensemble.COMBINERS.get("multiclass")().combine([np.log(p1), np.log(p2)])
+    z = combiners.COMBINERS.get("multiclass")().combine([np.log(p1), np.log(p2)])
     assert make_task("multiclass", 3).decode(z)[1] == pytest.approx(np.array([[0.4, 0.25, 0.35]]))
     # two labels as (absent, present) pairs: present probabilities (0.8, 0.1) and (0.4, 0.3)
     m1 = np.log(np.array([[0.2, 0.8, 0.9, 0.1]]))
     m2 = np.log(np.array([[0.6, 0.4, 0.7, 0.3]]))
-    z = ensemble.COMBINERS.get("multilabel")().combine([m1, m2])
+    z = combiners.COMBINERS.get("multilabel")().combine([m1, m2])
     assert make_task("multilabel", 2).decode(z)[1] == pytest.approx(np.array([[0.6, 0.2]]))
 
 
@@ -381,7 +382,7 @@ def test_regression_ensemble_fits_on_validation():
     rng = np.random.default_rng(2)
     valid = [rng.normal(size=(30, 1)) for _ in range(2)]
     y = 0.3 * valid[0][:, 0] + 0.7 * valid[1][:, 0]
-    combiner = ensemble.COMBINERS.get("regression")()
+    combiner = combiners.COMBINERS.get("regression")()
     with pytest.raises(ValueError, match="fit"):
         combiner.combine(valid)
     out = combiner.fit(valid, y).combine(valid)

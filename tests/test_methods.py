@@ -229,9 +229,13 @@ def method_run(tmp_path_factory):
 def test_every_new_arm_learns_on_the_builtin_benchmark(method_run):
     _, summary = method_run
     chance = summary["chance"]["acc"]
-    balance = [f"pretrained+attention+{m}" for m in METHODS.names() if m != "none"]
-    assert {"dgl", "multiloss", "umt", "ogm-ge", "agm", "mmpareto"} <= set(METHODS.names())
-    assert list(summary["arms"]) == ["frozen+attention", *balance, "scratch+concat+dgl",
+    assert list(summary["arms"]) == ["frozen+attention", "ensemble", "pretrained+attention+agm",
+                                     "pretrained+attention+dgl",
+                                     "pretrained+attention+gblend",
+                                     "pretrained+attention+mmpareto",
+                                     "pretrained+attention+multiloss",
+                                     "pretrained+attention+ogm-ge",
+                                     "pretrained+attention+umt", "scratch+concat+dgl",
                                      *SCRATCH_MODULATED]
     for arm, entry in summary["arms"].items():
         assert entry["mean"]["acc"] > chance + 0.05, (arm, entry["mean"]["acc"], chance)
@@ -263,6 +267,33 @@ def test_history_keeps_what_each_method_logs(method_run):
     dgl = [r for r in rows if r["arm"] == "scratch+concat+dgl"]
     assert dgl and all(float(r["unimodal_loss"]) > 0 and r["umt_distance"] == "" for r in dgl)
     assert all(r["unimodal_loss"] == "" for r in rows if r["arm"] == "frozen+attention")
+
+
+def test_a_saved_ensemble_predicts_what_the_run_scored(method_run):
+    from prefuse.config import load_config
+    from prefuse.data.source import load_data
+    from prefuse.inference import predict
+
+    out, summary = method_run
+    entry = summary["arms"]["ensemble"]
+    assert entry["parts"] == {"init": "frozen", "fusion": "ensemble", "method": "none"}
+    assert entry["seeds"]["0"]["epochs_run"] == 0 and np.isnan(entry["seconds_per_epoch"])
+    dataset = load_data(load_config(out / "config.toml"))
+    scored = predict(out, dataset, split="test", arm="ensemble")["test"].evaluation
+    assert scored.metrics == pytest.approx(entry["seeds"]["0"]["test"])
+    assert scored.weights.sum(axis=1) == pytest.approx(np.ones(len(scored.weights)))
+
+
+def test_gblend_logs_its_weights_every_epoch(method_run):
+    import csv
+
+    out, _ = method_run
+    with open(out / "history.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["arm"] == "pretrained+attention+gblend"]
+    assert rows
+    for row in rows:
+        weights = [float(row[f"gblend_weight_{b}"]) for b in ("fused", "text", "audio", "vision")]
+        assert sum(weights) == pytest.approx(1.0) and min(weights) >= 0
 
 
 def test_history_keeps_each_modulating_methods_coefficients(method_run):

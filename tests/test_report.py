@@ -236,3 +236,35 @@ def test_missing_metrics_json_is_a_clear_error(tmp_path, capsys):
         write_report(tmp_path)
     assert main(["report", str(tmp_path)]) == 2
     assert "metrics.json: not found" in capsys.readouterr().err
+
+
+def test_report_compares_the_methods(run_dir):
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    arms = summary["arms"]
+    arms["pretrained+attention"]["mean"] = {"acc": 0.75}
+    arms["pretrained+attention"]["mean_weights"] = {"a": 0.4, "b": 0.6}
+    arms["scratch+concat"]["mean"] = {"acc": 0.6}
+    arms["scratch+concat"]["seconds_per_epoch"] = 0.05
+    (run_dir / "metrics.json").write_text(json.dumps(summary))
+    # A value a training method logs: 0.1 per epoch for pretrained+attention only.
+    rows = list(csv.DictReader(open(run_dir / "history.csv", encoding="utf-8")))
+    for row in rows:
+        row["toy_value"] = (f"{0.1 * int(row['epoch']):.1f}"
+                            if row["arm"] == "pretrained+attention" else "")
+    _write_csv(run_dir / "history.csv", list(rows[0]), [list(r.values()) for r in rows])
+    _, md_path = write_report(run_dir)
+    section = md_path.read_text(encoding="utf-8").split("## Methods compared")[1] \
+        .split("## Modality attention")[0]
+    table = [line for line in section.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| rank | arm | method | test acc | Δ acc | s/epoch | cost | "
+                               "only a | only b | attention a | attention b |")
+    # Ranked by acc; the reference is the headline arm; -0.05 and -0.15 exceed 2 x 0.01.
+    assert table[1] == ("| 1 | pretrained+attention | n/a | 0.750 ± 0.010 | ref | 0.10 | "
+                        "1.00× | 0.700 | 0.700 | 0.40 | 0.60 |")
+    assert table[2].startswith("| 2 | scratch+attention | n/a | 0.700 ± 0.010 | -0.050 * |")
+    assert table[3] == ("| 3 | scratch+concat | n/a | 0.600 ± 0.010 | -0.150 * | 0.05 | "
+                        "0.50× | 0.700 | 0.700 | – | – |")
+    assert "twice" in section or "2× the larger" in section
+    # What each method logs, at the last epoch (3), mean over both seeds.
+    assert "| arm | toy_value |" in section
+    assert "| pretrained+attention | 0.300 |" in section

@@ -28,7 +28,9 @@ def _as_task(dataset: MultimodalDataset, kind: str) -> MultimodalDataset:
                   "multiclass": y}[kind]
         text = np.array([f"{HOSTILE} {i}" for i in range(len(y))])
         splits[name] = replace(split, labels=labels, text_raw=text)
-    return replace(dataset, splits=splits, task=kind)
+    # Regression has one label column here, so the three class names no longer apply.
+    names = None if kind == "regression" else dataset.label_names
+    return replace(dataset, splits=splits, task=kind, label_names=names)
 
 
 @pytest.mark.parametrize("kind", ["regression", "multiclass", "multilabel"])

@@ -41,6 +41,7 @@ pretrain_epochs = 2
 batch_size = 32
 patience = 3
 modality_dropout = 0.2
+device = "cpu"
 """
 
 

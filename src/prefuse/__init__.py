@@ -5,6 +5,7 @@ The public API (imported on first use, so ``import prefuse`` stays light)::
     load_dataset, make_synthetic      data
     RunConfig, load_config            configuration
     run_experiment                    train the ablation arms, write a run directory
+    tune                              search every arm with the same budget (Optuna)
     load_model, predict               use a saved model
 """
 
@@ -18,6 +19,7 @@ _API = {
     "RunConfig": "prefuse.config",
     "load_config": "prefuse.config",
     "run_experiment": "prefuse.training.experiment",
+    "tune": "prefuse.tuning",
     "load_model": "prefuse.models.saving",
     "predict": "prefuse.inference",
 }

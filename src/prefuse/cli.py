@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import tomllib
 
+from . import __version__
 from .config import RunConfig, SyntheticConfig, load_config, with_overrides
-from .errors import ConfigError, PrefuseError
+from .errors import ConfigError, PrefuseError, PrefuseWarning
+from .fileio import check_directory_writable, check_writable
 
 # Command-line flag -> dotted config field.
 OVERRIDES = {
@@ -19,7 +22,8 @@ OVERRIDES = {
     "lr": "train.lr", "encoder_lr": "train.encoder_lr", "batch_size": "train.batch_size",
     "patience": "train.patience", "freeze_epochs": "train.freeze_epochs",
     "modality_dropout": "train.modality_dropout", "encoder": "model.encoder",
-    "width": "model.width",
+    "width": "model.width", "device": "train.device", "precision": "train.precision",
+    "threads": "train.threads", "jobs": "train.jobs",
 }
 
 
@@ -38,8 +42,16 @@ def _parse_set(items: list[str]) -> dict[str, object]:
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """The config file (or defaults) with command-line overrides applied."""
-    config = load_config(args.config) if args.config else RunConfig()
+    """The config file (or defaults) with command-line overrides applied. Resuming
+    without ``--config`` starts from the run's own ``config.toml``, so that
+    ``prefuse run --resume --out DIR`` alone continues it."""
+    out = getattr(args, "out", None)
+    if args.config:
+        config = load_config(args.config)
+    elif getattr(args, "resume", False) and out and (Path(out) / "config.toml").is_file():
+        config = load_config(Path(out) / "config.toml")
+    else:
+        config = RunConfig()
     overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
                  if getattr(args, flag, None) is not None}
     overrides.update(_parse_set(args.set or []))
@@ -68,9 +80,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .analysis.tables import ablation_table, dominant_table, robustness_table
     from .training import distributed
     from .training.experiment import run_experiment
+    from .training.tensorboard import TensorBoardLog
 
     config = resolve_config(args)
-    summary = run_experiment(config, log=_say, resume=args.resume)
+    if args.resume and args.overwrite:
+        raise ConfigError("--overwrite", "cannot be combined with --resume")
+    check_directory_writable(config.out)
+    _interrupted_run[0] = config.out
+    board = TensorBoardLog(args.tensorboard) if args.tensorboard else None
+    summary = run_experiment(config, log=_say, resume=args.resume, overwrite=args.overwrite,
+                             observe=board.observer() if board else None)
+    if board is not None:
+        board.close()
     if not distributed.is_main():  # under torchrun, rank 0 speaks for all
         return 0
     write_report(config.out)
@@ -79,6 +100,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         if extra:
             _say(f"\n{extra}")
     _say(f"\nrun directory: {Path(config.out).resolve()}")
+    return 0
+
+
+# `prefuse tune` flag -> dotted config field (the run flags above apply as well).
+TUNE_OVERRIDES = {"trials": "tune.trials", "tune_seeds": "tune.tune_seeds",
+                  "final_seeds": "tune.final_seeds", "storage": "tune.storage",
+                  "jobs": "tune.jobs"}
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tuning import FINAL_FOLDER, tune
+
+    config = resolve_config(args)
+    overrides = {field: getattr(args, flag) for flag, field in TUNE_OVERRIDES.items()
+                 if getattr(args, flag) is not None}
+    if overrides:
+        config = with_overrides(config, overrides)
+    doc = tune(config, args.tune_dir, log=_say, tensorboard=args.tensorboard or "")
+    for arm, entry in doc["arms"].items():
+        best = entry.get("best")
+        if best is None:
+            _say(f"{arm}: no complete trial")
+            continue
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in best["params"].items())
+        _say(f"{arm}: best valid {entry['metric']} {best['value']:.4f} (trial "
+             f"{best['number']}): {params}\n  config: {entry['config']}")
+    if config.tune.final_seeds:
+        from .analysis.rundir import load_run
+        from .analysis.tables import ablation_table
+
+        run_dir = Path(args.tune_dir) / FINAL_FOLDER
+        _say(f"\n{ablation_table(load_run(run_dir).summary)}")
+        _say(f"\nrun directory: {run_dir.resolve()}")
     return 0
 
 
@@ -94,6 +149,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .data.formats.npz import save_npz
     from .data.synthetic import make_synthetic
 
+    check_writable(args.out)
     dataset = make_synthetic(seed=args.seed, train=args.train, valid=args.valid, test=args.test)
     save_npz(dataset, args.out)
     print(f"wrote {args.out}: {', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}")
@@ -106,10 +162,12 @@ def _report_masked(masked: list[str]) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import predict, write_predictions
+    from .inference import check_prediction_path, predict, write_predictions
     from .models.saving import load_model
+    from .training.runtime import device_for
 
-    loaded = load_model(args.run_dir, args.arm)
+    check_prediction_path(args.out)
+    loaded = load_model(args.run_dir, args.arm, device_for(args.device))
     predictions = predict(loaded, args.data, split=args.split, format=args.format,
                           **_data_options(args))
     _report_masked(next(iter(predictions.values())).masked)
@@ -124,8 +182,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .fileio import write_json
     from .inference import predict, scores
 
+    if args.out:
+        check_writable(args.out)
     predictions = predict(args.run_dir, args.data, split=args.split, arm=args.arm,
-                          format=args.format, **_data_options(args))
+                          format=args.format, device=args.device, **_data_options(args))
     table = scores(predictions)
     _report_masked(next(iter(predictions.values())).masked)
     for name, metrics in table.items():
@@ -140,11 +200,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory (or a model folder)")
-    p.add_argument("--data", required=True, help="data file or folder, any supported format")
-    p.add_argument("--format", default="auto", help="data format (default: detect)")
+    p.add_argument("--data", required=True, help="data file or folder, any supported format "
+                   "(required)")
+    p.add_argument("--format", default="auto", help="data format: npz, mult, mmsa or csd "
+                   "(default: detect from content)")
     p.add_argument("--arm", help="use models/<arm>/ of the run (default: the headline model)")
     p.add_argument("--config", help="TOML config whose [data] table sets loader options "
-                   "(label columns, .csd file names)")
+                   "(label columns, .csd file names) (default: none)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when CUDA is available), "
+                   "cpu, cuda or cuda:N (default: auto)")
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, object]:
@@ -155,113 +219,241 @@ def _data_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .data.inspect import describe
+    from .data.inspect import check_file
 
-    print(describe(args.file, args.format, **_data_options(args)))
-    return 0
+    report, passed = check_file(args.file, args.format, **_data_options(args))
+    print(report)
+    return 0 if passed else 1
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .data.inspect import convert
 
+    check_writable(args.out)
     out = convert(args.file, args.out, args.format, **_data_options(args))
     print(f"wrote {out}")
     return 0
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML config file (defaults apply where it is silent)")
+    d = RunConfig()
+    t, m = d.train, d.model
+    p.add_argument("--config", help="TOML config file (default: none; built-in defaults apply "
+                   "where it is silent)")
     p.add_argument("--data", help="data file or folder (default: the built-in benchmark)")
-    p.add_argument("--format", help="data format (default: detect from content)")
-    p.add_argument("--out", help="run directory")
-    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--format", help="data format: npz, mult, mmsa or csd (default: detect "
+                   "from content)")
+    p.add_argument("--out", help=f"run directory (default: {d.out})")
+    p.add_argument("--seeds", type=int, nargs="+", help=f"seeds, one run of every arm each "
+                   f"(default: {' '.join(map(str, d.seeds))})")
     p.add_argument("--arms", nargs="+", help="arms to train: <init>+<fusion>[+<method>] "
-                   "(e.g. scratch+concat, pretrained+attention+umt), mult, or the groups "
-                   "paper (the 2x2 ablation), balance (each method on pretrained+attention), "
-                   "all")
-    p.add_argument("--epochs", type=int, help="total epoch budget per arm")
-    p.add_argument("--pretrain-epochs", type=int, help="stage-1 epochs (part of the budget)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--encoder-lr", type=float, help="stage-2 encoder learning rate")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    p.add_argument("--freeze-epochs", type=int, help="keep pre-trained encoders fixed this long")
-    p.add_argument("--modality-dropout", type=float, help="train-time modality masking rate")
-    p.add_argument("--encoder", help="encoder for sequence modalities (lstm, gru, ...)")
-    p.add_argument("--width", type=int, help="modality feature width m")
+                   "(e.g. scratch+concat, pretrained+attention+umt), mult, ensemble, or the "
+                   "groups paper (the 2x2 ablation), balance (ensemble and each method on "
+                   f"pretrained+attention), all (default: {' '.join(d.arms)})")
+    p.add_argument("--epochs", type=int, help=f"total epoch budget per arm (default: "
+                   f"{t.epochs})")
+    p.add_argument("--pretrain-epochs", type=int, help="stage-1 epochs, part of the budget "
+                   f"(default: {t.pretrain_epochs})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default: {t.lr})")
+    p.add_argument("--encoder-lr", type=float, help="stage-2 encoder learning rate "
+                   "(default: 0, the same as --lr)")
+    p.add_argument("--batch-size", type=int, help=f"batch size (default: {t.batch_size})")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs "
+                   f"(default: {t.patience})")
+    p.add_argument("--freeze-epochs", type=int, help="keep pre-trained encoders fixed this "
+                   f"long (default: {t.freeze_epochs})")
+    p.add_argument("--modality-dropout", type=float, help="train-time modality masking rate "
+                   f"(default: {t.modality_dropout})")
+    p.add_argument("--encoder", help="encoder for sequence modalities: lstm, gru, "
+                   f"transformer, conv or mlp (default: {m.encoder})")
+    p.add_argument("--width", type=int, help=f"modality feature width m (default: {m.width})")
+    p.add_argument("--device", help="auto (a GPU when CUDA is available), cpu, cuda or "
+                   "cuda:N (default: auto)")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="bf16: autocast on a GPU (default: fp32)")
+    p.add_argument("--jobs", type=int, help="train this many independent stages at once, "
+                   "in worker processes (default: 1)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: 0, "
+                   "meaning one each)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any config field, e.g. --set model.dropout=0.2")
+                   help="any config field, e.g. --set model.dropout=0.2 (default: none)")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` where the help does not say it already; options whose
+    default comes from the config (``None`` here) say theirs in their own words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or \
+                not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
+def _command(sub, name: str, text: str) -> argparse.ArgumentParser:
+    """A sub-command whose help lists every option's default."""
+    return sub.add_parser(name, help=text, formatter_class=_HelpFormatter)
+
+
+def _seed(text: str) -> int:
+    value = _whole(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 2**32 - 1], got {value}")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="prefuse", description="Modality pre-training and modality attention.")
+        prog="prefuse", description="Modality pre-training and modality attention.",
+        formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"prefuse {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="train the ablation arms and write a run directory")
+    run = _command(sub, "run", "train the ablation arms and write a run directory")
     _add_run_options(run)
     run.add_argument("--resume", action="store_true",
-                     help="continue the interrupted run in --out (same config) from its "
-                     "last checkpoint")
+                     help="continue the interrupted run in --out (same config, same data) "
+                     "from its last checkpoint")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run that --out holds (without it, a directory that "
+                     "holds a run is refused)")
+    run.add_argument("--tensorboard", metavar="DIR",
+                     help="also write per-epoch scalars for TensorBoard into DIR (default: "
+                     "none)")
     run.set_defaults(func=cmd_run)
 
-    report = sub.add_parser("report", help="write report.html and report.md for a run "
-                            "directory, from its own files")
+    tune = _command(sub, "tune", "search every arm's hyper-parameters with the same "
+                   "budget on the validation split (Optuna), then train the best")
+    tune.add_argument("--out", dest="tune_dir", required=True, metavar="TUNE_DIR",
+                      help="tune directory (study database, results, best configs); the "
+                      "same command continues an interrupted tune (required)")
+    tune.add_argument("--config", help="TOML config file; its [tune] table sets the search "
+                      "(default: none; the built-in search space)")
+    tune.add_argument("--data", help="data file or folder (default: the built-in benchmark)")
+    tune.add_argument("--format", help="data format (default: detect from content)")
+    tune.add_argument("--arms", nargs="+", help="arms to tune, each with the same budget "
+                      f"(default: {' '.join(RunConfig().arms)})")
+    tune.add_argument("--epochs", type=int, help="total epoch budget per arm and trial "
+                      f"(default: {RunConfig().train.epochs})")
+    tune.add_argument("--trials", type=int, help="trials per arm (default: "
+                      f"{RunConfig().tune.trials})")
+    tune.add_argument("--tune-seeds", type=int, nargs="+",
+                      help="seeds each trial is averaged over (default: 0)")
+    tune.add_argument("--final-seeds", type=int, nargs="+",
+                      help="train each arm's best config on these seeds into TUNE_DIR/final "
+                      "(default: none)")
+    tune.add_argument("--storage", help="Optuna storage URL shared by every worker and "
+                      "machine (default: SQLite in TUNE_DIR)")
+    tune.add_argument("--jobs", type=int, help="worker processes on this machine (default: 1)")
+    tune.add_argument("--tensorboard", metavar="DIR",
+                      help="also write every trial's per-epoch scalars into DIR (default: "
+                      "none)")
+    tune.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="any config field, e.g. --set tune.pruner=none (default: none)")
+    tune.set_defaults(func=cmd_tune)
+
+    report = _command(sub, "report", "write report.html and report.md for a run "
+                      "directory, from its own files")
     report.add_argument("run_dir", help="a directory written by prefuse run")
     report.set_defaults(func=cmd_report)
 
-    pred = sub.add_parser("predict", help="predict with a saved model: one row per sample")
+    pred = _command(sub, "predict", "predict with a saved model: one row per sample")
     _add_model_options(pred)
     pred.add_argument("--split", help="only this split (default: every split in the file)")
-    pred.add_argument("--out", required=True, help="predictions file, .csv or .jsonl")
+    pred.add_argument("--out", required=True, help="predictions file, .csv or .jsonl "
+                      "(required)")
     pred.set_defaults(func=cmd_predict)
 
-    ev = sub.add_parser("evaluate", help="re-score a saved model on a data file")
+    ev = _command(sub, "evaluate", "re-score a saved model on a data file")
     _add_model_options(ev)
     ev.add_argument("--split", default="test", help="split to score (default: test)")
-    ev.add_argument("--out", help="also write the metrics here as JSON")
+    ev.add_argument("--out", help="also write the metrics here as JSON (default: only print "
+                    "them)")
     ev.set_defaults(func=cmd_evaluate)
 
-    data = sub.add_parser("data", help="data utilities").add_subparsers(dest="data_command",
-                                                                       required=True)
-    synth = data.add_parser("synth", help="write the built-in benchmark as generic NPZ")
-    synth.add_argument("--out", required=True)
-    synth.add_argument("--seed", type=int, default=0)
+    data = _command(sub, "data", "data utilities").add_subparsers(dest="data_command",
+                                                                  required=True)
+    synth = _command(data, "synth", "write the built-in benchmark as generic NPZ")
+    synth.add_argument("--out", required=True, help="the NPZ file to write (required)")
+    synth.add_argument("--seed", type=_seed, default=0, help="generator seed")
     sizes = SyntheticConfig()
-    synth.add_argument("--train", type=int, default=sizes.train)
-    synth.add_argument("--valid", type=int, default=sizes.valid)
-    synth.add_argument("--test", type=int, default=sizes.test)
+    synth.add_argument("--train", type=_positive, default=sizes.train, help="training samples")
+    synth.add_argument("--valid", type=_positive, default=sizes.valid,
+                       help="validation samples")
+    synth.add_argument("--test", type=_positive, default=sizes.test, help="test samples")
     synth.set_defaults(func=cmd_synth)
 
-    inspect = data.add_parser("inspect", help="splits, shapes, label statistics and raw "
-                              "NaN/inf/all-zero counts of a data file")
+    inspect = _command(data, "inspect", "splits, shapes, label statistics and raw "
+                       "NaN/inf/all-zero counts of a data file")
     inspect.add_argument("file", help="data file or folder")
     inspect.add_argument("--format", default="auto", help="mult, mmsa, csd or npz "
                          "(default: detect from content)")
     inspect.add_argument("--config", help="TOML config whose [data] table sets loader "
-                         "options (label_columns, [data.csd] file names)")
+                         "options (label_columns, [data.csd] file names) (default: none)")
     inspect.set_defaults(func=cmd_inspect)
 
-    convert = data.add_parser("convert", help="write a data file in the generic NPZ layout")
+    convert = _command(data, "convert", "write a data file in the generic NPZ layout")
     convert.add_argument("file", help="data file or folder")
-    convert.add_argument("--out", required=True, help="the .npz file to write")
+    convert.add_argument("--out", required=True, help="the NPZ file to write (required; "
+                         "written at exactly this path, detected by content)")
     convert.add_argument("--format", default="auto", help="mult, mmsa, csd or npz "
                          "(default: detect from content)")
     convert.add_argument("--config", help="TOML config whose [data] table sets loader "
-                         "options (label_columns, [data.csd] file names)")
+                         "options (label_columns, [data.csd] file names) (default: none)")
     convert.set_defaults(func=cmd_convert)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; user errors print one clear line and exit with status 2."""
-    args = build_parser().parse_args(argv)
+# The run directory of ``prefuse run``, once known: Ctrl-C says how to continue that run.
+_interrupted_run: list[str] = [""]
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line without a source location: they are about the user's data
+    or settings, and prefuse's own file paths would only mislead."""
+    kind = "" if issubclass(category, PrefuseWarning) else f"{category.__name__}: "
     try:
-        return args.func(args)
+        print(f"prefuse: warning: {kind}{message}", file=file or sys.stderr)
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors print one clear line and exit with status 2; Ctrl-C
+    prints how to continue and exits with 130."""
+    args = build_parser().parse_args(argv)
+    _interrupted_run[0] = ""
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except PrefuseError as e:
         print(f"prefuse: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        out = _interrupted_run[0]
+        # Only a run that got as far as recording its config can be resumed.
+        hint = f"; `prefuse run --resume --out {out}` continues it" \
+            if out and (Path(out) / "config.toml").is_file() else ""
+        print(f"prefuse: interrupted{hint}", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader left (``prefuse data inspect X | head``): nothing is lost but output.
         _silence_stdout()
         return 0
+

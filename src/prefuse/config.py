@@ -1,13 +1,16 @@
 """Typed run configuration: dataclasses, loaded from and saved as TOML.
 
-A config file holds the tables ``[data]``, ``[model]``, ``[train]`` and ``[methods.<name>]``
-plus top-level ``out``, ``seeds`` and ``arms``. Unknown keys and wrong types are errors
-naming the field. This module checks types and ranges only; names that registries own
-(arms, encoders, methods) are checked by ``prefuse.training.checks``, which can see them.
+A config file holds the tables ``[data]``, ``[model]``, ``[train]``, ``[methods.<name>]``
+and ``[tune]`` (only ``prefuse tune`` reads it) plus top-level ``out``, ``seeds`` and
+``arms``. Unknown keys and wrong types are errors naming the field. This module checks
+types and ranges only; names that registries own (arms, encoders, methods) are checked by
+``prefuse.training.checks``, which can see them.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -20,6 +23,10 @@ from .errors import ConfigError
 
 # The paper's 2x2 ablation: the default arms.
 ARMS = ("scratch+concat", "scratch+attention", "pretrained+concat", "pretrained+attention")
+DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
+PRECISIONS = ("fp32", "bf16")
+# Where a run trains, not what it computes: a run may resume with other values of these.
+RUNTIME_FIELDS = ("train.device", "train.threads", "train.jobs")
 
 
 @dataclass
@@ -80,8 +87,13 @@ class TrainConfig:
     """Optimisation. ``epochs`` is every arm's total budget; pre-training counts against it.
 
     ``encoder_lr`` = 0 means "same as ``lr``"; ``freeze_epochs`` keeps pre-trained
-    encoders fixed for the first k end-to-end epochs. ``threads`` is torch's CPU thread
-    count (0 = torch's default).
+    encoders fixed for the first k end-to-end epochs.
+
+    Where it runs (results do not depend on it, ``device`` and ``precision`` aside):
+    ``device`` is ``auto`` (a GPU when CUDA is available), ``cpu``, ``cuda`` or
+    ``cuda:N``; ``precision`` ``fp32`` or ``bf16`` (autocast, GPU only); ``threads`` is
+    torch's CPU thread count per process (0 = one per process, safe on a busy machine);
+    ``jobs`` trains that many independent stages at once in worker processes.
     """
 
     epochs: int = 40
@@ -94,7 +106,72 @@ class TrainConfig:
     grad_clip: float = 1.0
     weight_decay: float = 0.0
     modality_dropout: float = 0.0
+    device: str = "auto"
+    precision: str = "fp32"
     threads: int = 0
+    jobs: int = 1
+
+
+@dataclass
+class SearchParam:
+    """One dimension of the search space, keyed in ``[tune.space]`` by the dotted config
+    field it sets (``"train.lr"``).
+
+    ``kind``: ``log`` (float, log-uniform in [low, high]), ``float`` (uniform), ``int``
+    (integers in [low, high]) or ``choice`` (one of ``choices``). ``stage1``: the field
+    only matters to arms with a stage 1 (pre-trained encoders), so only they search it.
+    """
+
+    kind: str = "float"
+    low: float = 0.0
+    high: float = 0.0
+    choices: list[str | int | float | bool] = field(default_factory=list)
+    stage1: bool = False
+
+
+def default_space() -> dict[str, SearchParam]:
+    """The search space ``prefuse tune`` uses where the config declares none."""
+    return {
+        "train.lr": SearchParam("log", 1e-4, 1e-2),
+        "train.batch_size": SearchParam("choice", choices=[32, 64, 128]),
+        "model.width": SearchParam("choice", choices=[16, 32, 64]),
+        "model.layers": SearchParam("int", 1, 2),
+        "model.encoder": SearchParam("choice", choices=["lstm", "gru", "transformer", "conv"]),
+        "model.dropout": SearchParam("float", 0.0, 0.5),
+        "train.encoder_lr": SearchParam("log", 1e-5, 1e-2, stage1=True),
+        "train.pretrain_epochs": SearchParam("int", 5, 25, stage1=True),
+        "train.freeze_epochs": SearchParam("int", 0, 5, stage1=True),
+    }
+
+
+@dataclass
+class TuneConfig:
+    """``prefuse tune``: the same search, ``trials`` trials, for every arm.
+
+    The objective is the validation primary metric averaged over ``tune_seeds``;
+    ``final_seeds`` (empty: none) train the best configurations afterwards. ``seed``
+    seeds the TPE sampler, whose first ``startup_trials`` trials are random. ``pruner``
+    (``median`` or ``none``) starts pruning after ``prune_after_trials`` finished trials
+    and ``prune_after_epochs`` epochs of a trial. ``storage`` is an Optuna storage URL
+    (empty: SQLite in the tune directory); ``study`` prefixes each arm's study name.
+    ``jobs`` worker processes share the machine. A trial whose worker stops sending a
+    heartbeat (every ``heartbeat_seconds``) for ``grace_seconds`` is run again.
+    """
+
+    trials: int = 30
+    seed: int = 0
+    tune_seeds: list[int] = field(default_factory=lambda: [0])
+    final_seeds: list[int] = field(default_factory=list)
+    startup_trials: int = 10
+    pruner: str = "median"
+    prune_after_trials: int = 5
+    prune_after_epochs: int = 5
+    storage: str = ""
+    study: str = "prefuse"
+    jobs: int = 1
+    heartbeat_seconds: int = 30
+    grace_seconds: int = 90
+    space: dict[str, SearchParam] = field(default_factory=default_space)
 
 
 @dataclass
@@ -110,11 +187,16 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     methods: dict[str, dict[str, int | float | bool | str]] = field(default_factory=dict)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def validate(self) -> RunConfig:
         """Check values; raise ``ConfigError`` naming the first bad field."""
+        for name, value in _floats(self):
+            if not math.isfinite(value):
+                raise ConfigError(name, f"must be a finite number, got {value}")
         t, m = self.train, self.model
         positive = {"train.epochs": t.epochs, "train.batch_size": t.batch_size,
+                    "train.jobs": t.jobs,
                     "train.lr": t.lr, "train.patience": t.patience, "model.width": m.width,
                     "model.layers": m.layers, "model.head_hidden": m.head_hidden,
                     "data.synthetic.train": self.data.synthetic.train,
@@ -139,13 +221,45 @@ class RunConfig:
                             ("data.valid_fraction", self.data.valid_fraction)):
             if not 0 <= value < 1:
                 raise ConfigError(name, f"must lie in [0, 1), got {value}")
+        if not DEVICES.fullmatch(t.device):
+            raise ConfigError("train.device", f"unknown device {t.device!r}; use auto, cpu, "
+                              "cuda or cuda:N")
+        if t.precision not in PRECISIONS:
+            raise ConfigError("train.precision", f"unknown precision {t.precision!r}; use "
+                              f"{' or '.join(PRECISIONS)}")
         if not self.seeds:
             raise ConfigError("seeds", "needs at least one seed")
+        # numpy's and torch's generators both take these; numpy refuses negative seeds.
+        for name, seed in [("seeds", s) for s in self.seeds] + \
+                [("data.synthetic.seed", self.data.synthetic.seed)]:
+            if not 0 <= seed < 2**32:
+                raise ConfigError(name, f"a seed must lie in [0, 2**32 - 1], got {seed}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds", f"seeds repeat: {self.seeds}")
         if not self.arms:
             raise ConfigError("arms", "needs at least one arm")
         return self
+
+
+def check_modalities(config: RunConfig, modalities: list[str], source: object) -> None:
+    """Raise ``ConfigError`` when ``[model.encoders]`` names a modality the data lacks
+    (a typo there would otherwise be ignored and the default encoder used)."""
+    for name in config.model.encoders:
+        if name not in modalities:
+            raise ConfigError(f"model.encoders.{name}", f"no modality '{name}' in {source}; "
+                              f"its modalities: {', '.join(modalities)}")
+
+
+def _floats(node: object, prefix: str = "") -> list[tuple[str, float]]:
+    """Every float field of a config tree, with its dotted name."""
+    out = []
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if is_dataclass(value):
+            out.extend(_floats(value, f"{prefix}{f.name}."))
+        elif isinstance(value, float):
+            out.append((f"{prefix}{f.name}", value))
+    return out
 
 
 def _check_type(name: str, value: object, annotation: object, source: object) -> object:
@@ -210,6 +324,10 @@ def load_config(path: str | Path) -> RunConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("<file>", "no such config file", path) from None
+    except IsADirectoryError:
+        raise ConfigError("<file>", "is a directory; give a TOML file", path) from None
+    except OSError as e:
+        raise ConfigError("<file>", f"cannot read ({e.strerror or e})", path) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError("<file>", f"not valid TOML: {e}", path) from None
     try:
@@ -230,7 +348,7 @@ def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig
     under ``methods`` creates its method's table (``"methods.umt.weight": 5.0``)."""
     raw = asdict(config)
     for dotted, value in overrides.items():
-        node = raw
+        node, cls = raw, RunConfig
         *parents, leaf = dotted.split(".")
         for p in parents:
             # A method's table may be absent until a key of it is set.
@@ -238,13 +356,16 @@ def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig
                 node[p] = {}
             if not isinstance(node.get(p), dict):
                 raise ConfigError(dotted, "no such config table")
-            node = node[p]
-        if leaf not in node and parents[:1] != ["methods"]:
+            node, cls = node[p], typing.get_type_hints(cls).get(p) if cls else None
+            cls = cls if is_dataclass(cls) else None
+        # A table of free keys (``model.encoders``) takes new ones; a dataclass does not.
+        if leaf not in node and cls is not None:
             raise ConfigError(dotted, "no such config field")
         node[leaf] = value
     return config_from_dict(raw)
 
 
 __all__ = ["ARMS", "RunConfig", "DataConfig", "CsdConfig", "ModelConfig", "TrainConfig",
-           "SyntheticConfig", "load_config", "table_to", "config_to_toml", "config_from_dict",
+           "SyntheticConfig", "TuneConfig", "SearchParam", "default_space", "load_config",
+           "table_to", "check_modalities", "config_to_toml", "config_from_dict",
            "with_overrides", "replace"]

@@ -28,3 +28,29 @@ class ConfigError(PrefuseError):
         self.source = None if source is None else str(source)
         prefix = f"{self.source}: " if source is not None else ""
         super().__init__(f"{prefix}config field '{field}': {message}")
+
+
+class OutputError(PrefuseError):
+    """An output file or folder cannot be written; the message names it and says why."""
+
+    def __init__(self, path: object, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class RunError(PrefuseError):
+    """A run directory cannot be used as asked (it holds another run, a resume does not
+    match, training diverged); the message names the directory and what to do."""
+
+
+def warn(message: str) -> None:
+    """Warn the user (``prefuse: warning: ...`` under the CLI), pointing at no source line:
+    the warning is about their data or settings, not about prefuse's code."""
+    import warnings
+
+    warnings.warn_explicit(PrefuseWarning(message), PrefuseWarning, filename="prefuse",
+                           lineno=0, module="prefuse")
+
+
+class PrefuseWarning(UserWarning):
+    """A warning about the user's data or settings."""

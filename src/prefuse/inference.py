@@ -25,12 +25,13 @@ from torch import nn
 from .data.batching import TensorSplit
 from .data.dataset import SPLITS, MultimodalDataset, Split
 from .data.formats import detect_format, load_dataset
-from .errors import DataError, PrefuseError
-from .fileio import write_text
+from .errors import DataError, OutputError, PrefuseError
+from .fileio import check_writable, write_text
 from .models.network import NetworkSpec
 from .models.saving import load_model
 from .tasks import Task
 from .training.evaluation import Evaluation, evaluate
+from .training.runtime import device_for
 
 Loaded = tuple[nn.Module, Task, dict]
 
@@ -127,14 +128,17 @@ def model_inputs(split: Split, spec: NetworkSpec, task: Task, masked: list[str])
 
 def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
             split: str | None = None, arm: str | None = None, format: str = "auto",
-            **options) -> dict[str, Prediction]:
+            device: str = "auto", **options) -> dict[str, Prediction]:
     """Run a saved model on every split of ``data`` (or only ``split``).
 
-    ``model`` is a run directory or model folder (``arm`` picks ``models/<arm>/`` of a run)
-    or what ``load_model`` returned; ``data`` a file in any supported format (``options``
-    go to its loader) or a dataset. Unlabelled splits are predicted, not scored.
+    ``model`` is a run directory or model folder (``arm`` picks ``models/<arm>/`` of a run),
+    loaded onto ``device`` (``auto``: a GPU when CUDA is available), or what
+    ``load_model`` returned (used where it is); ``data`` a file in any supported format
+    (``options`` go to its loader) or a dataset. Unlabelled splits are predicted, not
+    scored.
     """
-    network, task, _ = model if isinstance(model, tuple) else load_model(model, arm)
+    network, task, _ = model if isinstance(model, tuple) else \
+        load_model(model, arm, device_for(device))
     dataset = data if isinstance(data, MultimodalDataset) else \
         load_data_file(data, format, **options)
     masked = check_compatible(network.spec, task, dataset)
@@ -182,6 +186,11 @@ def prediction_records(predictions: dict[str, Prediction], task: Task,
     for p in predictions.values():
         e = p.evaluation
         scores = e.scores.reshape(len(p.ids), -1)
+        if task.kind != "regression" and len(task.label_names) != scores.shape[1]:
+            # A name per probability column, or the columns would be mislabelled.
+            raise PrefuseError(f"the model's task has {len(task.label_names)} label names "
+                               f"({', '.join(task.label_names)}) for {scores.shape[1]} "
+                               "probability columns; model.json does not fit its weights")
         for i in range(len(p.ids)):
             label = None if p.labels is None else _value(p.labels[i], digits)
             row = {"split": p.split, "id": str(p.ids[i]), "label": label,
@@ -194,16 +203,23 @@ def prediction_records(predictions: dict[str, Prediction], task: Task,
     return records
 
 
+def check_prediction_path(path: str | Path) -> Path:
+    """``path`` if predictions can be written there (a writable ``.csv`` or ``.jsonl``
+    file), else ``OutputError``: checked before predicting, not after."""
+    path = check_writable(path)
+    if path.suffix not in (".csv", ".jsonl"):
+        raise OutputError(path, "write predictions to a .csv or .jsonl file")
+    return path
+
+
 def write_predictions(predictions: dict[str, Prediction], task: Task, modalities: list[str],
                       path: str | Path) -> Path:
     """Write ``.csv`` (vectors joined by ``;``) or ``.jsonl``, atomically; a missing
     label is an empty CSV field, ``null`` in JSON."""
-    path = Path(path)
+    path = check_prediction_path(path)
     if path.suffix == ".jsonl":
         records = prediction_records(predictions, task, modalities)
         return write_text(path, "".join(json.dumps(r) + "\n" for r in records))
-    if path.suffix != ".csv":
-        raise PrefuseError(f"{path}: write predictions to a .csv or .jsonl file")
     records = prediction_records(predictions, task, modalities, digits=6)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

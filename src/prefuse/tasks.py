@@ -139,7 +139,9 @@ def make_task(kind: str, targets: int, label_names: list[str] | None = None) -> 
     """The task object for ``kind``; label names default to ``target0..``."""
     names = tuple(label_names) if label_names else tuple(f"target{k}" for k in range(targets))
     if kind == "binary":
-        names = names[:1]
+        # One output, P(class 1): named after class 1, the last name whether the data
+        # gives one name (the positive class) or two (class 0, class 1).
+        names = names[-1:]
     return TASKS.get(kind, "task")(targets=targets, label_names=names)
 
 

@@ -123,3 +123,29 @@ def usage_summary(curves: dict[str, Curve], metric: str) -> dict:
     finite = {m: v for m, v in first.items() if np.isfinite(v)}
     leader = max(finite, key=lambda m: direction(metric) * finite[m]) if finite else None
     return {"first": first, "last": last, "leader": leader}
+
+
+# history.csv's columns that every joint-training row has; any other column (besides
+# ``usage_<m>``) is a value a training method logs.
+FIXED_COLUMNS = {"seed", "stage", "arm", "modality", "epoch", "train_loss", "valid_loss",
+                 "train_metric", "valid_metric"}
+
+
+def method_values(run: RunFiles) -> dict[str, dict[str, float]]:
+    """Per joint arm, each value its training method logs (history.csv's extra columns),
+    at each seed's last epoch, averaged over seeds; arms that log nothing are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for arm in joint_arms(run):
+        rows = [r for r in run.history if r.get("stage") == "joint" and r["arm"] == arm]
+        last: dict[str, dict[str, str]] = {}
+        for row in rows:
+            if row["seed"] not in last or int(row["epoch"]) >= int(last[row["seed"]]["epoch"]):
+                last[row["seed"]] = row
+        columns = [c for c in rows[0] if c not in FIXED_COLUMNS
+                   and not c.startswith("usage_")]
+        values = {c: float(np.mean([number(r.get(c)) for r in last.values()]))
+                  for c in columns}
+        values = {c: v for c, v in values.items() if np.isfinite(v)}
+        if values:
+            out[arm] = values
+    return out

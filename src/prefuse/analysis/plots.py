@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from .convergence import Curve
 
 DPI = 100
+USAGE_COLUMNS = 4  # panels per row of the usage small multiples
 
 
 # Arms get colours the modalities (C0, C1, ...) rarely use, so the two never read alike.
@@ -101,11 +102,15 @@ def stage1_figure(train: dict[str, Curve], valid: dict[str, Curve], metric: str,
 
 def usage_figure(usage: dict[str, dict[str, Curve]], metric: str, chance: float | None,
                  modalities: list[str]) -> bytes:
-    """One panel per joint-training arm: the validation metric with only one modality
-    kept, per modality and epoch."""
+    """One panel per joint-training arm (``USAGE_COLUMNS`` to a row): the validation
+    metric with only one modality kept, per modality and epoch."""
     c = colours(modalities)
-    fig = Figure(figsize=(min(4 * len(usage), 16), 3.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(usage), sharey=True))
+    columns = min(len(usage), USAGE_COLUMNS)
+    rows = -(-len(usage) // columns)
+    fig = Figure(figsize=(4 * columns, 3.4 * rows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, columns, sharey=True, squeeze=False)).ravel()
+    for ax in axes[len(usage):]:
+        ax.set_visible(False)
     for ax, (arm, curves) in zip(axes, usage.items()):
         for m, curve in curves.items():
             _band(ax, curve, c[m], f"only {m}")

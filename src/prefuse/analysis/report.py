@@ -11,10 +11,11 @@ from ..fileio import atomic_path, write_text
 from ..metrics import direction
 from . import attention as att
 from . import convergence as conv
-from . import plots
+from . import plots, tables
 from .render import Block, Figure, Heading, Pre, Table, Text, to_html, to_markdown
 from .rundir import RunFiles, load_run
 from .tables import ablation_table, dominant_table, robustness_table
+from .tuning import tuning_section
 
 EXAMPLES = 5
 TEXT_CHARS = 160
@@ -90,6 +91,58 @@ def _usage(run: RunFiles) -> list[Block]:
                        for m in run.modalities])
     blocks.append(Table(["arm", "leads at epoch 1"]
                         + [f"only {m}: epoch 1 → last" for m in run.modalities], rows))
+    return blocks
+
+
+def _relative_cost(entry: dict, reference: dict | None) -> str:
+    seconds = entry.get("seconds_per_epoch")
+    base = (reference or {}).get("seconds_per_epoch")
+    if seconds is None or not base or not np.isfinite(seconds) or not np.isfinite(base):
+        return "–"
+    return f"{seconds / base:.2f}×"
+
+
+def _methods(run: RunFiles) -> list[Block]:
+    """The arms side by side: metric, cost, how much each modality is used at the end of
+    joint training, learned attention, and what each method logs."""
+    s = run.summary
+    blocks: list[Block] = [Heading("Methods compared: accuracy, cost, modality usage")]
+    if not s["arms"]:
+        return blocks + [Text("No arm in metrics.json.")]
+    metric, reference = run.primary, tables.reference_arm(s)
+    usage = {arm: conv.usage_summary(curves, metric)["last"]
+             for arm, curves in conv.usage_curves(run).items()}
+    blocks.append(Text(
+        tables.ranking_note(s) + f" Cost: s/epoch relative to {reference}'s. Only m: the "
+        f"validation {metric} with only modality m kept, at the last joint-training epoch "
+        "(mean over seeds; a balanced network keeps every modality useful). Attention: "
+        "mean test weight per modality, for arms whose modality weights are learned. "
+        "Arms that use stage-1 networks spent part of the same epoch budget in stage 1."))
+    rows = []
+    for rank, arm in enumerate(tables.ranked(s), 1):
+        entry = s["arms"][arm]
+        parts = entry.get("parts") or {}
+        weights = entry.get("mean_weights") or {}
+        rows.append(
+            [str(rank), arm, parts.get("method", "n/a"),
+             f"{_num(entry['mean'].get(metric))} ± {_num(entry['std'].get(metric))}",
+             tables.difference_cell(s, arm, reference), tables.seconds_cell(entry),
+             _relative_cost(entry, s["arms"].get(reference))]
+            + [_num(usage[arm].get(m)) if arm in usage else "–" for m in run.modalities]
+            + [f"{weights[m]:.2f}" if entry.get("has_weights") and m in weights else "–"
+               for m in run.modalities])
+    blocks.append(Table(["rank", "arm", "method", f"test {metric}", f"Δ {metric}", "s/epoch",
+                         "cost"] + [f"only {m}" for m in run.modalities]
+                        + [f"attention {m}" for m in run.modalities], rows))
+    logged = conv.method_values(run)
+    if logged:
+        columns = sorted({c for values in logged.values() for c in values})
+        blocks.append(Text("What each training method logs (history.csv), at the last "
+                           "joint-training epoch, mean over seeds (e.g. gblend_weight_fused:"
+                           " G-Blend's loss weight of the fused head)."))
+        blocks.append(Table(["arm"] + columns,
+                            [[arm] + [_num(values.get(c)) if c in values else "–"
+                                      for c in columns] for arm, values in logged.items()]))
     return blocks
 
 
@@ -200,8 +253,8 @@ def build_report(run: RunFiles) -> tuple[str, list[Block]]:
     """The report's title and blocks."""
     title = f"prefuse report: {run.summary.get('dataset', run.path.name)} ({run.path.name})"
     arms = att.attention_arms(run) if run.attention else []
-    blocks = _overview(run) + _convergence(run) + _usage(run) + _attention(run, arms) + \
-        _examples(run, arms)
+    blocks = _overview(run) + tuning_section(run.path) + _convergence(run) + _usage(run) + \
+        _methods(run) + _attention(run, arms) + _examples(run, arms)
     if run.config:
         blocks += [Heading("Configuration (config.toml)"), Pre(run.config)]
     return title, blocks

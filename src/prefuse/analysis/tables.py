@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import textwrap
+
+from ..metrics import direction
+
+# A difference between two arms counts as beyond seed noise when it exceeds this many
+# times the larger of their standard deviations over seeds.
+NOISE_FACTOR = 2.0
+NOTE_WIDTH = 96
+
 # Metrics shown in the terminal table per task kind (the report shows them all).
 SHOWN = {
     "regression": ["mae", "corr", "acc2_non0", "f1_non0", "acc2_has0", "acc7"],
@@ -37,14 +47,93 @@ def _render(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def _value(entry: dict, key: str) -> float:
+    """``entry[key]`` as a float; missing, null or NaN give NaN."""
+    v = entry.get(key)
+    return math.nan if v is None else float(v)
+
+
+def ranked(summary: dict) -> list[str]:
+    """The arms, best mean primary test metric first (arms without one last)."""
+    metric = summary["primary_metric"]
+
+    def key(arm: str) -> float:
+        value = direction(metric) * _value(summary["arms"][arm]["mean"], metric)
+        return -value if value == value else math.inf
+
+    return sorted(summary["arms"], key=key)
+
+
+def reference_arm(summary: dict) -> str | None:
+    """The arm the others are compared with: the headline arm if the run has it, else the
+    best ranked."""
+    arms = summary["arms"]
+    return next((a for a, e in arms.items() if e.get("headline")), None) or \
+        next(iter(ranked(summary)), None)
+
+
+def beyond_noise(a: dict, b: dict, metric: str) -> bool | None:
+    """Whether two arms' mean ``metric`` differ by more than ``NOISE_FACTOR`` times the
+    larger of their stds over seeds; None when either has fewer than two seeds (no
+    noise estimate) or no value."""
+    if min(len(a.get("seeds", {})), len(b.get("seeds", {}))) < 2:
+        return None
+    values = [_value(e["mean"], metric) for e in (a, b)]
+    stds = [_value(e["std"], metric) for e in (a, b)]
+    if not all(math.isfinite(v) for v in values + stds):
+        return None
+    return abs(values[0] - values[1]) > NOISE_FACTOR * max(stds)
+
+
+def difference_cell(summary: dict, arm: str, reference: str | None) -> str:
+    """``arm``'s mean primary metric minus the reference's, with ``*`` when the
+    difference is beyond seed noise (``beyond_noise``); ``ref`` for the reference."""
+    if reference is None:
+        return ""
+    if arm == reference:
+        return "ref"
+    metric = summary["primary_metric"]
+    entry, ref = summary["arms"][arm], summary["arms"][reference]
+    delta = _value(entry["mean"], metric) - _value(ref["mean"], metric)
+    if delta != delta:
+        return "n/a"
+    return f"{delta:+.3f}" + (" *" if beyond_noise(entry, ref, metric) else "")
+
+
+def seconds_cell(entry: dict) -> str:
+    """Seconds per epoch of joint training; "–" for an arm that trains nothing jointly."""
+    value = _value(entry, "seconds_per_epoch")
+    return f"{value:.2f}" if math.isfinite(value) else "–"
+
+
+def ranking_note(summary: dict) -> str:
+    """What the ranking and the difference column mean, for under the table."""
+    metric = summary["primary_metric"]
+    reference = reference_arm(summary)
+    better = "lower" if direction(metric) < 0 else "higher"
+    note = (f"Arms ranked by mean test {metric} ({better} is better). Δ {metric}: the arm's "
+            f"mean minus {reference}'s; * marks a difference larger than "
+            f"{NOISE_FACTOR:g}× the larger of the two stds over seeds (beyond seed noise); "
+            "no * means the two are within noise.")
+    seeds = min((len(e.get("seeds", {})) for e in summary["arms"].values()), default=0)
+    if seeds < 2:
+        note += " With fewer than 2 seeds there is no noise estimate, so no * is given."
+    return note + " s/epoch: seconds per joint-training epoch (– : no joint training)."
+
+
 def ablation_table(summary: dict) -> str:
-    """Mean ± std over seeds of each test metric, one row per arm then per modality."""
+    """Mean ± std over seeds of each test metric, one row per arm (ranked by the primary
+    metric, each compared with the reference arm) then per modality."""
     metrics = shown_metrics(summary)
     parts = []
     if summary["arms"]:
-        rows = _rows(summary["arms"], metrics)
-        for row, entry in zip(rows, summary["arms"].values()):
-            row += [f"{entry['params']:,}", f"{entry['seconds_per_epoch']:.2f}",
+        order = ranked(summary)
+        reference = reference_arm(summary)
+        entries = {arm: summary["arms"][arm] for arm in order}
+        rows = _rows(entries, metrics)
+        for row, (arm, entry) in zip(rows, entries.items()):
+            row += [difference_cell(summary, arm, reference),
+                    f"{entry['params']:,}", seconds_cell(entry),
                     f"{entry['inference_samples_per_s']:,.0f}"
                     if "inference_samples_per_s" in entry else "",
                     f"{entry['peak_rss_mb']:,.0f}" if "peak_rss_mb" in entry else ""]
@@ -52,8 +141,10 @@ def ablation_table(summary: dict) -> str:
                 row.append(f"{entry['attention_agreement']:.3f}")
             else:
                 row.append("")
-        cost = ["params", "s/epoch", "infer/s", "peak MiB", "attn→dominant"]
-        parts.append(_render(["arm"] + metrics + cost, rows))
+        cost = [f"Δ {summary['primary_metric']}", "params", "s/epoch", "infer/s", "peak MiB",
+                "attn→dominant"]
+        parts.append(_render(["arm"] + metrics + cost, rows) + "\n\n"
+                     + textwrap.fill(ranking_note(summary), NOTE_WIDTH))
     if summary["unimodal"]:
         rows = _rows(summary["unimodal"], metrics)
         for row, entry in zip(rows, summary["unimodal"].values()):

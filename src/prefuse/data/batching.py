@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .dataset import MultimodalDataset, Split
+from .dataset import SPLITS, MultimodalDataset, Split
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -57,6 +58,22 @@ class TensorSplit:
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def device(self) -> torch.device:
+        return self.y.device
+
+    def to(self, device: torch.device | str) -> TensorSplit:
+        """This split with every tensor on ``device`` (itself if they are there already),
+        so that batches are sliced where the model runs, with no copy per step."""
+        if self.y.device == torch.device(device):
+            return self
+        moved = copy.copy(self)
+        moved.x = {m: v.to(device) for m, v in self.x.items()}
+        moved.lengths = {m: v.to(device) for m, v in self.lengths.items()}
+        moved.present = {m: v.to(device) for m, v in self.present.items()}
+        moved.y = self.y.to(device)
+        return moved
+
     def batch(self, index: torch.Tensor) -> Batch:
         return Batch(
             x={m: v[index] for m, v in self.x.items()},
@@ -73,8 +90,11 @@ class TensorSplit:
         probability (keeping at least one), to train for missing modalities.
         """
         n = len(self)
+        # Drawn on the CPU wherever the data lives: the same seed gives the same order on
+        # every device.
         order = torch.randperm(n, generator=generator) if generator is not None \
             else torch.arange(n)
+        order = order.to(self.device)
         for start in range(0, n, batch_size):
             batch = self.batch(order[start:start + batch_size])
             if drop_modality > 0:
@@ -86,20 +106,22 @@ def _drop(present: dict[str, torch.Tensor], p: float,
           generator: torch.Generator | None) -> dict[str, torch.Tensor]:
     names = list(present)
     stacked = torch.stack([present[m] for m in names], dim=1)
-    keep = (torch.rand(stacked.shape, generator=generator) >= p) & stacked
+    # Drawn on the CPU (where the generator lives), as the batch order is.
+    keep = (torch.rand(stacked.shape, generator=generator) >= p).to(stacked.device) & stacked
     empty = ~keep.any(dim=1)
     keep[empty] = stacked[empty]
     return {m: keep[:, i] for i, m in enumerate(names)}
 
 
 class Tensors:
-    """The three splits as tensors, built once per experiment."""
+    """The splits as tensors, built once per experiment; a split the dataset lacks is
+    None (tuning's datasets hold no test split)."""
 
     def __init__(self, dataset: MultimodalDataset, task: Task):
         regression = task.kind == "regression"
         self.train, self.valid, self.test = (
             TensorSplit(dataset[s], dataset.modalities, regression)
-            for s in ("train", "valid", "test"))
+            if s in dataset.splits else None for s in SPLITS)
 
 
 def presence(modalities: list[str], n: int, keep: set[str]) -> dict[str, torch.Tensor]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
+from ..errors import warn
 from .dataset import MultimodalDataset, Split
 
 
@@ -25,8 +24,7 @@ def replace_nonfinite(dataset: MultimodalDataset) -> dict[str, int]:
                 counts[f"{split_name}/{m}"] = n_bad
     if counts:
         listed = ", ".join(f"{k}: {v}" for k, v in counts.items())
-        warnings.warn(f"{dataset.source}: replaced non-finite feature values with 0 ({listed})",
-                      stacklevel=2)
+        warn(f"{dataset.source}: replaced non-finite feature values with 0 ({listed})")
     return counts
 
 

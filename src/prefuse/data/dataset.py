@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, warn
 
 SPLITS = ("train", "valid", "test")
 TASK_KINDS = ("regression", "binary", "multiclass", "multilabel")
@@ -131,6 +131,11 @@ class MultimodalDataset:
                             "meta/task")
         if not self.modalities:
             raise DataError(src, "no modalities", "meta/modalities")
+        repeated = sorted({m for m in self.modalities if self.modalities.count(m) > 1})
+        if repeated:
+            raise DataError(src, f"modality names repeat: {', '.join(repeated)}",
+                            "meta/modalities")
+        self._validate_label_names()
         for split_name in SPLITS:
             if split_name not in self.splits and not (partial and self.splits):
                 raise DataError(src, f"split '{split_name}' is missing", split_name)
@@ -166,6 +171,12 @@ class MultimodalDataset:
                 if (lengths < 0).any() or (lengths > steps).any():
                     raise DataError(src, f"lengths must lie in [0, {steps}]",
                                     f"{split_name}/lengths/{m}")
+                present = split.present[m]
+                if present.shape != (n,) or present.dtype != bool:
+                    raise DataError(src, f"presence flags must be ({n},) booleans, got shape "
+                                    f"{present.shape} dtype {present.dtype}",
+                                    f"{split_name}/present/{m}")
+            self._validate_dominant(split_name, split.dominant, n, partial)
             shape = {m: (split.features[m].ndim, split.features[m].shape[-1])
                      for m in self.modalities}
             if dims is None:
@@ -175,10 +186,62 @@ class MultimodalDataset:
                                 split_name)
             if split.labelled:
                 self._validate_labels(split_name, split.labels)
+        if not partial:
+            self._warn_for_training()
+
+    def _validate_label_names(self) -> None:
+        """The names must fit the task: one per class (binary: the positive class alone,
+        or class 0 then class 1), one per target column otherwise."""
+        names = self.label_names
+        if not names:
+            return
+        key, src = "meta/label_names", self.source
+        if len(set(names)) != len(names):
+            raise DataError(src, f"label names repeat: {names}", key)
+        if self.task == "binary" and len(names) not in (1, 2):
+            raise DataError(src, f"a binary task takes 1 name (the positive class) or 2 "
+                            f"(class 0, class 1), got {len(names)}: {names}", key)
+        if self.task in ("regression", "multilabel"):
+            widths = {1 if s.labels.ndim == 1 else s.labels.shape[1]
+                      for s in self.splits.values() if s.labelled and s.labels.ndim in (1, 2)}
+            if widths and widths != {len(names)}:
+                raise DataError(src, f"{len(names)} names for {max(widths)} label "
+                                f"column(s): {names}", key)
+
+    def _validate_dominant(self, split_name: str, dominant: np.ndarray | None, n: int,
+                           partial: bool) -> None:
+        if dominant is None:
+            return
+        key, m = f"{split_name}/dominant", len(self.modalities)
+        if dominant.shape != (n,) or not np.issubdtype(dominant.dtype, np.integer):
+            raise DataError(self.source, f"expected {n} integer modality indices, got shape "
+                            f"{dominant.shape} dtype {dominant.dtype}", key)
+        # Data to predict on may lack modalities the indices count; only training uses them.
+        if not partial and ((dominant < 0) | (dominant >= m)).any():
+            raise DataError(self.source, f"modality indices must lie in [0, {m - 1}] (the "
+                            "order of meta/modalities)", key)
+
+    def _warn_for_training(self) -> None:
+        """Data that trains, but whose results would mislead without a word."""
+        train = self["train"]
+        if self.task in ("binary", "multiclass") and len(np.unique(train.labels)) == 1:
+            warn(f"{self.source} [train/labels]: every training sample has class "
+                 f"{train.labels[0]}: the model can only learn to predict it")
+        for split_name, split in self.splits.items():
+            for m in self.modalities:
+                if not split.present[m].any():
+                    warn(f"{self.source} [{split_name}/present/{m}]: modality '{m}' is "
+                         f"present in no sample of {split_name}")
+            if len(split) == 1:
+                warn(f"{self.source} [{split_name}]: a single sample; its metrics say "
+                     "almost nothing")
 
     def _validate_labels(self, split_name: str, y: np.ndarray) -> None:
         key = f"{split_name}/labels"
         src = self.source
+        if y.dtype.kind not in "biuf" or y.ndim == 0:
+            raise DataError(src, f"labels must be numbers, one per sample; got dtype {y.dtype} "
+                            f"shape {y.shape}", key)
         if self.task == "regression":
             if y.ndim not in (1, 2):
                 raise DataError(src, f"regression labels must be (N,) or (N, K), got {y.shape}",

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import DataError
 from .clean import replace_nonfinite
 from .dataset import MultimodalDataset
-from .formats import detect_format, load_dataset, read_dataset
+from .formats import detect_format, features_to_float32, load_dataset, read_dataset
 from .formats.npz import save_npz
 
 
@@ -30,8 +30,14 @@ def _value_counts(x: np.ndarray) -> str:
 
 
 def _label_stats(y: np.ndarray, task: str, names: list[str] | None) -> list[str]:
+    # The file is not validated yet: its labels may have any shape, and its names any count.
+    if y.ndim == 0 or len(y) == 0:
+        return []
+    cols = y.reshape(len(y), -1)
+    if names is not None and len(names) != cols.shape[1]:
+        names = None
     if task == "regression":
-        cols = y.reshape(len(y), -1).astype(np.float64)
+        cols = cols.astype(np.float64)
         label = names or ([""] if cols.shape[1] == 1 else [f"target{k}"
                                                           for k in range(cols.shape[1])])
         lines = []
@@ -42,8 +48,8 @@ def _label_stats(y: np.ndarray, task: str, names: list[str] | None) -> list[str]
                          f"min {np.min(c):.3f}, max {np.max(c):.3f}, zeros {int((c == 0).sum())}")
         return lines
     if task == "multilabel":
-        label = names or [f"label{k}" for k in range(y.shape[1])]
-        return [", ".join(f"{n} present {int(y[:, k].sum())}/{len(y)}"
+        label = names or [f"label{k}" for k in range(cols.shape[1])]
+        return [", ".join(f"{n} present {int(cols[:, k].sum())}/{len(y)}"
                           for k, n in enumerate(label))]
     values, counts = np.unique(y, return_counts=True)
     return [", ".join(f"class {v}: {c}" for v, c in zip(values, counts, strict=True))]
@@ -81,12 +87,17 @@ def describe(dataset_or_path: MultimodalDataset | str | Path, format: str = "aut
              **options) -> str:
     """A text report: splits, modalities, shapes, dtypes, label statistics, and counts of
     NaN, +-inf and all-zero samples; for a file, the counts are of the raw values and the
-    report ends with whether the cleaned data passes validation. A generic NPZ file that
-    cannot train (a split or labels missing) is still described, and checked as data to
-    predict on."""
+    report ends with whether the cleaned data passes validation (see ``check_file``)."""
     if isinstance(dataset_or_path, MultimodalDataset):
         return "\n".join(_report(dataset_or_path))
-    path = Path(dataset_or_path)
+    return check_file(dataset_or_path, format, **options)[0]
+
+
+def check_file(path: str | Path, format: str = "auto", **options) -> tuple[str, bool]:
+    """``(report, passed)``: ``describe``'s report of a file, and whether the file passed
+    validation for training. A generic NPZ file that cannot train (a split or labels
+    missing) is still described, and checked as data to predict on."""
+    path = Path(path)
     try:
         dataset, unfit = read_dataset(path, format, **options), None
     except DataError as e:
@@ -94,25 +105,32 @@ def describe(dataset_or_path: MultimodalDataset | str | Path, format: str = "aut
             raise
         dataset, unfit = read_dataset(path, "npz", **options, allow_missing=True), e
     lines = _report(dataset)
+    features_to_float32(dataset)
     with warnings.catch_warnings():
         # The report already lists the counts the warning would repeat.
         warnings.simplefilter("ignore")
-        replace_nonfinite(dataset)
-    if unfit is None:
-        lines.append(_verdict("validation", dataset.validate))
-    else:
-        lines.append(f"validation for training: FAILED: {unfit}")
-        lines.append(_verdict("validation for prediction",
-                              lambda: dataset.validate(partial=True)))
-    return "\n".join(lines)
+        cleaned = bool(replace_nonfinite(dataset))
+    note = " (after setting non-finite values to 0)" if cleaned else ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if unfit is None:
+            line, passed = _verdict("validation", dataset.validate, note)
+            lines.append(line)
+        else:
+            passed = False
+            lines.append(f"validation for training: FAILED: {unfit}")
+            lines.append(_verdict("validation for prediction",
+                                  lambda: dataset.validate(partial=True), note)[0])
+    lines.extend(f"warning: {w.message}" for w in caught)
+    return "\n".join(lines), passed
 
 
-def _verdict(what: str, check: Callable[[], None]) -> str:
+def _verdict(what: str, check: Callable[[], None], note: str) -> tuple[str, bool]:
     try:
         check()
-        return f"{what}: ok (after setting non-finite values to 0)"
+        return f"{what}: ok{note}", True
     except DataError as e:
-        return f"{what}: FAILED: {e}"
+        return f"{what}: FAILED: {e}", False
 
 
 def convert(path: str | Path, out: str | Path, format: str = "auto", **options) -> Path:

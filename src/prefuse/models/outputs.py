@@ -48,3 +48,12 @@ class NetworkOutput:
     features: torch.Tensor | None = None
     unimodal_logits: dict[str, torch.Tensor] = field(default_factory=dict)
     kept_logits: dict[tuple[str, ...], torch.Tensor] = field(default_factory=dict)
+
+    def float(self) -> NetworkOutput:
+        """The same outputs in fp32 (a forward under bf16 autocast gives bf16 logits;
+        losses and scores are computed in fp32)."""
+        return NetworkOutput(
+            logits=self.logits.float(), weights=self.weights.float(),
+            features=None if self.features is None else self.features.float(),
+            unimodal_logits={m: v.float() for m, v in self.unimodal_logits.items()},
+            kept_logits={k: v.float() for k, v in self.kept_logits.items()})

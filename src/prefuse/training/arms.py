@@ -5,10 +5,10 @@
 - fusion: any registered fusion (``prefuse.models.fusion.FUSIONS``).
 - method (``prefuse.training.methods.METHODS``): ``none`` when absent.
 
-A whole architecture that is not such a composition (MulT) is a named arm in
-``NAMED_ARMS``. Every arm declares its traits (``Arm``); no code reads them off its name.
-The groups ``paper`` (the 2x2 ablation), ``balance`` (each method on the headline arm)
-and ``all`` expand to lists of arms.
+A whole architecture that is not such a composition (MulT, the unimodal ensemble) is a
+named arm in ``NAMED_ARMS``. Every arm declares its traits (``Arm``); no code reads them
+off its name. The groups ``paper`` (the 2x2 ablation), ``balance`` (the unimodal
+ensemble and each method on the headline arm) and ``all`` expand to lists of arms.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import ARMS
 from ..errors import ConfigError
+from ..models.ensemble import UnimodalEnsemble
 from ..models.fusion import FUSIONS
 from ..models.mult import MulT
 from ..models.network import MultimodalNetwork, NetworkSpec
@@ -53,7 +54,10 @@ class Arm:
     stopping stay shared). ``has_weights``: its modality weights are learned (worth
     analysing). ``headline``: the arm a run saves at its top level. ``before``: the arm
     whose attention is this one's "before pre-training". ``uses_stage1``: it needs the
-    stage-1 networks, whose epochs then count against its budget.
+    stage-1 networks, whose epochs then count against its budget. ``joint``: False for
+    an arm that trains nothing after stage 1 (its network is assembled from the stage-1
+    networks and calibrated on the validation split). ``balance``: a named arm that is a
+    balancing method, so part of the ``balance`` group.
     """
 
     name: str
@@ -65,6 +69,8 @@ class Arm:
     has_weights: bool = False
     headline: bool = False
     before: str | None = None
+    joint: bool = True
+    balance: bool = False
 
     @property
     def loads_stage1(self) -> bool:
@@ -98,6 +104,10 @@ NAMED_ARMS: Registry[Arm] = Registry("arm")
 NAMED_ARMS.register("mult")(Arm(
     "mult", init="scratch", fusion="mult", build=MulT,
     train_overrides={"lr": 1e-3, "batch_size": 24, "grad_clip": 0.8}))
+# UME (Du et al. 2023): the stage-1 models, frozen, their predictions combined.
+NAMED_ARMS.register("ensemble")(Arm(
+    "ensemble", init="frozen", fusion="ensemble", build=UnimodalEnsemble, joint=False,
+    balance=True))
 
 # The paper's recipe, the arm a run leads with; balancing methods are tried on top of it.
 HEADLINE = ("pretrained", "attention")
@@ -119,7 +129,8 @@ def arm(name: str) -> Arm:
 
 
 def _balance() -> list[str]:
-    return ["+".join((*HEADLINE, m)) for m in METHODS.names() if m != "none"]
+    named = [n for n in NAMED_ARMS.names() if NAMED_ARMS.get(n).balance]
+    return named + ["+".join((*HEADLINE, m)) for m in METHODS.names() if m != "none"]
 
 
 GROUPS: dict[str, Callable[[], list[str]]] = {

@@ -34,17 +34,19 @@ def inference_throughput(model: nn.Module, data: TensorSplit, batch_size: int = 
     model(batches[0])
     best = float("inf")
     for _ in range(repeats):
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         for batch in batches:
             model(batch)
-        _synchronize(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     model.train(was_training)
     return len(data) / best
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a GPU runs asynchronously), so that a
+    clock read after it times that work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 

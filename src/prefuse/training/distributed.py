@@ -1,8 +1,9 @@
 """Multi-process data-parallel training with torch.distributed, started by ``torchrun``.
 
 ``torchrun --nproc-per-node N -m prefuse run ...`` sets ``WORLD_SIZE``, ``RANK`` and
-``LOCAL_RANK``; ``init()`` joins the process group from them (NCCL when GPUs are there,
-gloo on CPU). Without those variables everything here is a no-op for one process.
+``LOCAL_RANK``; the runtime (``runtime.resolve``) turns them into this rank's device and
+backend (NCCL for ranks on GPUs, gloo on the CPU), and ``init()`` joins the process
+group. Without those variables everything here is a no-op for one process.
 
 How ``fit`` uses it: every rank draws the same shuffled batch order from the same seed
 and trains on its slice ``[rank::world]`` of each batch; DistributedDataParallel averages
@@ -18,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from ..data.batching import Batch
+from . import runtime
 
 
 def world_size() -> int:
@@ -40,25 +42,26 @@ def active() -> bool:
     return world_size() > 1
 
 
-def backend() -> str:
-    """The process-group backend: NCCL when CUDA is available, gloo otherwise."""
-    return "nccl" if torch.cuda.is_available() else "gloo"
+def backend() -> str | None:
+    """The process-group backend the runtime chose: NCCL for ranks on GPUs, gloo for
+    ranks on the CPU (even where CUDA exists, with ``--device cpu``); None for one
+    process."""
+    return runtime.current().backend
 
 
 def device() -> torch.device:
-    """The device this rank trains on: its own GPU under NCCL, else the CPU."""
-    if active() and backend() == "nccl":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """The device this rank trains on (see ``runtime.resolve``)."""
+    return runtime.current().device
 
 
 def init() -> None:
     """Join the process group described by torchrun's environment (idempotent)."""
     if not active() or dist.is_initialized():
         return
-    if backend() == "nccl":
-        torch.cuda.set_device(device())
-    dist.init_process_group(backend())
+    current = runtime.current()
+    if current.device.type == "cuda":
+        torch.cuda.set_device(current.device)
+    dist.init_process_group(current.backend)
 
 
 def barrier() -> None:

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..data.batching import TensorSplit
 from ..tasks import Task
+from . import runtime
 
 
 @dataclass
@@ -24,7 +25,6 @@ class Evaluation:
     weights: np.ndarray
 
 
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 256,
              present: dict[str, torch.Tensor] | None = None) -> Evaluation:
@@ -37,11 +37,13 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
     logits, weights, losses = [], [], []
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
-        batch = data.batch(index)
+        batch = data.batch(index.to(data.device)).to(device)
         if present is not None:
-            batch.present = {m: batch.present[m] & present[m][index] for m in batch.present}
-        batch = batch.to(device)
-        out = model(batch)
+            batch.present = {m: batch.present[m] & present[m][index].to(device)
+                             for m in batch.present}
+        with runtime.autocast():
+            out = model(batch)
+        out = out.float()
         if data.labelled:
             losses.append(task.loss(out.logits, batch.y).item() * len(batch))
         logits.append(out.logits.cpu().numpy())
@@ -51,7 +53,7 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
     predictions, scores = task.decode(all_logits)
     return Evaluation(
         loss=float(sum(losses) / len(data)) if data.labelled else None,
-        metrics=task.metrics(predictions, data.y.numpy()) if data.labelled else None,
+        metrics=task.metrics(predictions, data.y.cpu().numpy()) if data.labelled else None,
         predictions=predictions,
         scores=scores,
         weights=np.concatenate(weights),

@@ -1,10 +1,10 @@
 """One ``prefuse run``: load the data, train every arm for every seed, write the run directory.
 
-Run directory: ``config.toml``, ``metrics.json`` (``summary``), ``history.csv`` and
-``attention.csv`` (``runfiles``), the headline model (``model.safetensors`` +
-``model.json``) and each arm's best model under ``models/<arm>/``. While it runs,
-``checkpoints/`` holds what ``--resume`` needs (see ``checkpoint``); it is deleted once
-``metrics.json`` is written.
+Run directory (the README's "Run directory" table): ``config.toml``, ``data.json``,
+``metrics.json`` (``summary``), ``history.csv`` and ``attention.csv`` (``runfiles``), the
+headline model (``model.safetensors`` + ``model.json``) and each arm's best model under
+``models/<arm>/``. While it runs, ``checkpoints/`` holds what ``--resume`` needs (see
+``checkpoint``); it is deleted once ``metrics.json`` is written.
 """
 
 from __future__ import annotations
@@ -12,25 +12,26 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from ..config import RunConfig, config_to_toml
+from ..config import RunConfig, check_modalities, config_to_toml
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
+from ..data.fingerprint import fingerprint
 from ..data.source import load_data
 from ..fileio import write_json, write_text
 from ..models.saving import save_model
 from ..tasks import Task, task_for
-from . import distributed
+from . import distributed, runtime
 from .checkpoint import RunCheckpoints
 from .checks import check_config
-from .recipe import SeedResult, run_seed
+from .parallel import train_in_workers
+from .recipe import Observer, SeedResult, run_seed
 from .runfiles import attention_csv, history_csv
 from .summary import best_seed, headline_arm, summarize
 
 
 def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Task,
-              results: list[SeedResult], data: Tensors | None = None) -> dict:
+              results: list[SeedResult], data: Tensors | None = None,
+              where: runtime.Runtime | None = None) -> dict:
     """Write every file of the run directory; ``metrics.json`` last."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.toml", config_to_toml(config))
@@ -44,6 +45,8 @@ def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Ta
         if arm == headline:
             save_model(best.arms[arm].model, arm, task, out, extra)
     summary = summarize(dataset, task, results, data)
+    if where is not None:
+        summary["runtime"] = {**where.describe(), "jobs": config.train.jobs}
     write_json(out / "metrics.json", _finite(summary))
     return summary
 
@@ -60,32 +63,45 @@ def _finite(obj):
 
 
 def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
-                   log=print, resume: bool = False) -> dict:
+                   log=print, resume: bool = False, overwrite: bool = False,
+                   observe: Observer | None = None) -> dict:
     """Train every arm of ``config`` for every seed and write the run directory.
 
     Every epoch is checkpointed; ``resume`` continues an interrupted run of the same
-    config in ``config.out`` and ends with the same results. Returns the ``metrics.json``
+    config in ``config.out`` and ends with the same results; a fresh run refuses a
+    directory that holds a run unless ``overwrite``. Returns the ``metrics.json``
     document. Under torchrun every rank trains its share and returns the document; only
-    the main rank logs and writes the run directory and checkpoints.
+    the main rank logs and writes the run directory and checkpoints. ``observe`` sees
+    every epoch of every stage (e.g. a TensorBoard writer).
     """
     config = check_config(config)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    with runtime.using(runtime.resolve(config.train)) as where:
+        return _run(config, dataset, log, resume, overwrite, observe, where)
+
+
+def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool,
+         overwrite: bool, observe: Observer | None, where: runtime.Runtime) -> dict:
     if dataset is None:
         dataset = load_data(config)
     else:
         dataset.validate()  # one built in memory has not been through a loader's checks
     # After loading, so that data that cannot be read leaves no run directory behind.
-    checkpoints = RunCheckpoints(config.out).start(config, resume)
+    check_modalities(config, dataset.modalities, dataset.source)
+    checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
+                                                   overwrite)
     task = task_for(dataset)
-    data = Tensors(dataset, task)
+    if config.train.jobs > 1:
+        # The workers leave every stage done in the checkpoints; the loop below then
+        # only evaluates and writes.
+        train_in_workers(config, dataset, config.train.jobs, log)
+    data = runtime.place_splits(Tensors(dataset, task))
     results = []
     for seed in config.seeds:
         if distributed.is_main():
             log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
-        results.append(run_seed(dataset, config, seed, data, checkpoints))
+        results.append(run_seed(dataset, config, seed, data, checkpoints, observe))
     if not distributed.is_main():
         return summarize(dataset, task, results)
-    summary = write_run(Path(config.out), config, dataset, task, results, data)
+    summary = write_run(Path(config.out), config, dataset, task, results, data, where)
     checkpoints.remove()
     return summary

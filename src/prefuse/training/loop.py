@@ -23,9 +23,10 @@ from ..data.batching import Batch, TensorSplit
 from ..metrics import is_better
 from ..models.outputs import NetworkOutput
 from ..tasks import Task
-from . import distributed
+from . import distributed, runtime
 from .checkpoint import StageCheckpoint, restore_training, training_state
 from .evaluation import evaluate
+from .guards import check_finite
 from .methods import Method
 
 
@@ -38,14 +39,18 @@ class FitResult:
     epochs_run: int
     seconds: float
     history: list[dict] = field(default_factory=list)
+    device: str = ""
 
 
 def train_step(net: nn.Module, model: nn.Module, batch: Batch, method: Method,
                optimizer: torch.optim.Optimizer, grad_clip: float
                ) -> tuple[torch.Tensor, NetworkOutput]:
     """One step: forward, the method's loss, backward, the method's gradient changes,
-    clipping, the optimizer step. ``net`` is ``model`` or its DDP wrapper."""
-    out = net(batch, method.request)
+    clipping, the optimizer step. ``net`` is ``model`` or its DDP wrapper. The forward
+    runs under the runtime's autocast (bf16 or none); the loss is computed in fp32."""
+    with runtime.autocast():
+        out = net(batch, method.request)
+    out = out.float()
     loss = method.loss(out, batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -73,9 +78,11 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     With ``checkpoint``, training continues after its last saved epoch, and every
     epoch is saved, so an interrupted fit resumes to exactly the same result.
 
+    The model moves to the runtime's device (``runtime.current()``) and stays there
+    (splits already there are sliced in place, see ``runtime.place``); forward passes run
+    under the runtime's autocast (bf16 or none), the loss in fp32.
     Under torchrun (``distributed.active()``) each rank trains a DistributedDataParallel
-    copy on its slice of every batch, on ``distributed.device()``; the model comes back
-    on the CPU, identical on all ranks.
+    copy on its slice of every batch; the model ends identical on all ranks.
     """
     method = method or Method(task)
     encoder_params = list(model.encoders.parameters()) if hasattr(model, "encoders") else []
@@ -88,9 +95,10 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     generator = torch.Generator().manual_seed(seed)
     # Distributed: same seed on all ranks, so each rank can take its slice of each batch.
     distributed.init()
+    where = runtime.current().device
+    model.to(where)
     net: nn.Module = model
     if distributed.active():
-        model.to(distributed.device())
         # Frozen encoders leave parameters without gradients, which DDP must be told of.
         net = DistributedDataParallel(model, find_unused_parameters=freeze_epochs > 0)
     device = next(model.parameters()).device
@@ -129,6 +137,7 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
                 continue
             batch = distributed.shard(batch).to(device)
             loss, out = train_step(net, model, batch, method, optimizer, grad_clip)
+            check_finite(loss, desc, epoch)
             seen_logits.append(out.logits.detach().cpu().numpy())
             seen_y.append(batch.y.cpu().numpy())
             total += loss.item() * len(batch)
@@ -161,8 +170,6 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     for p in encoder_params:
         p.requires_grad_(True)
     model.load_state_dict(best_state)
-    if distributed.active():
-        model.to("cpu")
     return FitResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=len(history),
                      seconds=earlier_seconds + time.perf_counter() - start_time,
-                     history=history)
+                     history=history, device=str(where))

@@ -3,11 +3,14 @@
 Stage 1 pre-trains each modality's encoder alone (own head, early stopping); stage 2
 trains each arm's fused network, from those encoders where its init says so. Every arm
 gets the same total epoch budget: arms that use stage-1 networks (to start from, or as
-teachers) spend ``pretrain_epochs`` of it in stage 1.
+teachers) spend ``pretrain_epochs`` of it in stage 1; the unimodal ensemble spends only
+those, as it trains nothing after stage 1.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +23,7 @@ from ..data.dataset import MultimodalDataset
 from ..metrics import direction
 from ..models.network import MultimodalNetwork, NetworkSpec
 from ..tasks import Task, task_for
+from . import runtime
 from .arms import arm as arm_named
 from .checkpoint import RunCheckpoints, StageCheckpoint
 from .evaluation import Evaluation, evaluate
@@ -30,12 +34,13 @@ from .methods import build_method
 @dataclass
 class StageResult:
     """One trained network: its fit, its validation and test evaluations, and (fused
-    networks) the test metrics with each single modality removed."""
+    networks) the test metrics with each single modality removed. ``test`` is None when
+    the data holds no test split (tuning never gets one)."""
 
     model: nn.Module
     fit: FitResult
     valid: Evaluation
-    test: Evaluation
+    test: Evaluation | None
     robustness: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -67,6 +72,27 @@ def network_spec(dataset: MultimodalDataset, config: RunConfig, task: Task,
                        unimodal_heads=unimodal_heads)
 
 
+@dataclass
+class EpochEvent:
+    """One finished epoch of one stage, as an epoch observer sees it: ``stage`` is
+    ``pretrain`` (``name`` the modality) or ``joint`` (``name`` the arm); ``row`` is the
+    epoch's history row, usage columns included."""
+
+    seed: int
+    stage: str
+    name: str
+    epoch: int
+    model: nn.Module
+    row: dict
+    valid: TensorSplit
+    task: Task
+
+
+# Sees every epoch of every stage (live logging, tuning's pruner); may raise to stop.
+Observer = Callable[[EpochEvent], None]
+
+
+
 def usage_probe(data: Tensors, task: Task, modalities: list[str]):
     """An ``on_epoch`` hook measuring how much the network uses each modality: the
     validation metric with only that modality kept (the others masked)."""
@@ -94,9 +120,25 @@ def without_each(model: nn.Module, split: TensorSplit, task: Task) -> dict[str, 
             for m in modalities}
 
 
+def _observed(hook, observe: Observer | None, seed: int, stage: str, name: str,
+              valid: TensorSplit, task: Task):
+    """``hook`` (the usage probe, or None) followed by ``observe`` on the full row."""
+    if observe is None:
+        return hook
+
+    def on_epoch(epoch: int, model: nn.Module, row: dict) -> dict:
+        extra = hook(epoch, model, row) if hook is not None else {}
+        observe(EpochEvent(seed, stage, name, epoch, model, {**row, **extra}, valid, task))
+        return extra
+
+    return on_epoch
+
+
 def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed: int,
            epochs: int, desc: str, stage: StageCheckpoint | None = None,
+           observe: Observer | None = None, label: tuple[str, str] = ("", ""),
            **overrides) -> StageResult:
+    model.to(runtime.current().device)
     if stage is not None and (done := stage.load_done()) is not None:
         # Finished before an interruption: its weights and fit are kept; the evaluations
         # are deterministic, so recomputing them gives the original numbers.
@@ -108,20 +150,35 @@ def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed:
                        grad_clip=t.grad_clip, weight_decay=t.weight_decay,
                        modality_dropout=t.modality_dropout)
         options.update(overrides)
-        if len(model.spec.modalities) > 1:
-            options["on_epoch"] = usage_probe(data, task, list(data.train.modalities))
+        probe = usage_probe(data, task, list(data.train.modalities)) \
+            if len(model.spec.modalities) > 1 else None
+        options["on_epoch"] = _observed(probe, observe, seed, *label, data.valid, task)
         result = fit(model, data.train, data.valid, task, epochs=epochs, seed=seed,
                      desc=desc, checkpoint=stage, **options)
         if stage is not None:
             stage.save_done(model, result)
     return StageResult(model, result, evaluate(model, data.valid, task),
-                       evaluate(model, data.test, task))
+                       evaluate(model, data.test, task) if data.test is not None else None)
+
+
+def _assemble(model: nn.Module, data: Tensors, task: Task) -> StageResult:
+    """An arm with no joint training (the unimodal ensemble): its network, holding the
+    stage-1 networks, only calibrates on the validation split; it runs no epochs."""
+    where = runtime.current().device
+    model.to(where)
+    start = time.perf_counter()
+    model.calibrate(data.valid, task)
+    fitted = FitResult(best_epoch=0, best_valid={}, epochs_run=0,
+                       seconds=time.perf_counter() - start, device=str(where))
+    test = evaluate(model, data.test, task) if data.test is not None else None
+    return StageResult(model, fitted, evaluate(model, data.valid, task), test)
 
 
 def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunConfig,
-             seed: int, checkpoints: RunCheckpoints | None = None) -> dict[str, StageResult]:
+             seed: int, checkpoints: RunCheckpoints | None = None,
+             observe: Observer | None = None) -> dict[str, StageResult]:
     """Stage 1: each modality's encoder with its own head, trained alone (resumed from
-    ``checkpoints`` where given)."""
+    ``checkpoints`` where given; ``observe`` sees every epoch)."""
     base = network_spec(dataset, config, task, "concat")
     out = {}
     for modality in dataset.modalities:
@@ -130,17 +187,21 @@ def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunC
         model.fit_standardization(dataset["train"])
         stage = checkpoints.stage(seed, "pretrain", modality) if checkpoints else None
         out[modality] = _train(model, data, task, config, seed, config.train.pretrain_epochs,
-                               f"seed {seed} pretrain {modality}", stage)
+                               f"seed {seed} pretrain {modality}", stage, observe,
+                               ("pretrain", modality))
     return out
 
 
 def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
               config: RunConfig, seed: int,
               unimodal: dict[str, StageResult] | None = None,
-              checkpoints: RunCheckpoints | None = None) -> StageResult:
+              checkpoints: RunCheckpoints | None = None,
+              observe: Observer | None = None) -> StageResult:
     """Stage 2 for one arm: build its network, start from stage-1 encoders if its init
     says so, train it with its method within what is left of the budget (resumed from
-    ``checkpoints`` where given), then score it with each modality removed."""
+    ``checkpoints`` where given; ``observe`` sees every epoch; an arm without joint
+    training only calibrates on the validation split), then score it on the test split
+    (where the data has one) with each modality removed."""
     spec = arm_named(arm)
     if spec.uses_stage1 and not unimodal:
         raise ValueError(f"arm {arm} needs stage-1 networks")
@@ -160,27 +221,32 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
         extra.setdefault("encoder_lr", t.encoder_lr)
         # A frozen init keeps the encoders fixed for every epoch of the fit.
         extra.setdefault("freeze_epochs", epochs if spec.frozen else t.freeze_epochs)
-    stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
-    result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
-                    **extra)
-    if len(dataset.modalities) > 1:
+    if spec.joint:
+        stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
+        result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
+                        observe, ("joint", arm), **extra)
+    else:
+        result = _assemble(model, data, task)
+    if len(dataset.modalities) > 1 and data.test is not None:
         result.robustness = without_each(result.model, data.test, task)
     return result
 
 
 def run_seed(dataset: MultimodalDataset, config: RunConfig, seed: int,
              data: Tensors | None = None,
-             checkpoints: RunCheckpoints | None = None) -> SeedResult:
+             checkpoints: RunCheckpoints | None = None,
+             observe: Observer | None = None) -> SeedResult:
     """Stage 1 (always: it also gives the unimodal table) and every configured arm;
-    stages finished before an interruption are taken from ``checkpoints``."""
+    stages finished before an interruption are taken from ``checkpoints``; ``observe``
+    sees every epoch."""
     task = task_for(dataset)
     data = data or Tensors(dataset, task)
     result = SeedResult(seed)
     if config.train.pretrain_epochs > 0:
-        result.unimodal = pretrain(dataset, data, task, config, seed, checkpoints)
+        result.unimodal = pretrain(dataset, data, task, config, seed, checkpoints, observe)
     for arm in config.arms:
         result.arms[arm] = train_arm(arm, dataset, data, task, config, seed, result.unimodal,
-                                     checkpoints)
+                                     checkpoints, observe)
     return result
 
 

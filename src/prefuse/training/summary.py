@@ -66,8 +66,10 @@ def _arm_entry(arm: str, runs: list[StageResult], results: list[SeedResult],
                   for r, run in zip(results, runs)},
         "mean": mean, "std": std,
         "train_seconds": seconds / len(runs),
-        "seconds_per_epoch": seconds / max(epochs, 1),
+        # An arm that trains nothing jointly (the ensemble) has no epochs to time: null.
+        "seconds_per_epoch": seconds / epochs if epochs else float("nan"),
         "params": runs[0].params,
+        "device": runs[0].fit.device,
         "mean_weights": dict(zip(dataset.modalities,
                                  np.mean([run.test.weights.mean(axis=0) for run in runs],
                                          axis=0).tolist())),
@@ -115,12 +117,19 @@ def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult],
     robustness = {arm: _robustness([r.arms[arm] for r in results]) for arm in results[0].arms}
     if any(robustness.values()):
         out["robustness"] = robustness
-    for entry in out["arms"].values():
+    out["attention"] = attention_shift(out["arms"])
+    return out
+
+
+def attention_shift(arms: dict[str, dict]) -> dict:
+    """``metrics.json``'s ``attention``: the headline arm's mean modality weights
+    (``after_pretraining``) and those of its "before" arm where that was trained too."""
+    out = {}
+    for entry in arms.values():
         if entry["headline"] and entry["has_weights"]:
-            if entry["before"] in out["arms"]:
-                out["attention"]["before_pretraining"] = \
-                    out["arms"][entry["before"]]["mean_weights"]
-            out["attention"]["after_pretraining"] = entry["mean_weights"]
+            if entry["before"] in arms:
+                out["before_pretraining"] = arms[entry["before"]]["mean_weights"]
+            out["after_pretraining"] = entry["mean_weights"]
     return out
 
 

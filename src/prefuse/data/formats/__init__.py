@@ -65,7 +65,8 @@ def read_dataset(path: str | Path, format: str = "auto", **options) -> Multimoda
     return loader(path, **_accepted(loader, name, options))
 
 
-def _features_to_float32(dataset: MultimodalDataset) -> None:
+def features_to_float32(dataset: MultimodalDataset) -> None:
+    """Cast every split's features to float32 in place (the models' dtype)."""
     for split in dataset.splits.values():
         for m, x in split.features.items():
             if x.dtype != np.float32:
@@ -81,7 +82,7 @@ def load_dataset(path: str | Path, format: str = "auto", **options) -> Multimoda
     partial dataset where ``allow_missing``, the option for using a trained model, is set).
     """
     dataset = read_dataset(path, format, **options)
-    _features_to_float32(dataset)
+    features_to_float32(dataset)
     replace_nonfinite(dataset)
     dataset.validate(partial=bool(options.get("allow_missing")))
     return dataset

@@ -1,4 +1,4 @@
-"""CMU-MultimodalSDK computational sequences (``.csd``, HDF5), DESIGN section 3.
+"""CMU-MultimodalSDK computational sequences (``.csd``, HDF5); docs/formats.md describes the layout.
 
 A sequence file holds ``/<root>/data/<key>/features`` ``(m, n)`` and ``.../intervals``
 ``(m, 2)``, plus ``/<root>/metadata/<name>`` JSON strings. After the SDK's alignment to
@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from contextlib import ExitStack
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from ...errors import DataError
+from ...errors import DataError, warn
 from ..dataset import MultimodalDataset, Split
 from . import Format, register_format
 from .common import assemble
@@ -28,6 +27,8 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 LABELS_FILE = "labels.csd"
 FOLDS_FILE = "folds.json"
 MODALITY_ORDER = ("text", "audio", "vision")
+# What h5py raises for a link it cannot follow (a soft-link loop, a dangling external link).
+LINK_ERRORS = (RuntimeError, KeyError, OSError, ValueError)
 _SEGMENT = re.compile(r"(.*)\[(\d+)\]")
 
 
@@ -59,18 +60,25 @@ class Sequence:
             self.file = h5py.File(path, "r")
         except OSError as e:
             raise DataError(path, f"not a readable HDF5 file ({e})") from None
+        try:
+            self.root, self.data = self._open()
+        except DataError:
+            self.close()
+            raise
+        except LINK_ERRORS as e:
+            self.close()
+            raise DataError(path, f"cannot follow the file's structure ({e})") from None
+
+    def _open(self) -> tuple[str, h5py.Group]:
         roots = list(self.file.keys())
         if len(roots) != 1 or not isinstance(self.file[roots[0]], h5py.Group):
-            self.close()
-            raise DataError(path, f"not a computational sequence: expected one root group, "
-                            f"found {roots}")
-        self.root = roots[0]
-        data = self.file[self.root].get("data")
+            raise DataError(self.path, f"not a computational sequence: expected one root "
+                            f"group, found {roots}")
+        data = self.file[roots[0]].get("data")
         if not isinstance(data, h5py.Group):
-            self.close()
-            raise DataError(path, "not a computational sequence: no 'data' group",
-                            f"{self.root}/data")
-        self.data = data
+            raise DataError(self.path, "not a computational sequence: no 'data' group",
+                            f"{roots[0]}/data")
+        return roots[0], data
 
     def __enter__(self) -> Sequence:
         return self
@@ -82,13 +90,21 @@ class Sequence:
         self.file.close()
 
     def keys(self) -> list[str]:
-        return list(self.data.keys())
+        try:
+            return list(self.data.keys())
+        except LINK_ERRORS as e:
+            raise DataError(self.path, f"cannot list the segments ({e})",
+                            f"{self.root}/data") from None
 
     def features(self, key: str, max_rows: int | None = None) -> np.ndarray:
         """``features`` of one segment, ``(m, n)`` in its stored dtype (first ``max_rows``)."""
         where = f"{self.root}/data/{key}/features"
-        group = self.data.get(key)
-        dataset = group.get("features") if isinstance(group, h5py.Group) else None
+        try:
+            group = self.data.get(key)
+            dataset = group.get("features") if isinstance(group, h5py.Group) else None
+        except LINK_ERRORS as e:
+            raise DataError(self.path, f"cannot follow the file's structure ({e})",
+                            where) from None
         if not isinstance(dataset, h5py.Dataset):
             raise DataError(self.path, "missing", where)
         if dataset.ndim != 2:
@@ -103,8 +119,11 @@ class Sequence:
 
     def dimension_names(self) -> list[str] | None:
         """The ``dimension names`` metadata, when it is a JSON list of strings."""
-        meta = self.file[self.root].get("metadata")
-        item = meta.get("dimension names") if isinstance(meta, h5py.Group) else None
+        try:
+            meta = self.file[self.root].get("metadata")
+            item = meta.get("dimension names") if isinstance(meta, h5py.Group) else None
+        except LINK_ERRORS:
+            return None
         if not isinstance(item, h5py.Dataset) or item.size < 1:
             return None
         try:
@@ -232,8 +251,7 @@ def load_csd(path: Path, features: dict[str, str] | None = None, labels: str | N
             elif split is not None:
                 incomplete += 1
         if incomplete:
-            warnings.warn(f"{path}: left out {incomplete} labelled segments that some "
-                          "modality lacks", stacklevel=2)
+            warn(f"{path}: left out {incomplete} labelled segments that some modality lacks")
         for split in fold_ids:
             ks = sorted(by_split.get(split, []), key=_order)
             if not ks:

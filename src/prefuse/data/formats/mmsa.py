@@ -1,5 +1,5 @@
-"""MMSA's feature pickles (``aligned_50.pkl``, ``unaligned_50.pkl``, SIMS ``unaligned_39.pkl``),
-DESIGN section 3.
+"""MMSA's feature pickles (``aligned_50.pkl``, ``unaligned_50.pkl``, SIMS ``unaligned_39.pkl``);
+docs/formats.md describes them.
 
 A dict of splits, each with BERT ``text`` features ``(N, L, 768)``, ``text_bert`` token
 ids/mask/segments ``(N, 3, L)``, ``audio`` and ``vision`` ``(N, T, d)``, optional

@@ -1,5 +1,5 @@
 """MulT's processed pickles (``mosi_data.pkl``, ``mosei_senti_data.pkl``, ``iemocap_data.pkl``
-and the unaligned ``*_data_noalign.pkl``), DESIGN section 3.
+and the unaligned ``*_data_noalign.pkl``); docs/formats.md describes them.
 
 A dict of splits, each with ``text``, ``audio``, ``vision`` ``(N, T, D)`` (often float64,
 padded on the left), ``labels`` and an optional ``id``. Labels ``(N, 1, 1)`` are sentiment

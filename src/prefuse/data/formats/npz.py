@@ -1,4 +1,4 @@
-"""prefuse's own generic NPZ layout (DESIGN section 3): read and write.
+"""prefuse's own generic NPZ layout (docs/formats.md describes it): read and write.
 
 Keys: ``<split>/<modality>``, ``<split>/lengths/<modality>``, ``<split>/present/<modality>``,
 ``<split>/labels``, ``<split>/ids``, ``<split>/text_raw``, ``<split>/dominant``,
@@ -17,24 +17,50 @@ from ...fileio import atomic_path
 from ..clean import carve_valid
 from ..dataset import SPLITS, MultimodalDataset, Split
 from . import Format, register_format
+from .common import features
+
+
+def _is_npz(path: Path) -> bool:
+    """A zip archive whose members are ``.npy`` arrays: what ``np.savez`` writes,
+    whatever the file is called."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                return False
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return bool(names) and all(n.endswith(".npy") for n in names)
 
 
 def _sniff(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    with open(path, "rb") as f:
-        head = f.read(4)
-    return head == b"PK\x03\x04" and path.suffix == ".npz"
+    return path.is_file() and _is_npz(path)
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise DataError(path, "not a file (an NPZ file is one zip archive)")
+    if not _is_npz(path):
+        raise DataError(path, "not an NPZ file (expected a zip archive of .npy arrays, "
+                        "as numpy.savez writes)")
+    arrays = {}
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except ValueError as e:  # object arrays need pickle: refused
-        raise DataError(path, f"cannot read without pickle (object arrays?): {e}") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(path, f"not a readable NPZ file ({type(e).__name__}: {e})") from None
+            for key in z.files:
+                try:
+                    arrays[key] = z[key]
+                except ValueError as e:
+                    # numpy's own message suggests loading with pickle, which prefuse
+                    # never does (a pickled member could run code): never repeat it.
+                    if "pickle" not in str(e):
+                        raise DataError(path, "cannot read this array", key) from None
+                    raise DataError(path, "holds Python objects (an object array), which "
+                                    "prefuse does not read; store numbers or strings",
+                                    key) from None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise DataError(path, f"not a readable NPZ file ({type(e).__name__})") from None
+    return arrays
 
 
 def _strings(arrays: dict, key: str, path: Path) -> list[str] | None:
@@ -46,6 +72,37 @@ def _strings(arrays: dict, key: str, path: Path) -> list[str] | None:
     return [x.decode() if isinstance(x, bytes) else str(x) for x in a.reshape(-1)]
 
 
+def _samples(a: np.ndarray, path: Path, key: str) -> int:
+    """The sample count of a per-sample array (its first axis)."""
+    if a.ndim == 0:
+        raise DataError(path, "expected one entry per sample, got a single value (0-d)", key)
+    return len(a)
+
+
+def _whole(a: np.ndarray, n: int, path: Path, key: str, what: str) -> np.ndarray:
+    """``(n,)`` whole numbers as int64 (integer or whole-valued float storage)."""
+    if a.dtype.kind not in "biuf":
+        raise DataError(path, f"expected {what} as integers, got dtype {a.dtype}", key)
+    if a.shape != (n,):
+        raise DataError(path, f"expected {n} {what} (shape ({n},)), got shape {a.shape}", key)
+    if a.dtype.kind == "f" and not (np.isfinite(a).all() and (a == np.round(a)).all()):
+        raise DataError(path, f"{what} must be whole numbers", key)
+    return a.astype(np.int64)
+
+
+def _present(a: np.ndarray, n: int, path: Path, key: str) -> np.ndarray:
+    """``(n,)`` booleans; integers must be 0 or 1."""
+    if a.dtype.kind != "b":
+        flags = _whole(a, n, path, key, "presence flags")
+        if not np.isin(flags, (0, 1)).all():
+            raise DataError(path, "presence flags must be 0/1 or True/False", key)
+        return flags.astype(bool)
+    if a.shape != (n,):
+        raise DataError(path, f"expected {n} presence flags (shape ({n},)), got shape "
+                        f"{a.shape}", key)
+    return a
+
+
 def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
              allow_missing: bool = False) -> MultimodalDataset:
     """Read a generic NPZ file; carve ``valid`` from ``train`` when it is absent.
@@ -55,6 +112,9 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
     it is marked missing for every sample of those splits. It also accepts any non-empty
     subset of the splits, and a split without ``<split>/labels``: that split is
     unlabelled (``labels`` None), its size given by its modalities' arrays.
+
+    Every array is checked for dtype and sample count as it is read; features keep
+    their stored dtype (``load_dataset`` makes them float32).
     """
     arrays = _read(path)
     task_list = _strings(arrays, "meta/task", path)
@@ -77,45 +137,52 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
             if allow_missing or (s == "valid" and "train/labels" in arrays):
                 continue
             raise DataError(path, f"split '{s}' is missing", f"{s}/labels")
-        # The key the split's size comes from, for the messages.
-        counted = f"{s}/labels" if labelled else given[0]
-        n = len(arrays[counted])
-        if not labelled:
-            # No labels to count by: the placeholders for absent modalities need one size.
-            for key in given[1:]:
-                if len(arrays[key]) != n:
-                    raise DataError(path, f"has {len(arrays[key])} samples, {counted} {n}",
-                                    key)
-        features, lengths, present = {}, {}, {}
+        sizes = {key: _samples(features(arrays[key], path, key), path, key) for key in given}
+        if labelled:
+            counted = f"{s}/labels"
+            n = _samples(arrays[counted], path, counted)
+            if sizes and len(set(sizes.values())) == 1 and n not in sizes.values():
+                # Every modality agrees: the labels are the odd one out.
+                raise DataError(path, f"has {n} entries, the features "
+                                f"{next(iter(sizes.values()))} samples", counted)
+        else:
+            counted = given[0]
+            n = sizes[counted]
+        for key, size in sizes.items():
+            if size != n:
+                raise DataError(path, f"has {size} samples, {counted} {n}", key)
+        feats, lengths, present = {}, {}, {}
         for m in modalities:
             key = f"{s}/{m}"
             if key not in arrays and allow_missing:
-                features[m], lengths[m], present[m] = _absent(arrays, m, n)
+                feats[m], lengths[m], present[m] = _absent(arrays, m, n)
                 continue
             if key not in arrays:
                 raise DataError(path, f"modality '{m}' is missing", key)
-            features[m] = np.ascontiguousarray(arrays[key], dtype=np.float32)
+            feats[m] = arrays[key]
             if f"{s}/lengths/{m}" in arrays:
-                lengths[m] = arrays[f"{s}/lengths/{m}"].astype(np.int64)
+                lengths[m] = _whole(arrays[f"{s}/lengths/{m}"], n, path, f"{s}/lengths/{m}",
+                                    "lengths")
             if f"{s}/present/{m}" in arrays:
-                present[m] = arrays[f"{s}/present/{m}"].astype(bool)
+                present[m] = _present(arrays[f"{s}/present/{m}"], n, path, f"{s}/present/{m}")
         labels = _labels(arrays, f"{s}/labels", task, path) if labelled else None
         ids = _strings(arrays, f"{s}/ids", path)
         text = _strings(arrays, f"{s}/text_raw", path)
+        for key, value in (("ids", ids), ("text_raw", text)):
+            if value is not None and len(value) != n:
+                raise DataError(path, f"has {len(value)} entries, "
+                                f"{'labels' if labelled else counted} {n}", f"{s}/{key}")
+        dominant = f"{s}/dominant"
         splits[s] = Split(
-            features=features,
+            features=feats,
             labels=labels,
             lengths=lengths,
             present=present,
             ids=None if ids is None else np.array(ids),
             text_raw=None if text is None else np.array(text),
-            dominant=arrays[f"{s}/dominant"].astype(np.int64)
-            if f"{s}/dominant" in arrays else None,
+            dominant=_whole(arrays[dominant], n, path, dominant, "modality indices")
+            if dominant in arrays else None,
         )
-        for key, value in (("ids", ids), ("text_raw", text)):
-            if value is not None and len(value) != n:
-                raise DataError(path, f"has {len(value)} entries, "
-                                f"{'labels' if labelled else counted} {n}", f"{s}/{key}")
     if not splits:
         raise DataError(path, "no split has labels or modality arrays")
     # Data to predict on is predicted whole: carving would hide a tenth of its train split.
@@ -130,6 +197,8 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
 def _labels(arrays: dict[str, np.ndarray], key: str, task: str, path: Path) -> np.ndarray:
     """``key``'s labels as float32 (regression) or int64 (whole numbers required)."""
     labels = arrays[key]
+    if labels.dtype.kind not in "biuf":
+        raise DataError(path, f"expected numeric labels, got dtype {labels.dtype}", key)
     if task == "regression":
         return labels.astype(np.float32)
     if labels.dtype.kind == "f" and (not np.all(np.isfinite(labels))

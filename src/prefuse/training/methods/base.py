@@ -134,23 +134,24 @@ METHODS: Registry[type[Method]] = Registry("method")
 METHODS.register("none")(Method)
 
 
-def unimodal_loss(task: Task, out: NetworkOutput, batch: Batch, modality: str
-                  ) -> torch.Tensor | None:
-    """The task's loss on ``modality``'s ``unimodal_logits`` over the samples that have
-    that modality; None when no sample of the batch has it."""
-    logits, present = out.unimodal_logits[modality], batch.present[modality]
-    if present.all():
-        return task.loss(logits, batch.y)
-    if present.any():
-        return task.loss(logits[present], batch.y[present])
-    return None
+def modality_losses(task: Task, out: NetworkOutput, batch: Batch) -> dict[str, torch.Tensor]:
+    """The task's loss on each modality's ``unimodal_logits``, over the samples that have
+    that modality (zero for a modality missing from the whole batch)."""
+    losses = {}
+    for modality, logits in out.unimodal_logits.items():
+        present = batch.present[modality]
+        if present.all():
+            losses[modality] = task.loss(logits, batch.y)
+        elif present.any():
+            losses[modality] = task.loss(logits[present], batch.y[present])
+        else:
+            losses[modality] = out.logits.new_zeros(())
+    return losses
 
 
 def unimodal_losses(task: Task, out: NetworkOutput, batch: Batch) -> torch.Tensor:
-    """The sum over modalities of ``unimodal_loss`` (a modality missing from the whole
-    batch adds nothing)."""
-    losses = [unimodal_loss(task, out, batch, m) for m in out.unimodal_logits]
-    return sum([out.logits.new_zeros(())] + [loss for loss in losses if loss is not None])
+    """The sum over modalities of ``modality_losses``."""
+    return sum(modality_losses(task, out, batch).values(), out.logits.new_zeros(()))
 
 
 def build_method(name: str, task: Task, config: RunConfig, modalities: list[str],

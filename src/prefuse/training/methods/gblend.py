@@ -22,12 +22,32 @@ Edge cases, decided here because the paper is silent:
   that generalises without overfitting then takes (nearly) all the weight, as the formula
   says.
 - No branch improved: uniform weights, the neutral blend.
+
+The method (``gblend``) is online G-Blend estimated inside the run: the paper trains a
+throw-away copy of each branch alone for the super-epoch to measure its losses (BalanceMM
+does the same: about M + 1 extra trainings per super-epoch); here each branch's losses are
+those of the jointly trained network's own heads, measured one super-epoch apart, so the
+estimate costs one pass over the validation split per super-epoch. ``L^T_k`` is the
+epoch's mean training loss of branch ``k`` (summed across ranks), ``L^V_k`` its loss on
+the whole validation split after the epoch (identical on every rank). Measurements are
+taken after the first epoch and every ``super_epoch`` epochs after it; each one after the
+first re-estimates the weights, which apply from the next epoch. Until then the weights
+are uniform. Default ``super_epoch`` = 10, BalanceMM's (the paper's online setting could
+not be verified).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ...data.batching import TensorSplit
+from ...models.outputs import Request
+from .base import METHODS, EpochMean, Method, modality_losses
 
 EPS = 1e-12
 
@@ -57,3 +77,90 @@ def blend_weights(train_before: Sequence[float], train_after: Sequence[float],
     if total == 0.0:
         return [1.0 / k] * k
     return [r / total for r in raw]
+
+
+@dataclass
+class GblendOptions:
+    """``super_epoch``: epochs between two re-estimates of the loss weights."""
+
+    super_epoch: int = 10
+
+
+@METHODS.register("gblend")
+class GradientBlend(Method):
+    """L = w_fused * l(z, y) + sum_m w_m * l(head_m(h_m), y), weights from ``blend_weights``.
+
+    Source: Wang, Tran & Feiszli, "What Makes Training Multi-modal Classification
+    Networks Hard?" (CVPR 2020), online G-Blend, with each branch's losses measured on the
+    jointly trained network (module docstring); super-epoch 10 as BalanceMM. Branch order:
+    the fused head, then the network's modalities. History columns
+    ``gblend_weight_<branch>``: the weights each epoch trained with.
+    """
+
+    Options = GblendOptions
+    request = Request(unimodal_heads=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.options.super_epoch < 1:
+            raise ValueError(f"gblend's super_epoch must be at least 1, got "
+                             f"{self.options.super_epoch}")
+        if not self.modalities:
+            raise ValueError("gblend needs the network's modalities")
+        self.branches = ("fused", *self.modalities)
+        self.weights = [1.0 / len(self.branches)] * len(self.branches)
+        self.train_losses = [EpochMean() for _ in self.branches]
+        # The previous measurement: {"epoch": int, "train": [...], "valid": [...]}.
+        self.last: dict | None = None
+
+    def branch_losses(self, out, batch) -> list[torch.Tensor]:
+        """Each branch's loss on the batch, in branch order."""
+        per_modality = modality_losses(self.task, out, batch)
+        return [self.task.loss(out.logits, batch.y)] + [per_modality[m]
+                                                         for m in self.modalities]
+
+    def loss(self, out, batch):
+        losses = self.branch_losses(out, batch)
+        for mean, value in zip(self.train_losses, losses):
+            # Weighted by the batch size even for a modality some samples lack: an
+            # approximation that keeps logging free of device waits.
+            mean.add(value, len(batch))
+        return sum(w * value for w, value in zip(self.weights, losses))
+
+    @torch.no_grad()
+    def valid_losses(self, model: nn.Module, valid: TensorSplit, batch_size: int = 256
+                     ) -> list[float]:
+        """Each branch's loss over the whole validation split, in eval mode."""
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        totals, counts = [0.0] * len(self.branches), [0] * len(self.branches)
+        for start in range(0, len(valid), batch_size):
+            batch = valid.batch(torch.arange(start, min(start + batch_size, len(valid))))
+            batch = batch.to(device)
+            sizes = [len(batch)] + [int(batch.present[m].sum()) for m in self.modalities]
+            for k, (value, n) in enumerate(zip(self.branch_losses(model(batch, self.request),
+                                                                  batch), sizes)):
+                totals[k] += float(value) * n
+                counts[k] += n
+        model.train(was_training)
+        return [t / n if n else 0.0 for t, n in zip(totals, counts)]
+
+    def end_epoch(self, epoch, model, valid):
+        used = list(self.weights)
+        train = [mean.mean() for mean in self.train_losses]  # every epoch, on every rank
+        if epoch == 1 or (epoch - 1) % self.options.super_epoch == 0:
+            now = {"epoch": epoch, "train": train, "valid": self.valid_losses(model, valid)}
+            if self.last is not None:
+                self.weights = blend_weights(self.last["train"], now["train"],
+                                             self.last["valid"], now["valid"])
+            self.last = now
+        return {f"gblend_weight_{b}": w for b, w in zip(self.branches, used)}
+
+    def state_dict(self):
+        return {"weights": list(self.weights), "last": self.last}
+
+    def load_state_dict(self, state):
+        if state:
+            self.weights = [float(w) for w in state["weights"]]
+            self.last = state["last"]

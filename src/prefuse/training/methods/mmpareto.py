@@ -50,7 +50,7 @@ import torch
 from ...errors import ConfigError
 from ...models.outputs import Request
 from .. import distributed
-from .base import METHODS, EpochMean, Method, unimodal_loss
+from .base import METHODS, EpochMean, Method, modality_losses
 from .gradients import flat
 
 DEFAULT_GAMMA = 1.5
@@ -167,17 +167,16 @@ class Mmpareto(Method):
         if not self.encoders:
             raise RuntimeError("mmpareto needs the network: call start(model, seed) before "
                                "the first step (fit does)")
-        total = self.task.loss(out.logits, batch.y)
+        losses = modality_losses(self.task, out, batch)
         self.pending = {}
         for m in self.modalities:
-            uni = unimodal_loss(self.task, out, batch, m)
             params = [p for p in self.encoders[m].parameters() if p.requires_grad]
             if params:  # a frozen encoder has nothing to combine; its head still learns
-                self.pending[m] = params, ([torch.zeros_like(p) for p in params] if uni is None
-                                           else encoder_grads(uni, params))
-            if uni is not None:
-                total = total + uni
-        return total
+                # A modality absent from the whole batch has a constant zero loss.
+                self.pending[m] = params, (encoder_grads(losses[m], params)
+                                           if losses[m].requires_grad
+                                           else [torch.zeros_like(p) for p in params])
+        return self.task.loss(out.logits, batch.y) + sum(losses.values())
 
     def after_backward(self, model):
         for m in self.modalities:

@@ -1,4 +1,4 @@
-"""Unimodal ensemble (UME): the stage-1 models alone, their predictions combined.
+"""Combining the unimodal models' predictions (the unimodal ensemble, UME).
 
 Du, Teng, Li, Liu, Yuan, Wang, Yuan and Zhao, "On Uni-Modal Feature Learning in
 Supervised Multi-Modal Learning", ICML 2023.
@@ -19,6 +19,12 @@ uni-modal predictions); here:
   hundreds of validation samples the fit is well determined; where predictions are
   collinear (or there are fewer samples than coefficients) ``numpy.linalg.lstsq``
   returns its minimum-norm solution.
+
+Missing modalities (``present``, ``(N, M)`` booleans): a classification average runs over
+the models whose modality the sample has (over all of them when it has none); the
+regression blend puts, in place of a missing model's prediction, that model's mean
+prediction on the validation samples that have its modality, so a missing model adds
+what it adds on average.
 """
 
 from __future__ import annotations
@@ -29,19 +35,36 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, logit, softmax
 
-from ...registry import Registry
+from ..registry import Registry
 
 PROB_FLOOR = 1e-15  # keeps log/logit of an averaged probability of exactly 0 or 1 finite
 
 
-def average_probabilities(probs: Sequence[np.ndarray]) -> np.ndarray:
-    """The element-wise mean of the models' probability arrays (all the same shape)."""
+def _presence(present: np.ndarray | None, n: int, m: int) -> np.ndarray:
+    """``(N, M)`` float weights of the models for each sample: 1 where the sample has the
+    model's modality; a sample with none of them counts every model."""
+    if present is None:
+        return np.ones((n, m))
+    mask = np.asarray(present, dtype=bool)
+    if mask.shape != (n, m):
+        raise ValueError(f"presence of shape {mask.shape} for {n} samples and {m} models")
+    return np.where(mask.any(axis=1, keepdims=True), mask, True).astype(np.float64)
+
+
+def average_probabilities(probs: Sequence[np.ndarray],
+                          present: np.ndarray | None = None) -> np.ndarray:
+    """The element-wise mean of the models' probability arrays (all the same shape,
+    samples first), per sample over the models ``present`` marks (all by default)."""
     if not probs:
         raise ValueError("no predictions to average")
     stacked = np.stack([np.asarray(p, dtype=np.float64) for p in probs])
     if not np.isfinite(stacked).all() or (stacked < 0).any() or (stacked > 1).any():
         raise ValueError("probabilities must lie in [0, 1]")
-    return stacked.mean(axis=0)
+    if stacked.ndim == 1 or present is None:
+        return stacked.mean(axis=0)
+    w = _presence(present, stacked.shape[1], len(probs)).T
+    w = w.reshape(w.shape + (1,) * (stacked.ndim - 2))
+    return (w * stacked).sum(axis=0) / w.sum(axis=0)
 
 
 @dataclass(frozen=True)
@@ -104,15 +127,35 @@ def apply_blend(blend: LinearBlend, preds: np.ndarray) -> np.ndarray:
 
 
 class Combiner:
-    """Turns the unimodal models' outputs (logits) into the ensemble's logits."""
+    """Turns the unimodal models' outputs (logits) into the ensemble's logits.
 
-    def fit(self, valid_outputs: Sequence[np.ndarray], valid_labels: np.ndarray
-            ) -> Combiner:
+    ``present`` (``(N, M)`` booleans, optional everywhere) marks which samples have each
+    model's modality.
+    """
+
+    def fit(self, valid_outputs: Sequence[np.ndarray], valid_labels: np.ndarray,
+            present: np.ndarray | None = None) -> Combiner:
         """Learn from validation outputs where the combiner has anything to learn."""
         return self
 
-    def combine(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+    def combine(self, outputs: Sequence[np.ndarray],
+                present: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
+
+    def weights(self, present: np.ndarray) -> np.ndarray:
+        """``(N, M)``: each present model's share of each sample's combined prediction;
+        here equal shares. Like the fusions' weights, zero for an absent modality (and
+        for every model of a sample that has none)."""
+        mask = np.asarray(present, dtype=np.float64)
+        return mask / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
+
+    def to_dict(self) -> dict:
+        """What ``fit`` learned, as plain numbers (saved in ``model.json``)."""
+        return {}
+
+    def load_dict(self, state: dict) -> Combiner:
+        """Restore what ``to_dict`` gave."""
+        return self
 
 
 COMBINERS: Registry[type[Combiner]] = Registry("ensemble combiner")
@@ -122,8 +165,9 @@ COMBINERS: Registry[type[Combiner]] = Registry("ensemble combiner")
 class MeanSigmoid(Combiner):
     """Mean of ``sigmoid(logit)`` over the models, back as one logit per sample."""
 
-    def combine(self, outputs):
-        p = average_probabilities([expit(np.asarray(z, dtype=np.float64)) for z in outputs])
+    def combine(self, outputs, present=None):
+        p = average_probabilities([expit(np.asarray(z, dtype=np.float64)) for z in outputs],
+                                  present)
         return logit(np.clip(p, PROB_FLOOR, 1 - PROB_FLOOR))
 
 
@@ -136,11 +180,11 @@ class MeanSoftmax(Combiner):
 
     group: int | None = None
 
-    def combine(self, outputs):
+    def combine(self, outputs, present=None):
         zs = [np.asarray(z, dtype=np.float64) for z in outputs]
         n, width = zs[0].shape
         g = self.group or width
-        p = average_probabilities([softmax(z.reshape(n, -1, g), axis=2) for z in zs])
+        p = average_probabilities([softmax(z.reshape(n, -1, g), axis=2) for z in zs], present)
         return np.log(np.clip(p, PROB_FLOOR, 1.0)).reshape(n, width)
 
 
@@ -153,19 +197,55 @@ class MeanPairSoftmax(MeanSoftmax):
 
 @COMBINERS.register("regression")
 class LeastSquaresBlend(Combiner):
-    """A linear blend with intercept per target, fitted on the validation split."""
+    """A linear blend with intercept per target, fitted on the validation split; a
+    missing model's prediction is replaced by its mean validation prediction (``fill``)."""
 
     def __init__(self):
         self.blend: LinearBlend | None = None
+        self.fill: np.ndarray | None = None  # (M, K)
 
-    def fit(self, valid_outputs, valid_labels):
-        self.blend = fit_blend(_stack_models(valid_outputs), valid_labels)
+    def fit(self, valid_outputs, valid_labels, present=None):
+        preds = _stack_models(valid_outputs)
+        n, m, k = preds.shape
+        mask = np.ones((n, m), dtype=bool) if present is None else np.asarray(present, bool)
+        counts = mask.sum(axis=0)[:, None]
+        sums = np.einsum("nm,nmk->mk", mask, preds)
+        self.fill = np.divide(sums, counts, out=np.zeros((m, k)), where=counts > 0)
+        self.blend = fit_blend(self._filled(preds, present), valid_labels)
         return self
 
-    def combine(self, outputs):
+    def _filled(self, preds: np.ndarray, present: np.ndarray | None) -> np.ndarray:
+        if present is None:
+            return preds
+        mask = np.asarray(present, dtype=bool)[:, :, None]
+        return np.where(mask, preds, self.fill[None])
+
+    def combine(self, outputs, present=None):
         if self.blend is None:
             raise ValueError("fit the regression blend on the validation split first")
-        return apply_blend(self.blend, _stack_models(outputs))
+        return apply_blend(self.blend, self._filled(_stack_models(outputs), present))
+
+    def weights(self, present):
+        """Each present model's share of the blend's absolute coefficients (averaged
+        over targets); equal shares where those coefficients are all zero."""
+        if self.blend is None:
+            raise ValueError("fit the regression blend on the validation split first")
+        mask = np.asarray(present, dtype=np.float64)
+        w = mask * np.abs(self.blend.coef).mean(axis=0)
+        total = w.sum(axis=1, keepdims=True)
+        return np.where(total > 0, w / np.where(total > 0, total, 1.0),
+                        super().weights(present))
+
+    def to_dict(self):
+        if self.blend is None:
+            return {}
+        return {**self.blend.to_dict(), "fill": self.fill.tolist()}
+
+    def load_dict(self, state):
+        if state:
+            self.blend = LinearBlend.from_dict(state)
+            self.fill = np.asarray(state["fill"], dtype=np.float64)
+        return self
 
 
 def _stack_models(outputs: Sequence[np.ndarray]) -> np.ndarray:

@@ -1,0 +1,169 @@
+"""``--jobs N``: train a run's independent stages in N worker processes at once.
+
+A unit is one seed's stage 1 (every modality's pre-training) or one seed's arm; an arm
+that starts from stage-1 encoders waits for its seed's stage 1. N worker processes
+(spawned, so they share nothing with the parent) each take units in turn and train them
+through the ordinary recipe, with the run's checkpoints: a unit writes its stages'
+``.done.pt`` files and nothing else. The
+parent then runs the sequential path, which finds every stage done and only evaluates
+and writes the run directory, once. So the results are those of ``--jobs 1`` (every
+stage is seeded by its seed and name alone, not by what ran before it), a unit killed
+part-way leaves its epoch checkpoint for ``--resume``, and a unit that fails stops the
+run with its error.
+
+Workers on the CPU use the runtime's thread count each (one by default); on GPUs each
+job slot takes the GPUs in turn.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection, wait
+
+import torch
+
+from ..config import RunConfig
+from ..data.batching import Tensors
+from ..data.dataset import MultimodalDataset
+from ..errors import PrefuseError
+from ..tasks import task_for
+from . import runtime
+from .arms import arm as arm_named
+from .checkpoint import RunCheckpoints
+from .recipe import pretrain, train_arm
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One seed's stage 1 (``arm`` None) or one seed's arm."""
+
+    seed: int
+    arm: str | None = None
+
+    def __str__(self) -> str:
+        return f"seed {self.seed} {self.arm or 'stage 1'}"
+
+
+def plan(config: RunConfig) -> dict[Unit, Unit | None]:
+    """Every unit of ``config``'s run and the unit it waits for (None: none), stage 1
+    first so that arms waiting for it can start early."""
+    out: dict[Unit, Unit | None] = {}
+    for seed in config.seeds:
+        if config.train.pretrain_epochs > 0:
+            out[Unit(seed)] = None
+    for seed in config.seeds:
+        for arm in config.arms:
+            waits = arm_named(arm).uses_stage1 and config.train.pretrain_epochs > 0
+            out[Unit(seed, arm)] = Unit(seed) if waits else None
+    return out
+
+
+def _worker_device(train_device: str, slot: int) -> str:
+    """The device of job slot ``slot``: the GPUs in turn where the config leaves the
+    choice open (``auto`` or ``cuda``), else what it names."""
+    if train_device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{slot % torch.cuda.device_count()}"
+    return train_device
+
+
+def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
+           orders: Connection) -> None:
+    """A worker process: set up once, then train each unit the parent sends into the
+    run's checkpoints and answer None (trained) or the error's text; stop on None."""
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    try:
+        train = replace(config.train, device=_worker_device(config.train.device, slot))
+        runtime.activate(runtime.resolve(train))
+        task = task_for(dataset)
+        data = runtime.place_splits(Tensors(dataset, task))
+        checkpoints = RunCheckpoints(config.out)
+    except BaseException as e:  # noqa: B036 - whatever stops a worker must reach the parent
+        orders.send(_describe(e))
+        return
+    while (unit := orders.recv()) is not None:
+        try:
+            needs_stage1 = unit.arm is None or arm_named(unit.arm).uses_stage1
+            unimodal = None
+            if needs_stage1 and config.train.pretrain_epochs > 0:
+                # For an arm, stage 1 is done already: this only loads it.
+                unimodal = pretrain(dataset, data, task, config, unit.seed, checkpoints)
+            if unit.arm is not None:
+                train_arm(unit.arm, dataset, data, task, config, unit.seed, unimodal,
+                          checkpoints)
+        except BaseException as e:  # noqa: B036
+            orders.send(_describe(e))
+            return
+        orders.send(None)
+
+
+def _exit_with_parent() -> None:
+    # A parent killed outright must not leave workers training into its checkpoints,
+    # where a resumed run would meet them.
+    wait([multiprocessing.parent_process().sentinel])
+    os._exit(1)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, PrefuseError):
+        return str(error)
+    return f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+
+
+def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
+                     log: Callable[[str], None] = print) -> None:
+    """Train every unit of ``config`` in ``jobs`` worker processes, into the checkpoints
+    of ``config.out`` (already started). Raises ``PrefuseError`` with the first failing
+    unit's error, after stopping the other workers."""
+    waiting = plan(config)
+    total = len(waiting)
+    context = multiprocessing.get_context("spawn")
+    workers: list[tuple[multiprocessing.Process, Connection]] = []
+    busy: dict[Connection, Unit] = {}
+    done: set[Unit] = set()
+    log(f"training {total} stages in {min(jobs, total)} worker processes")
+    ok = False
+    try:
+        for slot in range(min(jobs, total)):
+            here, there = context.Pipe()
+            process = context.Process(target=_serve, args=(slot, config, dataset, there),
+                                      name=f"prefuse worker {slot}")
+            process.start()
+            there.close()
+            workers.append((process, here))
+        while waiting or busy:
+            idle = [conn for _, conn in workers if conn not in busy]
+            ready = [u for u, need in waiting.items() if need is None or need in done]
+            for conn, unit in zip(idle, ready):
+                try:
+                    conn.send(unit)
+                except OSError:
+                    pass  # the worker has ended: what it said last is read below
+                busy[conn] = unit
+                del waiting[unit]
+            for conn in wait(list(busy)):
+                unit = busy.pop(conn)
+                try:
+                    message = conn.recv()
+                except EOFError:  # the worker ended without a word: killed
+                    message = "the worker process died"
+                if message is not None:
+                    raise PrefuseError(f"--jobs worker training {unit} failed: {message}")
+                done.add(unit)
+                log(f"  {unit}: trained ({len(done)} of {total})")
+        ok = True
+    finally:
+        for process, conn in workers:
+            if ok:
+                try:
+                    conn.send(None)
+                except OSError:
+                    pass  # already gone, with nothing left to do
+            else:
+                process.kill()
+            process.join()
+            conn.close()

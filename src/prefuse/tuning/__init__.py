@@ -1,0 +1,75 @@
+"""``prefuse tune``: every arm searched with the same budget on the validation split, then
+(optionally) its best configuration trained on the final seeds.
+
+Layout of a tune directory: ``study.db`` (the default storage), ``tuning.json`` (every
+trial, the best per arm, parameter importances), ``best/<arm>.toml`` (each arm's best
+config, ``prefuse run --config`` ready) and, with final seeds, ``final/``: an ordinary
+run directory whose report has a tuning section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..analysis.report import write_report
+from ..config import RunConfig, replace
+from ..data.dataset import MultimodalDataset
+from ..metrics import lower_is_better
+from ..tasks import task_for
+from ..training.experiment import load_data
+from ..training.tensorboard import TensorBoardLog
+from .final import train_final
+from .results import write_results
+from .space import check_tune
+from .study import data_shape, load_study, open_storage, prepare_study
+from .workers import work, work_in_processes
+
+FINAL_FOLDER = "final"
+
+
+def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | None = None,
+         log: Callable[[str], None] = print, tensorboard: str = "") -> dict:
+    """Search every arm of ``config`` (``config.tune``), write the results into
+    ``tune_dir`` and, with ``tune.final_seeds``, train and report the best configs.
+
+    Repeating the same call continues an interrupted tune; other workers (``--jobs``, or
+    other machines on the same ``tune.storage``) may join at any time. Returns the
+    ``tuning.json`` document.
+    """
+    config.validate()
+    check_tune(config)
+    if dataset is None:
+        dataset = load_data(config)
+    else:
+        dataset.validate()
+    tune_dir = str(tune_dir)
+    metric = task_for(dataset).primary
+    direction = "minimize" if lower_is_better(metric) else "maximize"
+    storage = open_storage(config.tune, tune_dir)
+    for arm in config.arms:
+        prepare_study(storage, config, arm, direction, data_shape(dataset))
+    log(f"tuning {len(config.arms)} arms, {config.tune.trials} trials each, on "
+        f"{dataset.name} (valid {metric}); storage {storage.url}")
+    board = TensorBoardLog(tensorboard) if tensorboard else None
+    if config.tune.jobs > 1:
+        work_in_processes(config, tune_dir, dataset, config.tune.jobs, tensorboard,
+                          config.train.threads)
+    else:
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        work(config, tune_dir, dataset, board, log)
+    run_dir = Path(tune_dir) / FINAL_FOLDER
+    studies = {arm: load_study(storage, config.tune, arm) for arm in config.arms}
+    doc, best = write_results(config, tune_dir, studies, metric, run_dir)
+    if config.tune.final_seeds:
+        base = replace(config, arms=list(best), seeds=list(config.tune.final_seeds),
+                       out=str(run_dir))
+        train_final(base, best, dataset, run_dir, tune_dir, log,
+                    board.observer(f"{FINAL_FOLDER}/") if board else None)
+        write_report(run_dir)
+    if board is not None:
+        board.close()
+    return doc

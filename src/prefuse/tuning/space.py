@@ -1,0 +1,108 @@
+"""The search space: each ``[tune.space]`` entry is a config field and a distribution.
+
+Every arm searches the same entries, except those marked ``stage1``, which only arms
+with a stage 1 search (the others never read them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import optuna
+
+from ..config import RunConfig, SearchParam, with_overrides
+from ..errors import ConfigError
+from ..registry import Registry
+from ..training.arms import arm as arm_named
+from ..training.checks import check_config
+from .study import PRUNERS
+
+Suggest = Callable[[optuna.Trial, str, SearchParam], object]
+
+DISTRIBUTIONS: Registry[Suggest] = Registry("search distribution")
+
+
+@DISTRIBUTIONS.register("log")
+def _log(trial: optuna.Trial, name: str, p: SearchParam) -> float:
+    return trial.suggest_float(name, p.low, p.high, log=True)
+
+
+@DISTRIBUTIONS.register("float")
+def _uniform(trial: optuna.Trial, name: str, p: SearchParam) -> float:
+    return trial.suggest_float(name, p.low, p.high)
+
+
+@DISTRIBUTIONS.register("int")
+def _int(trial: optuna.Trial, name: str, p: SearchParam) -> int:
+    return trial.suggest_int(name, int(p.low), int(p.high))
+
+
+@DISTRIBUTIONS.register("choice")
+def _choice(trial: optuna.Trial, name: str, p: SearchParam) -> object:
+    return trial.suggest_categorical(name, p.choices)
+
+
+def arm_space(config: RunConfig, arm: str) -> dict[str, SearchParam]:
+    """The entries ``arm`` searches: all, less the stage-1 ones for arms without stage 1."""
+    stage1 = arm_named(arm).uses_stage1
+    return {k: p for k, p in config.tune.space.items() if stage1 or not p.stage1}
+
+
+def check_tune(config: RunConfig) -> None:
+    """Raise ``ConfigError`` naming the first bad ``tune`` field, or the first
+    ``tune.space`` entry that cannot be searched: an unknown kind or field, a reversed
+    range, a value the config refuses."""
+    t = config.tune
+    positive = {"tune.trials": t.trials, "tune.jobs": t.jobs,
+                "tune.heartbeat_seconds": t.heartbeat_seconds,
+                "tune.grace_seconds": t.grace_seconds}
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(name, f"must be > 0, got {value}")
+    for name, value in (("tune.startup_trials", t.startup_trials),
+                        ("tune.prune_after_trials", t.prune_after_trials),
+                        ("tune.prune_after_epochs", t.prune_after_epochs)):
+        if value < 0:
+            raise ConfigError(name, f"must be >= 0, got {value}")
+    for name, seeds in (("tune.tune_seeds", t.tune_seeds), ("tune.final_seeds", t.final_seeds)):
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(name, f"seeds repeat: {seeds}")
+    if not t.tune_seeds:
+        raise ConfigError("tune.tune_seeds", "needs at least one seed")
+    if not t.study:
+        raise ConfigError("tune.study", "needs a name")
+    PRUNERS.get(t.pruner, "tune.pruner")
+    for key, p in config.tune.space.items():
+        field = f"tune.space.{key}"
+        DISTRIBUTIONS.get(p.kind, f"{field}.kind")
+        if p.kind == "choice":
+            if not p.choices:
+                raise ConfigError(f"{field}.choices", "a choice needs at least one value")
+            extremes = list(p.choices)
+        else:
+            if not p.low <= p.high:
+                raise ConfigError(field, f"needs low <= high, got [{p.low}, {p.high}]")
+            if p.kind == "log" and p.low <= 0:
+                raise ConfigError(f"{field}.low", f"a log range needs low > 0, got {p.low}")
+            if p.kind == "int" and (p.low != int(p.low) or p.high != int(p.high)):
+                raise ConfigError(field, f"an int range needs whole bounds, got "
+                                  f"[{p.low}, {p.high}]")
+            cast = int if p.kind == "int" else float
+            extremes = [cast(p.low), cast(p.high)]
+        for value in extremes:
+            try:
+                check_config(with_overrides(config, {key: value}))
+            except ConfigError as e:
+                raise ConfigError(field, f"value {value!r} is refused: {e}") from None
+
+
+def sample(trial: optuna.Trial, config: RunConfig, arm: str) -> dict[str, object]:
+    """Draw ``arm``'s parameters for ``trial``: ``{dotted field: value}``."""
+    return {key: DISTRIBUTIONS.get(p.kind)(trial, key, p)
+            for key, p in arm_space(config, arm).items()}
+
+
+def configure(config: RunConfig, arm: str, params: dict[str, object],
+              seeds: list[int]) -> RunConfig:
+    """``config`` for ``arm`` alone with ``params`` applied, trained on ``seeds``."""
+    return with_overrides(config, {**params, "arms": [arm], "seeds": list(seeds)})

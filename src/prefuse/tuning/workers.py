@@ -1,0 +1,119 @@
+"""Workers: processes that take waiting trials from the arms' studies until none is left.
+
+Any number of workers, on this machine (``--jobs``) or others (the same command and
+storage URL), share the studies; each runs one trial at a time, arm after arm.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from ..config import RunConfig
+from ..data.dataset import MultimodalDataset
+from ..errors import PrefuseError
+from ..training.tensorboard import TensorBoardLog
+from .objective import Objective, SurplusTrial
+from .study import FINISHED, counts, load_study, open_storage, quiet
+
+POLL_SECONDS = 1.0
+START_SECONDS = 300.0
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count() or 1
+
+
+def work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
+         tensorboard: TensorBoardLog | None = None,
+         log: Callable[[str], None] = print) -> None:
+    """Run waiting trials of every arm until each arm's study has ``tune.trials``
+    finished (complete or pruned) trials. Trials running elsewhere are waited for; one
+    whose worker died is failed once its heartbeat is stale, and comes back as a waiting
+    trial with the same parameters. ``tensorboard`` receives every trial's epochs."""
+    storage = open_storage(config.tune, tune_dir)
+    studies = {arm: load_study(storage, config.tune, arm) for arm in config.arms}
+    objectives = {arm: Objective(config, arm, dataset, tensorboard, log)
+                  for arm in config.arms}
+    while True:
+        state = {arm: counts(study) for arm, study in studies.items()}
+        arm = next((a for a in config.arms if state[a][TrialState.WAITING]), None)
+        if arm is not None:
+            with quiet():  # optimize fails stale trials (experimental) before each trial
+                studies[arm].optimize(objectives[arm], n_trials=1, catch=(SurplusTrial,))
+            continue
+        unfinished = [a for a in config.arms
+                      if sum(state[a][s] for s in FINISHED) < config.tune.trials]
+        if not unfinished:
+            return
+        if not any(state[a][TrialState.RUNNING] for a in unfinished):
+            raise PrefuseError(f"study of {unfinished[0]}: trials failed and none is left "
+                               "to run; see the error above, then run the same command again")
+        with quiet():
+            for a in unfinished:
+                optuna.storages.fail_stale_trials(studies[a])
+        time.sleep(POLL_SECONDS)
+
+
+def _worker(config: RunConfig, tune_dir: str, dataset: MultimodalDataset, tensorboard: str,
+            threads: int, start, results: multiprocessing.Queue) -> None:
+    torch.set_num_threads(threads)
+    # Workers begin together (after their slow imports), so the first one up does not
+    # take a head start of trials that the others would have shared.
+    try:
+        start.wait(timeout=START_SECONDS)
+    except threading.BrokenBarrierError:
+        pass  # a worker that never came up must not hold the others back
+    try:
+        work(config, tune_dir, dataset, TensorBoardLog(tensorboard) if tensorboard else None)
+    except PrefuseError as e:
+        results.put(str(e))  # the message, not the exception: not every error pickles
+        return
+    except BaseException as e:
+        results.put(f"{type(e).__name__}: {e}")
+        raise
+    results.put(None)
+
+
+def work_in_processes(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
+                      jobs: int, tensorboard: str = "", threads: int = 0) -> None:
+    """``work`` in ``jobs`` processes (``threads`` torch threads each; 0: cores // jobs).
+    The first worker to fail stops the others and its message is raised."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    start = context.Barrier(jobs)
+    threads = threads or max(1, cores() // jobs)
+    processes = [context.Process(target=_worker, args=(config, tune_dir, dataset, tensorboard,
+                                                       threads, start, results))
+                 for _ in range(jobs)]
+    for p in processes:
+        p.start()
+    error, reported = None, 0
+    try:
+        while reported < jobs and error is None:
+            try:
+                message = results.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                dead = [p for p in processes if p.exitcode not in (None, 0)]
+                if dead and results.empty():
+                    error = f"a worker died (exit code {dead[0].exitcode})"
+                continue
+            reported += 1
+            error = message
+    finally:
+        for p in processes:
+            if error is not None and p.is_alive():
+                p.terminate()
+            p.join()
+    if error is not None:
+        raise PrefuseError(error)

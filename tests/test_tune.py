@@ -1,0 +1,279 @@
+"""prefuse tune: shared studies, resumption, pruning, the sealed test split, reproducible
+best configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import prefuse
+from prefuse.cli import main
+from prefuse.config import SearchParam, load_config, with_overrides
+from prefuse.errors import ConfigError, PrefuseError
+from prefuse.tuning import tune
+from prefuse.tuning.objective import Objective
+from prefuse.tuning.space import check_tune
+from prefuse.tuning.study import PRUNERS, TICKET, data_shape, open_storage, prepare_study
+
+from .conftest import mixed_dataset, tiny_config
+
+# Tiny trials; heartbeats short enough that a killed worker's trial is retried quickly.
+CONFIG = """\
+seeds = [0]
+
+[data.synthetic]
+train = 160
+valid = 60
+test = 60
+
+[model]
+width = 8
+head_hidden = 16
+
+[train]
+epochs = 5
+pretrain_epochs = 2
+patience = 5
+
+[tune]
+heartbeat_seconds = 1
+grace_seconds = 3
+
+[tune.space."train.lr"]
+kind = "log"
+low = 1e-3
+high = 3e-2
+
+[tune.space."train.pretrain_epochs"]
+kind = "int"
+low = 1
+high = 3
+stage1 = true
+"""
+
+
+def _config_file(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "tune.toml"
+    path.write_text(CONFIG + extra)
+    return path
+
+
+def _trials(tune_dir: Path, arm: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=f"prefuse:{arm}",
+                              storage=f"sqlite:///{tune_dir / 'study.db'}")
+    return study.get_trials(deepcopy=False)
+
+
+def _finished(trials) -> list:
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory) -> Path:
+    """One small tune of two arms, best configs trained on seed 0 afterwards."""
+    tmp = tmp_path_factory.mktemp("tune")
+    code = main(["tune", "--config", str(_config_file(tmp)), "--arms", "scratch+concat",
+                 "pretrained+attention", "--trials", "3", "--out", str(tmp / "t"),
+                 "--final-seeds", "0"])
+    assert code == 0
+    return tmp / "t"
+
+
+def test_tune_writes_best_configs_and_a_run_with_a_tuning_section(tuned):
+    doc = json.loads((tuned / "tuning.json").read_text())
+    assert set(doc["arms"]) == {"scratch+concat", "pretrained+attention"}
+    for arm, entry in doc["arms"].items():
+        assert len(entry["trials"]) == 3
+        assert entry["direction"] == "maximize" and entry["metric"] == "acc"
+        assert (tuned / "best" / f"{arm}.toml").is_file()
+    # Stage-1 parameters are searched only where the arm has a stage 1.
+    assert set(doc["arms"]["scratch+concat"]["best"]["params"]) == {"train.lr"}
+    assert set(doc["arms"]["pretrained+attention"]["best"]["params"]) == \
+        {"train.lr", "train.pretrain_epochs"}
+    summary = json.loads((tuned / "final" / "metrics.json").read_text())
+    assert set(summary["arms"]) == {"scratch+concat", "pretrained+attention"}
+    assert set(summary["unimodal"]) == {"text", "audio", "vision"}
+    report = (tuned / "final" / "report.md").read_text()
+    assert "## Tuning" in report and "tuning_history.png" in report
+    assert (tuned / "final" / "figures" / "tuning_history.png").is_file()
+    assert (tuned / "final" / "models" / "scratch+concat" / "model.safetensors").is_file()
+
+
+def test_the_best_config_reproduces_its_trial_value(tuned, tmp_path):
+    doc = json.loads((tuned / "tuning.json").read_text())
+    for arm in ("pretrained+attention", "scratch+concat"):
+        best = doc["arms"][arm]["best"]
+        out = tmp_path / arm
+        assert main(["run", "--config", doc["arms"][arm]["config"], "--out", str(out)]) == 0
+        again = json.loads((out / "metrics.json").read_text())["arms"][arm]
+        assert again["seeds"]["0"]["valid"]["acc"] == pytest.approx(best["value"], abs=1e-9)
+
+
+def test_two_workers_finish_exactly_the_budget_without_duplicates(tmp_path):
+    config = with_overrides(load_config(_config_file(tmp_path)),
+                            {"arms": ["scratch+concat"], "tune.trials": 6, "tune.jobs": 2})
+    tune(config, tmp_path / "t", log=lambda _: None)
+    trials = _trials(tmp_path / "t", "scratch+concat")
+    finished = _finished(trials)
+    assert len(finished) == 6
+    assert len({t.number for t in finished}) == 6
+    assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == 6
+    assert all(t.user_attrs.get(TICKET) for t in finished)
+    assert len({t.user_attrs["worker"] for t in finished}) == 2  # both worked
+
+
+def _running_trial_started(tune_dir: Path) -> bool:
+    trials = _trials(tune_dir, "pretrained+attention")
+    return any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
+
+
+def test_a_killed_tune_resumes_and_finishes_the_budget(tmp_path):
+    config = _config_file(tmp_path)
+    tune_dir = tmp_path / "t"
+    # Longer trials, so that the kill lands inside one.
+    command = [sys.executable, "-m", "prefuse", "tune", "--config", str(config),
+               "--arms", "pretrained+attention", "--trials", "2", "--out", str(tune_dir),
+               "--epochs", "16", "--set", "train.patience=16"]
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(Path(prefuse.__file__).parents[1]),
+                                           os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    # Its first line comes once the study is set up: no reader here races its set-up.
+    assert process.stdout.readline().startswith(b"tuning"), process.stderr.read().decode()
+    deadline = time.monotonic() + 240
+    while not _running_trial_started(tune_dir):
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed = [t for t in _trials(tune_dir, "pretrained+attention")
+              if t.state == TrialState.RUNNING]
+    assert len(killed) == 1
+    assert main(command[3:]) == 0  # the same command, in this process
+    trials = _trials(tune_dir, "pretrained+attention")
+    assert len(_finished(trials)) == 2
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [killed[0].number]
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
+    assert len(retried) == 1 and retried[0].params == killed[0].params
+    assert retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_the_pruner_stops_a_hopeless_trial_early(tmp_path):
+    config = tiny_config(tmp_path, **{"train.epochs": 8, "train.patience": 8,
+                                      "train.batch_size": 16, "tune.prune_after_trials": 1,
+                                      "tune.prune_after_epochs": 3})
+    config.tune.space = {"train.lr": SearchParam("log", 1e-7, 1e-1)}
+    objective = Objective(config, "scratch+attention", mixed_dataset(n=120), log=lambda _: None)
+    study = optuna.create_study(direction="maximize",
+                                pruner=PRUNERS.get(config.tune.pruner)(config.tune))
+    for lr in (1e-2, 1e-7):  # a good trial, then one whose weights barely move
+        study.enqueue_trial({"train.lr": lr}, user_attrs={TICKET: True})
+    study.optimize(objective, n_trials=2)
+    good, bad = study.trials
+    assert good.state == TrialState.COMPLETE and len(good.intermediate_values) == 8
+    assert bad.state == TrialState.PRUNED
+    # Stopped soon after the pruner's 3 warm-up epochs, far from its budget of 8.
+    assert max(bad.intermediate_values) <= 4
+
+
+class Tripwire:
+    """Stands in for the test split and records every access."""
+
+    def __init__(self):
+        object.__setattr__(self, "touched", [])
+
+    def __getattr__(self, name):
+        self.touched.append(name)
+        raise AssertionError(f"the test split was read ({name})")
+
+    def __len__(self):
+        self.touched.append("__len__")
+        raise AssertionError("the test split was read (len)")
+
+
+def test_trials_never_touch_the_test_split(tiny_synthetic, tmp_path):
+    import copy
+
+    dataset = copy.copy(tiny_synthetic)
+    tripwire = Tripwire()
+    dataset.splits = {**tiny_synthetic.splits, "test": tripwire}
+    config = tiny_config(tmp_path)
+    config.tune.space = {"train.lr": SearchParam("log", 1e-3, 1e-2),
+                         "train.pretrain_epochs": SearchParam("int", 1, 3, stage1=True)}
+    for arm in ("pretrained+attention", "scratch+concat"):
+        study = optuna.create_study(direction="maximize")
+        study.enqueue_trial({}, user_attrs={TICKET: True})
+        study.optimize(Objective(config, arm, dataset, log=lambda _: None), n_trials=1)
+        assert study.trials[0].state == TrialState.COMPLETE
+    assert tripwire.touched == []
+
+
+def test_tensorboard_events_are_written_and_read_back(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = tmp_path / "tb"
+    assert main(["run", "--out", str(tmp_path / "run"), "--seeds", "0", "--epochs", "4",
+                 "--pretrain-epochs", "2", "--width", "8", "--arms", "pretrained+attention",
+                 "--set", "data.synthetic.train=80", "--set", "data.synthetic.valid=40",
+                 "--set", "data.synthetic.test=40", "--tensorboard", str(board)]) == 0
+    joint = EventAccumulator(str(board / "pretrained+attention" / "seed0")).Reload()
+    tags = set(joint.Tags()["scalars"])
+    assert {"loss/train", "loss/valid", "metric/valid", "usage/text",
+            "attention/vision"} <= tags
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    epochs = history["arms"]["pretrained+attention"]["seeds"]["0"]["epochs_run"]
+    assert [e.step for e in joint.Scalars("metric/valid")] == list(range(1, epochs + 1))
+    weights = [joint.Scalars(f"attention/{m}")[-1].value for m in ("text", "audio", "vision")]
+    assert sum(weights) == pytest.approx(1.0, abs=1e-5)
+    stage1 = EventAccumulator(str(board / "pretrain" / "text" / "seed0")).Reload()
+    assert len(stage1.Scalars("metric/valid")) == 2
+
+
+def test_bad_search_spaces_are_refused_naming_the_entry(tmp_path):
+    config = tiny_config(tmp_path)
+    for space, field in (({"train.lr": SearchParam("log", 0.0, 1e-2)}, "tune.space.train.lr"),
+                         ({"train.nope": SearchParam("float", 0, 1)}, "tune.space.train.nope"),
+                         ({"model.width": SearchParam("choice")}, "tune.space.model.width"),
+                         ({"train.lr": SearchParam("normal", 0, 1)}, "tune.space.train.lr"),
+                         ({"train.pretrain_epochs": SearchParam("int", 1, 9)},
+                          "tune.space.train.pretrain_epochs")):
+        config.tune.space = space
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            check_tune(config)
+
+
+def test_a_study_made_with_other_settings_is_refused(tmp_path):
+    config = tiny_config(tmp_path)
+    storage = open_storage(config.tune, tmp_path)
+    data = data_shape(mixed_dataset(n=20))
+    prepare_study(storage, config, "scratch+concat", "maximize", data)
+    other = with_overrides(config, {"model.width": 16})
+    with pytest.raises(PrefuseError, match="other settings"):
+        prepare_study(storage, other, "scratch+concat", "maximize", data)
+    with pytest.raises(PrefuseError, match="other settings"):
+        prepare_study(storage, config, "scratch+concat", "maximize",
+                      data_shape(mixed_dataset(n=40)))
+    # More trials for the same search are fine: the budget grows.
+    study = prepare_study(storage, with_overrides(config, {"tune.trials": 40}),
+                          "scratch+concat", "maximize", data)
+    assert len(study.trials) == 40
+
+
+def test_a_storage_that_cannot_be_opened_is_one_clear_error(tmp_path, capsys):
+    code = main(["tune", "--config", str(_config_file(tmp_path)), "--arms", "scratch+concat",
+                 "--trials", "1", "--out", str(tmp_path / "t"), "--storage", "nosuchdb://x"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "storage nosuchdb://x: cannot open" in err and "Traceback" not in err
