@@ -90,6 +90,7 @@ def measure(name: str, epochs: int) -> dict:
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=options["lr"])
     generator = torch.Generator().manual_seed(0)
+    method.start(model, 0)
     data_seconds = compute_seconds = 0.0
     model.train()
     for _ in range(epochs):

@@ -2,10 +2,11 @@
 
 Each rank starts from a different random initialisation (DDP must broadcast rank 0's),
 trains, and saves its final weights; rank 0 alone writes ``result.json``, opened for
-exclusive creation so that a second writer would fail. With a second argument
-``scaled``, training uses ``ReducedScale``, a method that changes gradients after backward;
-with ``gblend``, G-Blending re-estimating its loss weights after every epoch (from training
-losses summed across ranks and validation losses each rank computes alike).
+exclusive creation so that a second writer would fail. The second argument names the
+training method: ``plain``; ``scaled`` (``ReducedScale``, a method that changes gradients
+after backward); ``gblend``, G-Blending re-estimating its loss weights after every epoch
+(from training losses summed across ranks and validation losses each rank computes
+alike); or any other registered method, with its defaults.
 """
 
 from __future__ import annotations
@@ -55,11 +56,11 @@ def train(seed_init: int, method: str = "plain") -> tuple[MultimodalNetwork, obj
     # No dropout, so one process and two shards of each batch compute the same gradients.
     config.model.dropout = 0.0
     config.methods = {"gblend": {"super_epoch": 1}}
-    step = {"plain": None, "scaled": ReducedScale(task),
-            "gblend": build_method("gblend", task, config, dataset.modalities)}[method]
+    step = {"plain": lambda: None, "scaled": lambda: ReducedScale(task)}.get(
+        method, lambda: build_method(method, task, config, dataset.modalities))()
     torch.manual_seed(seed_init)
     model = MultimodalNetwork(network_spec(dataset, config, task, "attention",
-                                           unimodal_heads=method == "gblend"))
+                                           step is not None and step.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
     result = fit(model, data.train, data.valid, task, epochs=3, lr=1e-2, seed=0,
                  batch_size=32, freeze_epochs=1, method=step)

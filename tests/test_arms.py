@@ -9,8 +9,10 @@ from prefuse.errors import ConfigError
 from prefuse.training.arms import arm, expand
 from prefuse.training.checks import check_config
 
-METHOD_ARMS = ["pretrained+attention+dgl", "pretrained+attention+gblend",
-               "pretrained+attention+multiloss", "pretrained+attention+umt"]
+METHOD_ARMS = ["pretrained+attention+agm", "pretrained+attention+dgl",
+               "pretrained+attention+gblend", "pretrained+attention+mmpareto",
+               "pretrained+attention+multiloss", "pretrained+attention+ogm-ge",
+               "pretrained+attention+umt"]
 BALANCE = ["ensemble"] + METHOD_ARMS
 
 

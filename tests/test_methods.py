@@ -207,6 +207,10 @@ def test_every_registered_method_is_documented_with_defaults():
         assert cls.__doc__ and cls.Options() is not None
 
 
+# The methods that change gradients after backward, also on the paper's joint baseline.
+SCRATCH_MODULATED = ["scratch+concat+ogm-ge", "scratch+concat+agm", "scratch+concat+mmpareto"]
+
+
 @pytest.fixture(scope="module")
 def method_run(tmp_path_factory):
     from prefuse.training.experiment import run_experiment
@@ -214,7 +218,8 @@ def method_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("methods") / "run"
     # Big enough for stage 1 to learn something: frozen encoders and UMT's teachers are
     # only as good as the stage-1 networks.
-    config = tiny_config(out, arms=["frozen+attention", "balance", "scratch+concat+dgl"],
+    config = tiny_config(out, arms=["frozen+attention", "balance", "scratch+concat+dgl",
+                                    *SCRATCH_MODULATED],
                          **{"train.epochs": 16, "train.pretrain_epochs": 8, "train.lr": 3e-3,
                             "model.width": 16, "data.synthetic.train": 600,
                             "data.synthetic.valid": 200, "data.synthetic.test": 300})
@@ -224,10 +229,14 @@ def method_run(tmp_path_factory):
 def test_every_new_arm_learns_on_the_builtin_benchmark(method_run):
     _, summary = method_run
     chance = summary["chance"]["acc"]
-    assert list(summary["arms"]) == ["frozen+attention", "ensemble", "pretrained+attention+dgl",
+    assert list(summary["arms"]) == ["frozen+attention", "ensemble", "pretrained+attention+agm",
+                                     "pretrained+attention+dgl",
                                      "pretrained+attention+gblend",
+                                     "pretrained+attention+mmpareto",
                                      "pretrained+attention+multiloss",
-                                     "pretrained+attention+umt", "scratch+concat+dgl"]
+                                     "pretrained+attention+ogm-ge",
+                                     "pretrained+attention+umt", "scratch+concat+dgl",
+                                     *SCRATCH_MODULATED]
     for arm, entry in summary["arms"].items():
         assert entry["mean"]["acc"] > chance + 0.05, (arm, entry["mean"]["acc"], chance)
 
@@ -285,3 +294,23 @@ def test_gblend_logs_its_weights_every_epoch(method_run):
     for row in rows:
         weights = [float(row[f"gblend_weight_{b}"]) for b in ("fused", "text", "audio", "vision")]
         assert sum(weights) == pytest.approx(1.0) and min(weights) >= 0
+
+
+def test_history_keeps_each_modulating_methods_coefficients(method_run):
+    import csv
+    import math
+
+    out, summary = method_run
+    with open(out / "history.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    modalities = summary["modalities"]
+    for prefix, method, low, high in [("ogm_coeff", "ogm-ge", 0.0, 1.0),
+                                      ("agm_coeff", "agm", 0.0, math.inf),
+                                      ("mmpareto_conflict", "mmpareto", 0.0, 1.0)]:
+        for arm in (f"pretrained+attention+{method}", f"scratch+concat+{method}"):
+            mine = [r for r in rows if r["arm"] == arm]
+            values = [float(r[f"{prefix}_{m}"]) for r in mine for m in modalities]
+            assert mine and all(low <= v <= high for v in values), (arm, values)
+    # OGM-GE slows some modality at some point.
+    assert any(float(r[f"ogm_coeff_{m}"]) < 1 for r in rows for m in modalities
+               if r["arm"] == "scratch+concat+ogm-ge")

@@ -142,7 +142,8 @@ class MultimodalNetwork(nn.Module):
         z, weights = self.fusion(h.detach() if request.detach_fused else h, present)
         out = NetworkOutput(self.head(z), weights, h)
         if request.unimodal_heads:
-            out.unimodal_logits = {m: self.unimodal_heads[m](h[:, k] * present[:, k, None])
+            seen = h.detach() if request.detach_unimodal else h
+            out.unimodal_logits = {m: self.unimodal_heads[m](seen[:, k] * present[:, k, None])
                                    for k, m in enumerate(self.modalities)}
         if request.shared_unimodal:
             # Modality k alone, even where it is missing (a softmax over no modality is

@@ -16,15 +16,18 @@ class Request:
     """Extra outputs a training method asks of ``forward``.
 
     ``unimodal_heads``: per-modality logits from the auxiliary heads (the network must be
-    built with ``NetworkSpec.unimodal_heads``). ``shared_unimodal``: per-modality logits from
-    the network's own fusion and head with the other modalities masked, their gradient
-    reaching only the encoders. ``detach_fused``: the fused logits see detached encoder
-    features, so the fused loss trains fusion and head only. ``keep``: fused logits with
-    only the listed modalities present (of those the sample has), one entry per tuple;
-    the empty tuple gives the network's output with every modality masked.
+    built with ``NetworkSpec.unimodal_heads``); with ``detach_unimodal`` the heads see
+    detached encoder features, so their losses train the heads alone.
+    ``shared_unimodal``: per-modality logits from the network's own fusion and head with
+    the other modalities masked, their gradient reaching only the encoders.
+    ``detach_fused``: the fused logits see detached encoder features, so the fused loss
+    trains fusion and head only. ``keep``: fused logits with only the listed modalities
+    present (of those the sample has), one entry per tuple; the empty tuple gives the
+    network's output with every modality masked.
     """
 
     unimodal_heads: bool = False
+    detach_unimodal: bool = False
     shared_unimodal: bool = False
     detach_fused: bool = False
     keep: tuple[tuple[str, ...], ...] = ()

@@ -90,3 +90,12 @@ def sum_all(values: list[float]) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device())
     dist.all_reduce(t)
     return t.tolist()
+
+
+def average_all_(tensor: torch.Tensor) -> torch.Tensor:
+    """Replace ``tensor`` in place by its mean over all ranks, as DistributedDataParallel
+    averages gradients (for gradients a method computes itself); returns it."""
+    if active():
+        dist.all_reduce(tensor)
+        tensor.div_(world_size())
+    return tensor

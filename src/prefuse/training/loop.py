@@ -102,6 +102,7 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
         # Frozen encoders leave parameters without gradients, which DDP must be told of.
         net = DistributedDataParallel(model, find_unused_parameters=freeze_epochs > 0)
     device = next(model.parameters()).device
+    method.start(model, seed)
 
     metric = task.primary
     best_value: float | None = None

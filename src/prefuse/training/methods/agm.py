@@ -46,15 +46,34 @@ own trainer does.
 
 Defaults: alpha per the authors (``lihongcs/AGM`` issue 10): 1.5 on CREMA-D, 2.5 on
 AV-MNIST, 4.0 on UR-Funny; ``DEFAULT_ALPHA`` takes CREMA-D's.
+
+The training method (``Agm``, arm suffix ``agm``) works with any fusion and needs no
+extra head: the one forward also gives the fused logits with each proper, non-empty
+subset of modalities kept (``Request.keep``, 2^M - 2 further passes through fusion and
+head, none through the encoders), and the full set's value is the network's own output,
+so the responses sum to exactly the logits the loss sees. The masked passes run in the
+same mode as the full one (with the head's dropout while training; the authors run them
+in eval mode) and carry no gradient into the scores. A score averages over the samples
+that have the modality; under torchrun the sums and counts are added across ranks before
+the ratios, so every rank scales its gradients alike. The running averages are the
+method's checkpointed state.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from itertools import combinations
 
 import torch
+
+from ...errors import ConfigError
+from ...models.outputs import Request
+from .. import distributed
+from .base import METHODS, EpochMean, Method
+from .gradients import scale_grads_
+from .scores import per_sample_loss
 
 DEFAULT_ALPHA = 1.5
 EXPONENT_CAP = 10.0
@@ -164,3 +183,90 @@ class RunningScores:
                              f"expected {len(self.mean)}")
         self.count = int(state["count"])
         self.mean = mean
+
+
+@dataclass
+class AgmOptions:
+    """``alpha``: strength of the coefficient (the authors' CREMA-D value, 1.5, from
+    ``lihongcs/AGM`` issue 10; modulation over the whole run, as there)."""
+
+    alpha: float = DEFAULT_ALPHA
+
+    def __post_init__(self):
+        if not self.alpha > 0:
+            raise ConfigError("methods.agm.alpha", f"must be positive, got {self.alpha}")
+
+
+@METHODS.register("agm")
+class Agm(Method):
+    """AGM (Li et al., ICCV 2023): the fused loss; after backward, each encoder's
+    gradients multiplied by ``exp(alpha * min(r_hat_m - r_m, 10))``, from the Shapley
+    mono-modal responses of the fused network with modalities masked.
+
+    See the module's docstring. Logs ``agm_coeff_<modality>``, the epoch's mean
+    coefficient on that modality's encoder.
+    """
+
+    Options = AgmOptions
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        m = len(self.modalities)
+        if m < 2:
+            raise ConfigError("arms", "agm compares modalities: it needs at least two")
+        self.running = RunningScores(m)
+        subsets = [c for r in range(1, m) for c in combinations(self.modalities, r)]
+        self.request = Request(keep=tuple(subsets))
+        self.coefficient = {name: EpochMean() for name in self.modalities}
+        self.seen: list[float] = []
+        self.batch_size = 0
+
+    def responses(self, out) -> list[torch.Tensor]:
+        """Each modality's Shapley response (detached), summing to ``out.logits``."""
+        index = {name: k for k, name in enumerate(self.modalities)}
+        outputs = {frozenset(index[name] for name in keep): logits.detach().float()
+                   for keep, logits in out.kept_logits.items()}
+        outputs[frozenset(range(len(self.modalities)))] = out.logits.detach().float()
+        return shapley_responses(outputs, len(self.modalities))
+
+    @torch.no_grad()
+    def scores_seen(self, out, batch) -> list[float]:
+        """Per modality, the summed loss of its response over the samples that have the
+        modality, then those sample counts (``2M`` numbers, to sum across ranks)."""
+        losses = torch.stack([per_sample_loss(self.task, r, batch.y)
+                              for r in self.responses(out)])
+        present = torch.stack([batch.present[m] for m in self.modalities])
+        sums = torch.where(present, losses, 0.0).sum(dim=1)
+        return torch.cat([sums.double(), present.sum(dim=1).double()]).tolist()
+
+    def loss(self, out, batch):
+        self.seen = self.scores_seen(out, batch)
+        self.batch_size = len(batch)
+        return self.task.loss(out.logits, batch.y)
+
+    def coefficients(self, seen: list[float]) -> torch.Tensor:
+        """``(M,)`` coefficients from the summed losses and counts of every rank (then the
+        running averages take the step's scores in); all 1 when a modality is absent from
+        the whole batch, which leaves it without a score."""
+        m = len(self.modalities)
+        sums, counts = torch.tensor(seen[:m]), torch.tensor(seen[m:])
+        if (counts == 0).any():
+            return torch.ones(m, dtype=torch.float64)
+        return self.running.coefficients(sums / counts, self.options.alpha)
+
+    def after_backward(self, model):
+        coeffs = self.coefficients(distributed.sum_all(self.seen))
+        scale_grads_([model.encoders[m].parameters() for m in self.modalities], coeffs)
+        for k, m in enumerate(self.modalities):
+            self.coefficient[m].add(coeffs[k], self.batch_size)
+
+    def end_epoch(self, epoch, model, valid):
+        """``agm_coeff_<modality>``: the epoch's mean coefficient on that encoder."""
+        return {f"agm_coeff_{m}": mean.mean() for m, mean in self.coefficient.items()}
+
+    def state_dict(self):
+        return {"running": self.running.state_dict()}
+
+    def load_state_dict(self, state):
+        if state:
+            self.running.load_state_dict(state["running"])

@@ -8,8 +8,10 @@ The step (``prefuse.training.loop.train_step``) runs, in order::
     method.after_backward(model)               # per-encoder gradient changes
     clip gradients; optimizer step
 
-and after every epoch ``method.end_epoch(epoch, model, valid)`` may update the method's
-state and return values that ``history.csv`` keeps under their own names.
+``fit`` first calls ``method.start(model, seed)`` (a method that needs the network's
+parameters inside ``loss``, or a seeded generator, takes them there), and after every
+epoch ``method.end_epoch(epoch, model, valid)`` may update the method's state and return
+values that ``history.csv`` keeps under their own names.
 
 Adding a method is one file in this package, imported by ``methods/__init__.py``::
 
@@ -81,6 +83,10 @@ class Method:
         self.options = options if options is not None else self.Options()
         self.modalities = tuple(modalities)
         self.stage1 = stage1 or {}
+
+    def start(self, model: nn.Module, seed: int) -> None:
+        """Called by ``fit`` before its first step, with the network it trains (never a DDP
+        wrapper) and its seed; a resumed fit restores ``state_dict`` after this call."""
 
     def loss(self, out: NetworkOutput, batch: Batch) -> torch.Tensor:
         """The loss to back-propagate."""

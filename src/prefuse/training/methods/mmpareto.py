@@ -29,14 +29,28 @@ zero). Head parameters are not touched: they keep the summed gradient.
 
 With per-modality heads on ``h_u`` only, the summed loss ``L_f + sum_m L_m`` has gradient
 ``g_f + g_u`` on encoder ``u``; the code's third backward pass is that sum.
+
+The training method (``Mmpareto``, arm suffix ``mmpareto``) uses that: the step's loss is
+the sum, whose backward (averaged across ranks by DistributedDataParallel) gives ``g_f +
+g_u`` on each encoder and the summed gradient on fusion, head and auxiliary heads; before
+it, ``loss`` takes each ``g_u`` with ``autograd.grad`` through that modality's head and
+encoder only. Those gradients are local to a rank, so they are averaged across ranks by
+hand (``distributed.average_all_``), and then ``g_f = (g_f + g_u) - g_u``: every rank holds
+the same two gradients and combines them alike. One partial backward per modality, where
+the authors' code runs 2M + 1 full ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
+from ...errors import ConfigError
+from ...models.outputs import Request
+from .. import distributed
+from .base import METHODS, EpochMean, Method, modality_losses
 from .gradients import flat
 
 DEFAULT_GAMMA = 1.5
@@ -113,3 +127,74 @@ def mmpareto_(params: Sequence[torch.nn.Parameter], fused_grads: Sequence[torch.
         for p, g_f, g_u in zip(params, fused_grads, unimodal_grads):
             p.grad = pareto_combine(g_f, g_u, weights, gamma).to(p.dtype)
     return weights
+
+
+@dataclass
+class MmparetoOptions:
+    """``gamma``: the factor on the combined gradient's magnitude (1.5, a constant in the
+    authors' code, ``GeWu-Lab/MMPareto_ICML2024:code/MMPareto.py``)."""
+
+    gamma: float = DEFAULT_GAMMA
+
+    def __post_init__(self):
+        if not self.gamma > 0:
+            raise ConfigError("methods.mmpareto.gamma", f"must be positive, got {self.gamma}")
+
+
+@METHODS.register("mmpareto")
+class Mmpareto(Method):
+    """MMPareto (Wei & Hu, ICML 2024): L = l(z, y) + sum_m l(head_m(h_m), y); each
+    encoder's gradient replaced by the conflict-free combination of its fused-loss and
+    unimodal-loss gradients, stretched to at least the summed gradient's norm, times gamma.
+
+    See the module's docstring. Logs ``mmpareto_conflict_<modality>``: the epoch's share
+    of steps where that encoder's two gradients conflicted (cosine <= 0).
+    """
+
+    Options = MmparetoOptions
+    request = Request(unimodal_heads=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.encoders: dict[str, torch.nn.Module] = {}
+        self.pending: dict[str, tuple[list[torch.nn.Parameter], list[torch.Tensor]]] = {}
+        self.conflict = {m: EpochMean() for m in self.modalities}
+
+    def start(self, model, seed):
+        self.encoders = {m: model.encoders[m] for m in self.modalities}
+
+    def loss(self, out, batch):
+        if not self.encoders:
+            raise RuntimeError("mmpareto needs the network: call start(model, seed) before "
+                               "the first step (fit does)")
+        losses = modality_losses(self.task, out, batch)
+        self.pending = {}
+        for m in self.modalities:
+            params = [p for p in self.encoders[m].parameters() if p.requires_grad]
+            if params:  # a frozen encoder has nothing to combine; its head still learns
+                # A modality absent from the whole batch has a constant zero loss.
+                self.pending[m] = params, (encoder_grads(losses[m], params)
+                                           if losses[m].requires_grad
+                                           else [torch.zeros_like(p) for p in params])
+        return self.task.loss(out.logits, batch.y) + sum(losses.values())
+
+    def after_backward(self, model):
+        for m in self.modalities:
+            if m not in self.pending:
+                continue
+            params, uni = self.pending[m]
+            shared = distributed.average_all_(flat(uni))
+            uni = [g.view_as(p) for g, p in zip(shared.split([p.numel() for p in params]),
+                                                params)]
+            fused = [(torch.zeros_like(p) if p.grad is None else p.grad) - g
+                     for p, g in zip(params, uni)]
+            f = flat(fused)
+            # The paper's test: cos <= 0 (a zero gradient conflicts with nothing).
+            conflict = bool(f.dot(shared) <= 0 and f.any() and shared.any())
+            mmpareto_(params, fused, uni, self.options.gamma)
+            self.conflict[m].add(torch.tensor(float(conflict)), 1)
+        self.pending = {}
+
+    def end_epoch(self, epoch, model, valid):
+        """``mmpareto_conflict_<modality>``: share of the epoch's steps with a conflict."""
+        return {f"mmpareto_conflict_{m}": mean.mean() for m, mean in self.conflict.items()}

@@ -41,16 +41,38 @@ tensors of two or more dimensions.
 Defaults: there is no single published alpha; the authors' README recommends 0.8 for
 CREMA-D and 0.1 for VGGSound; prefuse's datasets are small, like CREMA-D, so 0.8
 (``DEFAULT_ALPHA``). The authors modulate over a window of epochs (default 0-50).
+
+The training method (``OgmGe``, arm suffix ``ogm-ge``). Where the scores come from: the
+authors' network ends in one linear layer over the concatenated features, so ``z_u`` is
+that layer's slice for modality ``u`` (plus half the bias), trained by the fused loss
+alone. prefuse's head is not linear and its attention fusion mixes the modalities, so
+there is no such slice; each modality gets an auxiliary head instead (shaped like a
+stage-1 head, and started from it with a stage-1 init) that reads the encoder's features
+detached. The heads learn from their own loss, but that loss never reaches an encoder:
+as in the authors' code, the encoders learn from the fused loss alone, which OGM-GE
+modulates; the heads only measure how well each modality's features fit the batch.
+A score is the mean of ``exp(-l_u,i)`` over the samples that have modality ``u`` (for a
+batch where every sample has every modality, the authors' sum divided by the batch size,
+which leaves the ratios unchanged). Under torchrun the sums and counts are added across
+ranks before the ratios, and the noise comes from a generator seeded with the fit's seed
+that every rank draws alike, so all ranks change their gradients identically. The
+generator's state is part of the method's checkpointed state, so a resumed run draws
+the noise an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 
+from ...errors import ConfigError
+from ...models.outputs import Request
+from .. import distributed
+from .base import METHODS, EpochMean, Method, unimodal_losses
 from .gradients import with_grad
-from .scores import confidence
+from .scores import confidence, per_sample_loss
 
 DEFAULT_ALPHA = 0.8
 NOISE_FLOOR = 1e-8  # the authors' offset, so a zero gradient still gets (tiny) noise
@@ -122,3 +144,104 @@ def modulate_(params_by_modality: Sequence[Iterable[torch.nn.Parameter]],
                     eps = torch.randn(g.shape, generator=generator, dtype=g.dtype,
                                       device=generator.device)
                     g.add_(eps.to(g.device), alpha=std + NOISE_FLOOR)
+
+
+@dataclass
+class OgmGeOptions:
+    """``alpha``: strength of the coefficient; ``first_epoch`` to ``last_epoch``: the
+    epochs (counted from 1, both included) whose steps are modulated; ``noise``: add the GE
+    noise (without it the method is plain OGM).
+
+    Defaults: alpha 0.8 (the authors' README for CREMA-D); the window is the authors'
+    default epochs 0-50 counted from 1 (``modulation_starts``/``modulation_ends`` in
+    ``GeWu-Lab/OGM-GE_CVPR2022:main.py``), which covers every epoch of prefuse's budget.
+    """
+
+    alpha: float = DEFAULT_ALPHA
+    first_epoch: int = 1
+    last_epoch: int = 51
+    noise: bool = True
+
+    def __post_init__(self):
+        if not self.alpha > 0:
+            raise ConfigError("methods.ogm-ge.alpha", f"must be positive, got {self.alpha}")
+        if not 1 <= self.first_epoch <= self.last_epoch:
+            raise ConfigError("methods.ogm-ge.first_epoch",
+                              f"the window needs 1 <= first_epoch <= last_epoch, got "
+                              f"{self.first_epoch}..{self.last_epoch}")
+
+
+@METHODS.register("ogm-ge")
+class OgmGe(Method):
+    """OGM-GE (Peng et al., CVPR 2022): the fused loss; after backward, each encoder's
+    weight gradients scaled by ``k_u = 1 - tanh(alpha * rho_u)`` where its modality leads
+    (``rho_u > 1``), plus Gaussian noise with the gradient's std, within the epoch window.
+
+    Scores come from auxiliary heads on detached features (their loss trains the heads
+    only); see the module's docstring. Logs ``ogm_coeff_<modality>``, the epoch's mean
+    coefficient applied to that modality's encoder (1 outside the window).
+    """
+
+    Options = OgmGeOptions
+    request = Request(unimodal_heads=True, detach_unimodal=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if len(self.modalities) < 2:
+            raise ConfigError("arms", "ogm-ge compares modalities: it needs at least two")
+        self.epoch = 1
+        self.generator = torch.Generator()
+        self.coefficient = {m: EpochMean() for m in self.modalities}
+        self.seen: list[float] = []
+        self.batch_size = 0
+
+    def start(self, model, seed):
+        self.generator.manual_seed(seed)
+
+    @torch.no_grad()
+    def scores_seen(self, out, batch) -> list[float]:
+        """Per modality, the summed confidence of its head over the samples that have the
+        modality, then those sample counts (``2M`` numbers, to sum across ranks)."""
+        losses = torch.stack([per_sample_loss(self.task, out.unimodal_logits[m].float(), batch.y)
+                              for m in self.modalities])
+        present = torch.stack([batch.present[m] for m in self.modalities])
+        # exp(-inf) = 0: a sample without the modality adds nothing to its score.
+        sums = ogm_scores(losses.masked_fill(~present, float("inf")))
+        return torch.cat([sums.double(), present.sum(dim=1).double()]).tolist()
+
+    def loss(self, out, batch):
+        self.seen = self.scores_seen(out, batch)
+        self.batch_size = len(batch)
+        return self.task.loss(out.logits, batch.y) + unimodal_losses(self.task, out, batch)
+
+    def coefficients(self, seen: list[float]) -> torch.Tensor | None:
+        """``(M,)`` coefficients from the summed scores and counts of every rank; None (the
+        step is left alone) outside the window or when a modality is absent from the whole
+        batch, which leaves it without a score."""
+        m, o = len(self.modalities), self.options
+        sums, counts = torch.tensor(seen[:m]), torch.tensor(seen[m:])
+        if not o.first_epoch <= self.epoch <= o.last_epoch or (counts == 0).any():
+            return None
+        return ogm_coefficients(sums / counts, o.alpha)
+
+    def after_backward(self, model):
+        coeffs = self.coefficients(distributed.sum_all(self.seen))
+        if coeffs is not None:
+            modulate_([modulated_parameters(model.encoders[m]) for m in self.modalities],
+                      coeffs, self.generator, self.options.noise)
+        for k, m in enumerate(self.modalities):
+            self.coefficient[m].add(torch.tensor(1.0 if coeffs is None else coeffs[k].item()),
+                                    self.batch_size)
+
+    def end_epoch(self, epoch, model, valid):
+        """``ogm_coeff_<modality>``: the epoch's mean coefficient on that encoder."""
+        self.epoch = epoch + 1
+        return {f"ogm_coeff_{m}": mean.mean() for m, mean in self.coefficient.items()}
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        if state:
+            self.epoch = int(state["epoch"])
+            self.generator.set_state(state["generator"])
