@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from ..analysis.report import write_report
 from ..config import RunConfig, replace
 from ..data.dataset import MultimodalDataset
@@ -55,11 +53,8 @@ def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | N
         f"{dataset.name} (valid {metric}); storage {storage.url}")
     board = TensorBoardLog(tensorboard) if tensorboard else None
     if config.tune.jobs > 1:
-        work_in_processes(config, tune_dir, dataset, config.tune.jobs, tensorboard,
-                          config.train.threads)
+        work_in_processes(config, tune_dir, dataset, config.tune.jobs, tensorboard)
     else:
-        if config.train.threads:
-            torch.set_num_threads(config.train.threads)
         work(config, tune_dir, dataset, board, log)
     run_dir = Path(tune_dir) / FINAL_FOLDER
     studies = {arm: load_study(storage, config.tune, arm) for arm in config.arms}

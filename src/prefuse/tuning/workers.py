@@ -7,19 +7,18 @@ storage URL), share the studies; each runs one trial at a time, arm after arm.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 
 import optuna
-import torch
 from optuna.trial import TrialState
 
 from ..config import RunConfig
 from ..data.dataset import MultimodalDataset
 from ..errors import PrefuseError
+from ..training import runtime
 from ..training.tensorboard import TensorBoardLog
 from .objective import Objective, SurplusTrial
 from .study import FINISHED, counts, load_study, open_storage, quiet
@@ -28,19 +27,21 @@ POLL_SECONDS = 1.0
 START_SECONDS = 300.0
 
 
-def cores() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-        else os.cpu_count() or 1
-
-
 def work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
          tensorboard: TensorBoardLog | None = None,
          log: Callable[[str], None] = print) -> None:
     """Run waiting trials of every arm until each arm's study has ``tune.trials``
     finished (complete or pruned) trials. Trials running elsewhere are waited for; one
     whose worker died is failed once its heartbeat is stale, and comes back as a waiting
-    trial with the same parameters. ``tensorboard`` receives every trial's epochs."""
+    trial with the same parameters. ``tensorboard`` receives every trial's epochs. The
+    trials train on the runtime ``config.train`` resolves to (device, threads), as a run
+    would."""
+    with runtime.using(runtime.resolve(config.train)):
+        _work(config, tune_dir, dataset, tensorboard, log)
+
+
+def _work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
+          tensorboard: TensorBoardLog | None, log: Callable[[str], None]) -> None:
     storage = open_storage(config.tune, tune_dir)
     studies = {arm: load_study(storage, config.tune, arm) for arm in config.arms}
     objectives = {arm: Objective(config, arm, dataset, tensorboard, log)
@@ -66,8 +67,7 @@ def work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
 
 
 def _worker(config: RunConfig, tune_dir: str, dataset: MultimodalDataset, tensorboard: str,
-            threads: int, start, results: multiprocessing.Queue) -> None:
-    torch.set_num_threads(threads)
+            start, results: multiprocessing.Queue) -> None:
     # Workers begin together (after their slow imports), so the first one up does not
     # take a head start of trials that the others would have shared.
     try:
@@ -86,15 +86,14 @@ def _worker(config: RunConfig, tune_dir: str, dataset: MultimodalDataset, tensor
 
 
 def work_in_processes(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
-                      jobs: int, tensorboard: str = "", threads: int = 0) -> None:
-    """``work`` in ``jobs`` processes (``threads`` torch threads each; 0: cores // jobs).
-    The first worker to fail stops the others and its message is raised."""
+                      jobs: int, tensorboard: str = "") -> None:
+    """``work`` in ``jobs`` processes. The first worker to fail stops the others and its
+    message is raised."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     start = context.Barrier(jobs)
-    threads = threads or max(1, cores() // jobs)
     processes = [context.Process(target=_worker, args=(config, tune_dir, dataset, tensorboard,
-                                                       threads, start, results))
+                                                       start, results))
                  for _ in range(jobs)]
     for p in processes:
         p.start()
