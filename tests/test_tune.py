@@ -241,6 +241,13 @@ def test_tensorboard_events_are_written_and_read_back(tmp_path):
     assert len(stage1.Scalars("metric/valid")) == 2
 
 
+def test_tensorboard_with_jobs_is_refused_before_any_work(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path / "run"), "--jobs", "2",
+                 "--tensorboard", str(tmp_path / "tb")]) == 2
+    assert "--tensorboard" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "tb").exists()
+
+
 def test_bad_search_spaces_are_refused_naming_the_entry(tmp_path):
     config = tiny_config(tmp_path)
     for space, field in (({"train.lr": SearchParam("log", 0.0, 1e-2)}, "tune.space.train.lr"),

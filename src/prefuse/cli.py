@@ -85,6 +85,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     if args.resume and args.overwrite:
         raise ConfigError("--overwrite", "cannot be combined with --resume")
+    if args.tensorboard and config.train.jobs > 1:
+        # Stages trained in worker processes report their epochs to no one.
+        raise ConfigError("--tensorboard", "cannot be combined with --jobs above 1 (the "
+                          "workers' epochs would be missing); use --jobs 1")
     check_directory_writable(config.out)
     _interrupted_run[0] = config.out
     board = TensorBoardLog(args.tensorboard) if args.tensorboard else None
