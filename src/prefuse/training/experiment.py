@@ -90,16 +90,22 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
     checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
                                                    overwrite)
     task = task_for(dataset)
-    if config.train.jobs > 1:
-        # The workers leave every stage done in the checkpoints; the loop below then
-        # only evaluates and writes.
-        train_in_workers(config, dataset, config.train.jobs, log)
     data = runtime.place_splits(Tensors(dataset, task))
-    results = []
-    for seed in config.seeds:
+    by_seed: dict[int, SeedResult] = {}
+
+    def finish(seed: int) -> None:
         if distributed.is_main():
             log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
-        results.append(run_seed(dataset, config, seed, data, checkpoints, observe))
+        by_seed[seed] = run_seed(dataset, config, seed, data, checkpoints, observe)
+
+    if config.train.jobs > 1:
+        # The workers leave every stage done in the checkpoints; ``finish`` then only
+        # evaluates, here, while the workers train the other seeds.
+        train_in_workers(config, dataset, config.train.jobs, log, seed_done=finish)
+    for seed in config.seeds:
+        if seed not in by_seed:
+            finish(seed)
+    results = [by_seed[seed] for seed in config.seeds]
     if not distributed.is_main():
         return summarize(dataset, task, results)
     summary = write_run(Path(config.out), config, dataset, task, results, data, where)

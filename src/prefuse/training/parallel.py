@@ -115,12 +115,16 @@ def _describe(error: BaseException) -> str:
 
 
 def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
-                     log: Callable[[str], None] = print) -> None:
+                     log: Callable[[str], None] = print,
+                     seed_done: Callable[[int], None] | None = None) -> None:
     """Train every unit of ``config`` in ``jobs`` worker processes, into the checkpoints
-    of ``config.out`` (already started). Raises ``PrefuseError`` with the first failing
-    unit's error, after stopping the other workers."""
+    of ``config.out`` (already started). ``seed_done(seed)`` is called in this process
+    once every unit of that seed is trained, while the workers go on with the others.
+    Raises ``PrefuseError`` with the first failing unit's error, after stopping the other
+    workers."""
     waiting = plan(config)
     total = len(waiting)
+    pending = {seed: {u for u in waiting if u.seed == seed} for seed in config.seeds}
     context = multiprocessing.get_context("spawn")
     workers: list[tuple[multiprocessing.Process, Connection]] = []
     busy: dict[Connection, Unit] = {}
@@ -145,6 +149,13 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                     pass  # the worker has ended: what it said last is read below
                 busy[conn] = unit
                 del waiting[unit]
+            # With every worker busy, this process scores the seeds already trained.
+            for seed in [k for k, units in pending.items() if units <= done]:
+                del pending[seed]
+                if seed_done is not None:
+                    seed_done(seed)
+            if not busy:
+                continue
             for conn in wait(list(busy)):
                 unit = busy.pop(conn)
                 try:
@@ -155,6 +166,9 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                     raise PrefuseError(f"--jobs worker training {unit} failed: {message}")
                 done.add(unit)
                 log(f"  {unit}: trained ({len(done)} of {total})")
+        for seed in pending:
+            if seed_done is not None:
+                seed_done(seed)
         ok = True
     finally:
         for process, conn in workers:
