@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from .convergence import Curve
 
 DPI = 100
-USAGE_COLUMNS = 4  # panels per row of the usage small multiples
+PANELS_PER_ROW = 4  # small multiples wrap into rows of this many panels
 
 
 # Arms get colours the modalities (C0, C1, ...) rarely use, so the two never read alike.
@@ -102,15 +102,10 @@ def stage1_figure(train: dict[str, Curve], valid: dict[str, Curve], metric: str,
 
 def usage_figure(usage: dict[str, dict[str, Curve]], metric: str, chance: float | None,
                  modalities: list[str]) -> bytes:
-    """One panel per joint-training arm (``USAGE_COLUMNS`` to a row): the validation
+    """One panel per joint-training arm (``PANELS_PER_ROW`` to a row): the validation
     metric with only one modality kept, per modality and epoch."""
     c = colours(modalities)
-    columns = min(len(usage), USAGE_COLUMNS)
-    rows = -(-len(usage) // columns)
-    fig = Figure(figsize=(4 * columns, 3.4 * rows + 0.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, columns, sharey=True, squeeze=False)).ravel()
-    for ax in axes[len(usage):]:
-        ax.set_visible(False)
+    fig, axes = _panels(len(usage), 4.0, 3.4)
     for ax, (arm, curves) in zip(axes, usage.items()):
         for m, curve in curves.items():
             _band(ax, curve, c[m], f"only {m}")
@@ -122,6 +117,18 @@ def usage_figure(usage: dict[str, dict[str, Curve]], metric: str, chance: float 
     fig.suptitle("Modality usage in joint training: validation metric with one modality kept "
                  "(mean ± std over seeds, while at least half of them train)")
     return _png(fig)
+
+
+def _panels(n: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+    """A figure of ``n`` panels sharing the y axis, ``PANELS_PER_ROW`` to a row, so that
+    many arms wrap into rows instead of squeezing one row flat."""
+    columns = min(n, PANELS_PER_ROW)
+    rows = -(-n // columns)
+    fig = Figure(figsize=(width * columns, height * rows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, columns, sharey=True, squeeze=False)).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
 
 
 def _arm_offsets(n: int, width: float) -> np.ndarray:
@@ -183,9 +190,7 @@ def group_means_figure(per_arm: dict[str, dict[str, tuple[dict[str, float], int]
     samples (classes, or the modality that carries the label)."""
     c = colours(modalities)
     classes = max((len(v) for v in per_arm.values()), default=1)
-    panel = max(5.0, 0.45 * classes * len(modalities))
-    fig = Figure(figsize=(min(panel * len(per_arm), 16), 4.2), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(per_arm), sharey=True))
+    fig, axes = _panels(len(per_arm), max(5.0, 0.45 * classes * len(modalities)), 4.2)
     width = 0.8 / len(modalities)
     for ax, (arm, groups) in zip(axes, per_arm.items()):
         x = np.arange(len(groups))
