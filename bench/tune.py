@@ -6,7 +6,8 @@ Both settings run the same trials: the sampler is seeded per trial number and th
 ``startup_trials`` trials (10) are drawn at random, so with ``--trials`` up to 10 both
 train the very same configurations. Pruning is off, so each trial costs its whole budget.
 Each setting tunes into a fresh directory (SQLite study inside); the time includes
-starting the worker processes. One worker gets all cores; two get half each. The last
+starting the worker processes. Each worker trains with one thread (the default
+``train.threads``), so two workers use two cores where one uses one. The last
 line printed is one JSON object: ``jobs1`` and ``jobs2`` (trials per minute) and
 ``ratio`` (goal: at least 1.7).
 """
