@@ -1,6 +1,6 @@
 """Trials per minute of ``prefuse tune`` on the built-in benchmark, one worker against two.
 
-    python bench/tune.py [--trials 6] [--epochs 12] [--arm pretrained+attention]
+    python bench/tune.py [--trials 10] [--epochs 12] [--arm pretrained+attention]
 
 Both settings run the same trials: the sampler is seeded per trial number and the first
 ``startup_trials`` trials (10) are drawn at random, so with ``--trials`` up to 10 both
@@ -41,7 +41,7 @@ def trials_per_minute(jobs: int, args: argparse.Namespace) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--arm", default="pretrained+attention")
     args = parser.parse_args()
