@@ -284,3 +284,24 @@ def test_a_storage_that_cannot_be_opened_is_one_clear_error(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "storage nosuchdb://x: cannot open" in err and "Traceback" not in err
+
+
+def test_a_method_arm_searches_its_own_coefficients_and_no_other_methods(tmp_path):
+    from prefuse.training.checks import check_config
+    from prefuse.tuning.space import arm_space, configure, sample
+
+    config = tiny_config(tmp_path, **{"train.epochs": 40})  # room for the stage-1 range
+    # A config's own range for one method wins over the method's declared one.
+    config.tune.space["methods.umt.weight"] = SearchParam("float", 2.0, 3.0)
+    assert "methods.umt.weight" not in arm_space(config, "scratch+concat+ogm-ge")
+    assert "methods.ogm-ge.alpha" not in arm_space(config, "scratch+concat")
+    ogm = arm_space(config, "scratch+concat+ogm-ge")["methods.ogm-ge.alpha"]
+    assert (ogm.kind, ogm.low, ogm.high) == ("float", 0.1, 2.0)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for arm, key, low, high in (("pretrained+attention+umt", "methods.umt.weight", 2.0, 3.0),
+                                ("scratch+concat+ogm-ge", "methods.ogm-ge.alpha", 0.1, 2.0)):
+        params = sample(study.ask(), config, arm)
+        assert low <= params[key] <= high
+        tuned = check_config(configure(config, arm, params, [0]))  # options checked there
+        method, option = key.split(".")[1:]
+        assert tuned.methods[method][option] == params[key]

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..registry import Registry
 from ..training.arms import arm as arm_named
 from ..training.checks import check_config
+from ..training.methods import METHODS
 from .study import PRUNERS
 
 Suggest = Callable[[optuna.Trial, str, SearchParam], object]
@@ -43,9 +44,17 @@ def _choice(trial: optuna.Trial, name: str, p: SearchParam) -> object:
 
 
 def arm_space(config: RunConfig, arm: str) -> dict[str, SearchParam]:
-    """The entries ``arm`` searches: all, less the stage-1 ones for arms without stage 1."""
-    stage1 = arm_named(arm).uses_stage1
-    return {k: p for k, p in config.tune.space.items() if stage1 or not p.stage1}
+    """The entries ``arm`` searches: the config's (less the stage-1 ones for arms without
+    stage 1, and less other methods' options), plus its own method's ``search`` ranges
+    for the options the config's space leaves out."""
+    spec = arm_named(arm)
+    own = f"methods.{spec.method}."
+    space = {k: p for k, p in config.tune.space.items()
+             if (spec.uses_stage1 or not p.stage1)
+             and (not k.startswith("methods.") or k.startswith(own))}
+    for option, param in METHODS.get(spec.method, "arms").search.items():
+        space.setdefault(own + option, param)
+    return space
 
 
 def check_tune(config: RunConfig) -> None:

@@ -68,6 +68,7 @@ from itertools import combinations
 
 import torch
 
+from ...config import SearchParam
 from ...errors import ConfigError
 from ...models.outputs import Request
 from .. import distributed
@@ -208,6 +209,7 @@ class Agm(Method):
     """
 
     Options = AgmOptions
+    search = {"alpha": SearchParam("float", 0.5, 3.0)}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -50,7 +50,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ...config import RunConfig, table_to
+from ...config import RunConfig, SearchParam, table_to
 from ...data.batching import Batch, TensorSplit
 from ...models.outputs import PLAIN, NetworkOutput, Request
 from ...registry import Registry
@@ -67,15 +67,17 @@ class Method:
     """The plain step: the task's loss on the fused logits, gradients untouched.
 
     Subclasses override what they change. Class attributes: ``Options`` (the dataclass of
-    the method's ``[methods.<name>]`` table), ``request`` (extra outputs of forward) and
+    the method's ``[methods.<name>]`` table), ``request`` (extra outputs of forward),
     ``uses_stage1`` (the method needs the stage-1 networks, given as ``stage1``; their
-    epochs then count against the arm's budget). ``modalities`` are the network's, in the
-    order of its outputs' modality axis.
+    epochs then count against the arm's budget) and ``search`` (the range ``prefuse tune``
+    searches for each of its own options, around the published default).
+    ``modalities`` are the network's, in the order of its outputs' modality axis.
     """
 
     Options: ClassVar[type] = NoOptions
     request: ClassVar[Request] = PLAIN
     uses_stage1: ClassVar[bool] = False
+    search: ClassVar[dict[str, SearchParam]] = {}
 
     def __init__(self, task: Task, options=None, *, modalities: tuple[str, ...] = (),
                  stage1: dict[str, nn.Module] | None = None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...config import SearchParam
 from ...models.outputs import Request
 from .base import METHODS
 from .multiloss import Multiloss
@@ -30,4 +31,5 @@ class Dgl(Multiloss):
     """
 
     Options = DglOptions
+    search = {"weight": SearchParam("log", 0.5, 16.0)}
     request = Request(shared_unimodal=True, detach_fused=True)

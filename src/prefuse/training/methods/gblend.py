@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ...config import SearchParam
 from ...data.batching import TensorSplit
 from ...models.outputs import Request
 from .base import METHODS, EpochMean, Method, modality_losses
@@ -98,6 +99,7 @@ class GradientBlend(Method):
     """
 
     Options = GblendOptions
+    search = {"super_epoch": SearchParam("int", 2, 10)}
     request = Request(unimodal_heads=True)
 
     def __init__(self, *args, **kwargs):

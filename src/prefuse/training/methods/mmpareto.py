@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...config import SearchParam
 from ...errors import ConfigError
 from ...models.outputs import Request
 from .. import distributed
@@ -152,6 +153,7 @@ class Mmpareto(Method):
     """
 
     Options = MmparetoOptions
+    search = {"gamma": SearchParam("float", 1.0, 2.0)}
     request = Request(unimodal_heads=True)
 
     def __init__(self, *args, **kwargs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...config import SearchParam
 from ...models.outputs import Request
 from .base import METHODS, EpochMean, Method, unimodal_losses
 
@@ -24,6 +25,7 @@ class Multiloss(Method):
     """
 
     Options = MultilossOptions
+    search = {"weight": SearchParam("log", 0.1, 10.0)}
     request = Request(unimodal_heads=True)
 
     def __init__(self, *args, **kwargs):

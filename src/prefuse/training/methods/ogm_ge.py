@@ -67,6 +67,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...config import SearchParam
 from ...errors import ConfigError
 from ...models.outputs import Request
 from .. import distributed
@@ -183,6 +184,7 @@ class OgmGe(Method):
     """
 
     Options = OgmGeOptions
+    search = {"alpha": SearchParam("float", 0.1, 2.0)}
     request = Request(unimodal_heads=True, detach_unimodal=True)
 
     def __init__(self, *args, **kwargs):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...config import SearchParam
 from .base import METHODS, EpochMean, Method
 
 
@@ -29,6 +30,7 @@ class Umt(Method):
     """
 
     Options = UmtOptions
+    search = {"weight": SearchParam("log", 1.0, 100.0)}
     uses_stage1 = True
 
     def __init__(self, *args, **kwargs):
