@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from prefuse.config import RunConfig, TrainConfig, with_overrides
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.data.synthetic import make_synthetic
+from prefuse.models.network import MultimodalNetwork
 from prefuse.training import runtime
+from prefuse.training.loop import fit
 
 # Small models, single-threaded: the suite runs on 2 cores. On the CPU even where a GPU
 # is present, so that every result is the same on any machine; tests of the GPU path ask
@@ -51,3 +54,18 @@ def mixed_dataset(n: int = 60, seed: int = 0) -> MultimodalDataset:
         splits={"train": split(n), "valid": split(n // 2), "test": split(n // 2)},
         task="multiclass", modalities=["sensor", "meta"], label_names=["a", "b", "c"],
         name="mixed")
+
+
+def fit_fresh(spec, dataset: MultimodalDataset, data, task, checkpoint=None,
+              stop_at: int | None = None, **options):
+    """``(model, fit result)`` of a fresh seeded network of ``spec`` trained on ``data``;
+    interrupted (``KeyboardInterrupt``, as Ctrl-C) after epoch ``stop_at``."""
+    def interrupt(epoch, model, row):
+        if epoch == stop_at:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    model = MultimodalNetwork(spec)
+    model.fit_standardization(dataset["train"])
+    return model, fit(model, data.train, data.valid, task, checkpoint=checkpoint,
+                      on_epoch=interrupt, **options)

@@ -17,11 +17,11 @@ from prefuse.config import load_config, with_overrides
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
 from prefuse.errors import PrefuseError
-from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
 from prefuse.training.checkpoint import RunCheckpoints, StageCheckpoint
-from prefuse.training.loop import fit
 from prefuse.training.recipe import network_spec
+
+from .conftest import fit_fresh
 
 CONFIG = """\
 seeds = [0]
@@ -108,15 +108,7 @@ def test_fit_interrupted_between_epochs_resumes_to_the_same_result(tmp_path):
     options = dict(epochs=3, lr=1e-2, seed=3, batch_size=16, patience=3, modality_dropout=0.3)
 
     def trained(checkpoint=None, stop_at=None):
-        def interrupt(epoch, model, row):
-            if epoch == stop_at:
-                raise KeyboardInterrupt
-        torch.manual_seed(0)
-        model = MultimodalNetwork(spec)
-        model.fit_standardization(dataset["train"])
-        result = fit(model, data.train, data.valid, task, checkpoint=checkpoint,
-                     on_epoch=interrupt, **options)
-        return model, result
+        return fit_fresh(spec, dataset, data, task, checkpoint, stop_at, **options)
 
     model, result = trained()
     stage = StageCheckpoint(tmp_path, "stage")

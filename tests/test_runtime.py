@@ -10,14 +10,12 @@ from prefuse.config import RunConfig, TrainConfig, with_overrides
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
 from prefuse.errors import ConfigError, PrefuseError
-from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
 from prefuse.training import checkpoint, runtime
 from prefuse.training.checkpoint import StageCheckpoint
-from prefuse.training.loop import fit
 from prefuse.training.recipe import network_spec
 
-from .conftest import tiny_config
+from .conftest import fit_fresh, tiny_config
 
 TORCHRUN = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}
 
@@ -126,14 +124,7 @@ def test_a_checkpoint_with_gpu_random_states_resumes_on_the_cpu(tmp_path, monkey
     options = dict(epochs=3, lr=1e-2, seed=0, batch_size=16, patience=3)
 
     def trained(stage=None, stop_at=None):
-        def interrupt(epoch, model, row):
-            if epoch == stop_at:
-                raise KeyboardInterrupt
-        torch.manual_seed(0)
-        model = MultimodalNetwork(spec)
-        model.fit_standardization(dataset["train"])
-        return model, fit(model, data.train, data.valid, task, checkpoint=stage,
-                          on_epoch=interrupt, **options)
+        return fit_fresh(spec, dataset, data, task, stage, stop_at, **options)
 
     _, reference = trained()
     stage = StageCheckpoint(tmp_path, "stage")

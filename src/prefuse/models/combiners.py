@@ -29,6 +29,7 @@ what it adds on average.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -126,7 +127,7 @@ def apply_blend(blend: LinearBlend, preds: np.ndarray) -> np.ndarray:
     return out[:, 0] if np.ndim(preds) == 2 else out
 
 
-class Combiner:
+class Combiner(ABC):
     """Turns the unimodal models' outputs (logits) into the ensemble's logits.
 
     ``present`` (``(N, M)`` booleans, optional everywhere) marks which samples have each
@@ -138,9 +139,10 @@ class Combiner:
         """Learn from validation outputs where the combiner has anything to learn."""
         return self
 
+    @abstractmethod
     def combine(self, outputs: Sequence[np.ndarray],
                 present: np.ndarray | None = None) -> np.ndarray:
-        raise NotImplementedError
+        """The ensemble's logits from each model's ``outputs`` (absent models left out)."""
 
     def weights(self, present: np.ndarray) -> np.ndarray:
         """``(N, M)``: each present model's share of each sample's combined prediction;

@@ -72,7 +72,7 @@ from ...config import SearchParam
 from ...errors import ConfigError
 from ...models.outputs import Request
 from .. import distributed
-from .base import METHODS, EpochMean, Method
+from .base import METHODS, EpochMean, Method, require_positive
 from .gradients import scale_grads_
 from .scores import per_sample_loss
 
@@ -194,8 +194,7 @@ class AgmOptions:
     alpha: float = DEFAULT_ALPHA
 
     def __post_init__(self):
-        if not self.alpha > 0:
-            raise ConfigError("methods.agm.alpha", f"must be positive, got {self.alpha}")
+        require_positive("methods.agm.alpha", self.alpha)
 
 
 @METHODS.register("agm")

@@ -52,6 +52,7 @@ from torch import nn
 
 from ...config import RunConfig, SearchParam, table_to
 from ...data.batching import Batch, TensorSplit
+from ...errors import ConfigError
 from ...models.outputs import PLAIN, NetworkOutput, Request
 from ...registry import Registry
 from ...tasks import Task
@@ -163,6 +164,12 @@ def build_method(name: str, task: Task, config: RunConfig, modalities: list[str]
     cls = METHODS.get(name, "arms")
     options = table_to(cls.Options, config.methods.get(name, {}), f"methods.{name}")
     return cls(task, options, modalities=tuple(modalities), stage1=stage1)
+
+
+def require_positive(field: str, value: float) -> None:
+    """A method option that must be > 0: a ``ConfigError`` naming ``field`` otherwise."""
+    if not value > 0:
+        raise ConfigError(field, f"must be positive, got {value}")
 
 
 def check_options(config: RunConfig) -> None:

@@ -48,10 +48,9 @@ from dataclasses import dataclass
 import torch
 
 from ...config import SearchParam
-from ...errors import ConfigError
 from ...models.outputs import Request
 from .. import distributed
-from .base import METHODS, EpochMean, Method, modality_losses
+from .base import METHODS, EpochMean, Method, modality_losses, require_positive
 from .gradients import flat
 
 DEFAULT_GAMMA = 1.5
@@ -138,8 +137,7 @@ class MmparetoOptions:
     gamma: float = DEFAULT_GAMMA
 
     def __post_init__(self):
-        if not self.gamma > 0:
-            raise ConfigError("methods.mmpareto.gamma", f"must be positive, got {self.gamma}")
+        require_positive("methods.mmpareto.gamma", self.gamma)
 
 
 @METHODS.register("mmpareto")

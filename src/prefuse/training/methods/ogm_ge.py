@@ -71,7 +71,7 @@ from ...config import SearchParam
 from ...errors import ConfigError
 from ...models.outputs import Request
 from .. import distributed
-from .base import METHODS, EpochMean, Method, unimodal_losses
+from .base import METHODS, EpochMean, Method, require_positive, unimodal_losses
 from .gradients import with_grad
 from .scores import confidence, per_sample_loss
 
@@ -164,8 +164,7 @@ class OgmGeOptions:
     noise: bool = True
 
     def __post_init__(self):
-        if not self.alpha > 0:
-            raise ConfigError("methods.ogm-ge.alpha", f"must be positive, got {self.alpha}")
+        require_positive("methods.ogm-ge.alpha", self.alpha)
         if not 1 <= self.first_epoch <= self.last_epoch:
             raise ConfigError("methods.ogm-ge.first_epoch",
                               f"the window needs 1 <= first_epoch <= last_epoch, got "
