@@ -80,7 +80,11 @@ def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
         train = replace(config.train, device=_worker_device(config.train.device, slot))
         runtime.activate(runtime.resolve(train))
         task = task_for(dataset)
-        data = runtime.place_splits(Tensors(dataset, task))
+        data = Tensors(dataset, task)
+        # Workers only train: with no test split, the stages skip their test scores and
+        # robustness table, which the main process computes from the checkpoints anyway.
+        data.test = None
+        data = runtime.place_splits(data)
         checkpoints = RunCheckpoints(config.out)
     except BaseException as e:  # noqa: B036 - whatever stops a worker must reach the parent
         orders.send(_describe(e))

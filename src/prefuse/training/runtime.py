@@ -205,8 +205,9 @@ def place(split: TensorSplit, runtime: Runtime | None = None,
 
 
 def place_splits(data, runtime: Runtime | None = None):
-    """``data`` (an object with ``train``, ``valid`` and ``test`` splits) with each split
-    ``place``d on the runtime's device; returns ``data``."""
+    """``data`` (an object with ``train``, ``valid`` and ``test`` splits; a missing one is
+    None) with each split ``place``d on the runtime's device; returns ``data``."""
     for name in ("train", "valid", "test"):
-        setattr(data, name, place(getattr(data, name), runtime))
+        if getattr(data, name) is not None:
+            setattr(data, name, place(getattr(data, name), runtime))
     return data
