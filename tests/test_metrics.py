@@ -140,3 +140,15 @@ def test_iemocap_task_reads_eight_logits_as_four_pairs():
     np.testing.assert_array_equal(pred, [[1, 0, 1, 0]])
     out = task.metrics(pred, np.array([[1, 0, 1, 1]]))
     assert out["acc_Angry"] == 0.0 and out["acc_Neutral"] == 1.0
+
+
+def test_f1_counts_labels_seen_only_in_predictions_or_only_in_truth():
+    # truth holds 0 and 1; the predictions also hold 2, never true. Per label:
+    # 0: tp 1, true 2, predicted 1 -> 2/3; 1: tp 1, true 2, predicted 2 -> 1/2; 2: tp 0 -> 0.
+    out = metrics.classification_metrics(np.array([0, 1, 1, 2]), np.array([0, 0, 1, 1]))
+    assert out["f1_macro"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    assert out["f1_weighted"] == pytest.approx((2 / 3 * 2 + 1 / 2 * 2) / 4)
+    # A class that is true but never predicted scores 0 and keeps its weight.
+    out = metrics.classification_metrics(np.array([0, 0, 0]), np.array([0, 1, 0]))
+    assert out["f1_weighted"] == pytest.approx((0.8 * 2 + 0 * 1) / 3)
+    assert out["f1_macro"] == pytest.approx(0.4)

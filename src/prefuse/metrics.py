@@ -6,7 +6,6 @@ Every function takes numpy arrays of predictions and truth and returns ``{name: 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 # Metrics where a smaller value is better; every other metric is maximised.
 LOWER_IS_BETTER_PREFIXES = ("mae", "loss")
@@ -41,8 +40,21 @@ def _pearson(p: np.ndarray, t: np.ndarray) -> float:
 
 
 def _f1(truth: np.ndarray, pred: np.ndarray, average: str = "weighted") -> float:
-    # sklearn's argument order is (y_true, y_pred); MulT's code swapped them.
-    return float(f1_score(truth, pred, average=average, zero_division=0))
+    """F1 over every label seen in ``truth`` or ``pred``, averaged with weights equal to
+    each label's true count (``weighted``) or equally (``macro``). A label's F1 is
+    2 tp / (true count + predicted count), 0 where both counts are 0, as scikit-learn's
+    ``f1_score(truth, pred, zero_division=0)`` scores it. Truth comes first: MulT's code
+    swapped the two, which changes the weighted average."""
+    truth, pred = np.asarray(truth).reshape(-1), np.asarray(pred).reshape(-1)
+    labels, codes = np.unique(np.concatenate([truth, pred]), return_inverse=True)
+    t, p = codes[:len(truth)], codes[len(truth):]
+    true_count = np.bincount(t, minlength=len(labels))
+    counts = true_count + np.bincount(p, minlength=len(labels))
+    hits = np.bincount(t[t == p], minlength=len(labels))
+    f1 = np.divide(2.0 * hits, counts, out=np.zeros(len(labels)), where=counts > 0)
+    if average == "weighted":
+        return float(np.average(f1, weights=true_count)) if true_count.any() else 0.0
+    return float(f1.mean())
 
 
 def sentiment_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -34,11 +34,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit, logit, softmax
 
 from ..registry import Registry
 
 PROB_FLOOR = 1e-15  # keeps log/logit of an averaged probability of exactly 0 or 1 finite
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # exp(-log(1 + e^-z)): no overflow warning at either end, unlike 1 / (1 + e^-z).
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def _presence(present: np.ndarray | None, n: int, m: int) -> np.ndarray:
@@ -168,9 +181,9 @@ class MeanSigmoid(Combiner):
     """Mean of ``sigmoid(logit)`` over the models, back as one logit per sample."""
 
     def combine(self, outputs, present=None):
-        p = average_probabilities([expit(np.asarray(z, dtype=np.float64)) for z in outputs],
+        p = average_probabilities([_sigmoid(np.asarray(z, dtype=np.float64)) for z in outputs],
                                   present)
-        return logit(np.clip(p, PROB_FLOOR, 1 - PROB_FLOOR))
+        return _logit(np.clip(p, PROB_FLOOR, 1 - PROB_FLOOR))
 
 
 @COMBINERS.register("multiclass")
@@ -186,7 +199,7 @@ class MeanSoftmax(Combiner):
         zs = [np.asarray(z, dtype=np.float64) for z in outputs]
         n, width = zs[0].shape
         g = self.group or width
-        p = average_probabilities([softmax(z.reshape(n, -1, g), axis=2) for z in zs], present)
+        p = average_probabilities([_softmax(z.reshape(n, -1, g), axis=2) for z in zs], present)
         return np.log(np.clip(p, PROB_FLOOR, 1.0)).reshape(n, width)
 
 
