@@ -19,7 +19,8 @@ from prefuse.data.source import load_data
 from prefuse.errors import PrefuseError
 from prefuse.training.checkpoint import RunCheckpoints
 from prefuse.training.experiment import run_experiment
-from prefuse.training.parallel import Unit, plan
+from prefuse.training.parallel import plan
+from prefuse.training.recipe import Unit
 
 from .conftest import tiny_config
 

@@ -9,7 +9,7 @@ headline model (``model.safetensors`` + ``model.json``) and each arm's best mode
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..config import RunConfig, check_modalities, config_to_toml
@@ -24,7 +24,7 @@ from . import distributed, runtime
 from .checkpoint import RunCheckpoints
 from .checks import check_config
 from .parallel import train_in_workers
-from .recipe import Observer, SeedResult, run_seed
+from .recipe import Observer, SeedResult, Unit, run_seed, run_unit
 from .runfiles import attention_csv, history_csv
 from .summary import best_seed, headline_arm, summarize
 
@@ -92,20 +92,23 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
     task = task_for(dataset)
     data = runtime.place_splits(Tensors(dataset, task))
     by_seed: dict[int, SeedResult] = {}
-
-    def finish(seed: int) -> None:
-        if distributed.is_main():
-            log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
-        by_seed[seed] = run_seed(dataset, config, seed, data, checkpoints, observe)
-
     if config.train.jobs > 1:
-        # The workers leave every stage done in the checkpoints; ``finish`` then only
-        # evaluates, here, while the workers train the other seeds.
-        train_in_workers(config, dataset, config.train.jobs, log, seed_done=finish)
+        def score(unit: Unit) -> None:
+            # The workers left the unit done in the checkpoints: this loads and scores
+            # it, here, while they train the others.
+            result = by_seed.setdefault(unit.seed, SeedResult(unit.seed))
+            run_unit(unit, dataset, data, task, config, result, checkpoints, observe)
+
+        train_in_workers(config, dataset, config.train.jobs, log, unit_done=score)
     for seed in config.seeds:
         if seed not in by_seed:
-            finish(seed)
-    results = [by_seed[seed] for seed in config.seeds]
+            if distributed.is_main():
+                log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
+            by_seed[seed] = run_seed(dataset, config, seed, data, checkpoints, observe)
+    # Scored as they finished: the arms go back into the configured order.
+    results = [replace(by_seed[seed], arms={arm: by_seed[seed].arms[arm]
+                                            for arm in config.arms})
+               for seed in config.seeds]
     if not distributed.is_main():
         return summarize(dataset, task, results)
     summary = write_run(Path(config.out), config, dataset, task, results, data, where)

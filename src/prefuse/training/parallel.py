@@ -5,11 +5,11 @@ that starts from stage-1 encoders waits for its seed's stage 1. N worker process
 (spawned, so they share nothing with the parent) each take units in turn and train them
 through the ordinary recipe, with the run's checkpoints: a unit writes its stages'
 ``.done.pt`` files and nothing else. The
-parent then runs the sequential path, which finds every stage done and only evaluates
-and writes the run directory, once. So the results are those of ``--jobs 1`` (every
-stage is seeded by its seed and name alone, not by what ran before it), a unit killed
-part-way leaves its epoch checkpoint for ``--resume``, and a unit that fails stops the
-run with its error.
+parent loads and scores each unit as soon as it is trained, while the workers go on, and
+writes the run directory once. So the results are those of ``--jobs 1`` (every stage is
+seeded by its seed and name alone, not by what ran before it), a unit killed part-way
+leaves its epoch checkpoint for ``--resume``, and a unit that fails stops the run with
+its error.
 
 Workers on the CPU use the runtime's thread count each (one by default); on GPUs each
 job slot takes the GPUs in turn.
@@ -22,7 +22,7 @@ import os
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 
 import torch
@@ -35,31 +35,19 @@ from ..tasks import task_for
 from . import runtime
 from .arms import arm as arm_named
 from .checkpoint import RunCheckpoints
-from .recipe import pretrain, train_arm
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One seed's stage 1 (``arm`` None) or one seed's arm."""
-
-    seed: int
-    arm: str | None = None
-
-    def __str__(self) -> str:
-        return f"seed {self.seed} {self.arm or 'stage 1'}"
+from .recipe import SeedResult, Unit, run_unit, units
 
 
 def plan(config: RunConfig) -> dict[Unit, Unit | None]:
     """Every unit of ``config``'s run and the unit it waits for (None: none), stage 1
     first so that arms waiting for it can start early."""
-    out: dict[Unit, Unit | None] = {}
-    for seed in config.seeds:
-        if config.train.pretrain_epochs > 0:
-            out[Unit(seed)] = None
-    for seed in config.seeds:
-        for arm in config.arms:
-            waits = arm_named(arm).uses_stage1 and config.train.pretrain_epochs > 0
-            out[Unit(seed, arm)] = Unit(seed) if waits else None
+    every = [unit for seed in config.seeds for unit in units(config, seed)]
+    first = [unit for unit in every if unit.arm is None]
+    out: dict[Unit, Unit | None] = {unit: None for unit in first}
+    for unit in every:
+        if unit.arm is not None:
+            waits = arm_named(unit.arm).uses_stage1 and Unit(unit.seed) in out
+            out[unit] = Unit(unit.seed) if waits else None
     return out
 
 
@@ -89,16 +77,14 @@ def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
     except BaseException as e:  # noqa: B036 - whatever stops a worker must reach the parent
         orders.send(_describe(e))
         return
+    waits_for = plan(config)
     while (unit := orders.recv()) is not None:
         try:
-            needs_stage1 = unit.arm is None or arm_named(unit.arm).uses_stage1
-            unimodal = None
-            if needs_stage1 and config.train.pretrain_epochs > 0:
-                # For an arm, stage 1 is done already: this only loads it.
-                unimodal = pretrain(dataset, data, task, config, unit.seed, checkpoints)
-            if unit.arm is not None:
-                train_arm(unit.arm, dataset, data, task, config, unit.seed, unimodal,
-                          checkpoints)
+            result = SeedResult(unit.seed)
+            if (stage1 := waits_for[unit]) is not None:
+                # Done already: this only loads the encoders the arm starts from.
+                run_unit(stage1, dataset, data, task, config, result, checkpoints)
+            run_unit(unit, dataset, data, task, config, result, checkpoints)
         except BaseException as e:  # noqa: B036
             orders.send(_describe(e))
             return
@@ -120,19 +106,19 @@ def _describe(error: BaseException) -> str:
 
 def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                      log: Callable[[str], None] = print,
-                     seed_done: Callable[[int], None] | None = None) -> None:
+                     unit_done: Callable[[Unit], None] | None = None) -> None:
     """Train every unit of ``config`` in ``jobs`` worker processes, into the checkpoints
-    of ``config.out`` (already started). ``seed_done(seed)`` is called in this process
-    once every unit of that seed is trained, while the workers go on with the others.
-    Raises ``PrefuseError`` with the first failing unit's error, after stopping the other
-    workers."""
+    of ``config.out`` (already started). ``unit_done(unit)`` is called in this process for
+    each unit once it is trained (a seed's stage 1 before its arms), while the workers go
+    on with the others. Raises ``PrefuseError`` with the first failing unit's error,
+    after stopping the other workers."""
     waiting = plan(config)
     total = len(waiting)
-    pending = {seed: {u for u in waiting if u.seed == seed} for seed in config.seeds}
     context = multiprocessing.get_context("spawn")
     workers: list[tuple[multiprocessing.Process, Connection]] = []
     busy: dict[Connection, Unit] = {}
     done: set[Unit] = set()
+    unreported: list[Unit] = []
     log(f"training {total} stages in {min(jobs, total)} worker processes")
     ok = False
     try:
@@ -153,11 +139,8 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                     pass  # the worker has ended: what it said last is read below
                 busy[conn] = unit
                 del waiting[unit]
-            # With every worker busy, this process scores the seeds already trained.
-            for seed in [k for k, units in pending.items() if units <= done]:
-                del pending[seed]
-                if seed_done is not None:
-                    seed_done(seed)
+            # With every worker busy, this process scores the units already trained.
+            _report(unreported, unit_done)
             if not busy:
                 continue
             for conn in wait(list(busy)):
@@ -169,10 +152,9 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                 if message is not None:
                     raise PrefuseError(f"--jobs worker training {unit} failed: {message}")
                 done.add(unit)
+                unreported.append(unit)
                 log(f"  {unit}: trained ({len(done)} of {total})")
-        for seed in pending:
-            if seed_done is not None:
-                seed_done(seed)
+        _report(unreported, unit_done)
         ok = True
     finally:
         for process, conn in workers:
@@ -185,3 +167,12 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                 process.kill()
             process.join()
             conn.close()
+
+
+def _report(units_done: list[Unit], unit_done: Callable[[Unit], None] | None) -> None:
+    """Hand each unit of ``units_done`` to ``unit_done`` in the order they finished, and
+    empty the list."""
+    while units_done:
+        unit = units_done.pop(0)
+        if unit_done is not None:
+            unit_done(unit)

@@ -232,6 +232,37 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
     return result
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One seed's stage 1 (``arm`` None) or one seed's arm: what trains as one piece."""
+
+    seed: int
+    arm: str | None = None
+
+    def __str__(self) -> str:
+        return f"seed {self.seed} {self.arm or 'stage 1'}"
+
+
+def units(config: RunConfig, seed: int) -> list[Unit]:
+    """``seed``'s units in training order: stage 1 (where there is one), then the arms."""
+    first = [Unit(seed)] if config.train.pretrain_epochs > 0 else []
+    return first + [Unit(seed, arm) for arm in config.arms]
+
+
+def run_unit(unit: Unit, dataset: MultimodalDataset, data: Tensors, task: Task,
+             config: RunConfig, result: SeedResult,
+             checkpoints: RunCheckpoints | None = None,
+             observe: Observer | None = None) -> None:
+    """Train ``unit`` (or load it, where ``checkpoints`` hold it done) and score it into
+    ``result``, which must already hold the seed's stage 1 for an arm that uses it."""
+    if unit.arm is None:
+        result.unimodal = pretrain(dataset, data, task, config, unit.seed, checkpoints,
+                                   observe)
+    else:
+        result.arms[unit.arm] = train_arm(unit.arm, dataset, data, task, config, unit.seed,
+                                          result.unimodal, checkpoints, observe)
+
+
 def run_seed(dataset: MultimodalDataset, config: RunConfig, seed: int,
              data: Tensors | None = None,
              checkpoints: RunCheckpoints | None = None,
@@ -242,11 +273,8 @@ def run_seed(dataset: MultimodalDataset, config: RunConfig, seed: int,
     task = task_for(dataset)
     data = data or Tensors(dataset, task)
     result = SeedResult(seed)
-    if config.train.pretrain_epochs > 0:
-        result.unimodal = pretrain(dataset, data, task, config, seed, checkpoints, observe)
-    for arm in config.arms:
-        result.arms[arm] = train_arm(arm, dataset, data, task, config, seed, result.unimodal,
-                                     checkpoints, observe)
+    for unit in units(config, seed):
+        run_unit(unit, dataset, data, task, config, result, checkpoints, observe)
     return result
 
 
