@@ -305,3 +305,18 @@ def test_a_method_arm_searches_its_own_coefficients_and_no_other_methods(tmp_pat
         tuned = check_config(configure(config, arm, params, [0]))  # options checked there
         method, option = key.split(".")[1:]
         assert tuned.methods[method][option] == params[key]
+
+
+def test_importances_need_neither_scikit_learn_nor_scipy(monkeypatch):
+    from prefuse.tuning.results import _importances
+
+    for name in ("sklearn", "scipy"):  # a None entry makes the import fail
+        monkeypatch.setitem(sys.modules, name, None)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    # The value depends on x alone: x takes (nearly) all the importance, y none.
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2 + 0 * t.suggest_float("y", 0, 1),
+                   n_trials=30)
+    importances = _importances(study)
+    assert set(importances) == {"x", "y"}
+    assert importances["x"] > 0.9 > importances["y"]
+    assert sum(importances.values()) == pytest.approx(1.0)
