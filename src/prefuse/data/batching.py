@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,12 +18,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class Batch:
-    """A batch: features, lengths and presence ``(B,)`` per modality, and labels."""
+    """A batch: features, lengths and presence ``(B,)`` per modality, and labels.
+
+    ``complete`` names modalities known, on the host, to be present in every sample, so
+    that a step can take the whole batch without asking the device (empty: not known).
+    """
 
     x: dict[str, torch.Tensor]
     lengths: dict[str, torch.Tensor]
     present: dict[str, torch.Tensor]
     y: torch.Tensor
+    complete: frozenset[str] = field(default_factory=frozenset)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -34,6 +39,7 @@ class Batch:
             lengths={k: v.to(device) for k, v in self.lengths.items()},
             present={k: v.to(device) for k, v in self.present.items()},
             y=self.y.to(device),
+            complete=self.complete,
         )
 
 
@@ -50,6 +56,7 @@ class TensorSplit:
                   for m in modalities}
         self.lengths = {m: torch.from_numpy(split.lengths[m].astype(np.int64)) for m in modalities}
         self.present = {m: torch.from_numpy(split.present[m].astype(bool)) for m in modalities}
+        self.complete = frozenset(m for m in modalities if split.present[m].all())
         self.labelled = split.labelled
         dtype = np.float32 if regression else np.int64
         y = split.labels.astype(dtype) if split.labelled else np.zeros(len(split), dtype)
@@ -80,6 +87,7 @@ class TensorSplit:
             lengths={m: v[index] for m, v in self.lengths.items()},
             present={m: v[index] for m, v in self.present.items()},
             y=self.y[index],
+            complete=self.complete,
         )
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None,
@@ -95,21 +103,28 @@ class TensorSplit:
         order = torch.randperm(n, generator=generator) if generator is not None \
             else torch.arange(n)
         order = order.to(self.device)
+        if drop_modality > 0:
+            # The epoch's masking draws at once, after the order: the numbers that drawing
+            # batch by batch gives, copied to the device once rather than once a step.
+            draws = torch.rand((n, len(self.modalities)), generator=generator).to(self.device)
         for start in range(0, n, batch_size):
             batch = self.batch(order[start:start + batch_size])
             if drop_modality > 0:
-                batch.present = _drop(batch.present, drop_modality, generator)
+                batch.present = _drop(batch.present, draws[start:start + batch_size],
+                                      drop_modality)
+                batch.complete = frozenset()
             yield batch
 
 
-def _drop(present: dict[str, torch.Tensor], p: float,
-          generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+def _drop(present: dict[str, torch.Tensor], draws: torch.Tensor,
+          p: float) -> dict[str, torch.Tensor]:
+    """``present`` with each modality masked where its uniform draw is below ``p``; a
+    sample left with none keeps what it had."""
     names = list(present)
     stacked = torch.stack([present[m] for m in names], dim=1)
-    # Drawn on the CPU (where the generator lives), as the batch order is.
-    keep = (torch.rand(stacked.shape, generator=generator) >= p).to(stacked.device) & stacked
-    empty = ~keep.any(dim=1)
-    keep[empty] = stacked[empty]
+    keep = (draws >= p) & stacked
+    # A select, not a masked write: that would wait for the device to count the rows.
+    keep = torch.where(keep.any(dim=1, keepdim=True), keep, stacked)
     return {m: keep[:, i] for i, m in enumerate(names)}
 
 
