@@ -15,8 +15,10 @@ from collections import Counter
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from prefuse.data.batching import Tensors
+from prefuse.models.encoders import ENCODERS
 from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
 from prefuse.training.evaluation import evaluate
@@ -48,10 +50,9 @@ def reads(monkeypatch) -> Counter:
     return counts
 
 
-def _setup(tmp_path, method_name: str):
+def _setup(tmp_path, method_name: str, encoder: str = "lstm"):
     dataset = mixed_dataset(n=96)
-    # Not the LSTM: packing a sequence needs its lengths on the host (see encoders.py).
-    config = tiny_config(tmp_path, **{"model.encoder": "conv"})
+    config = tiny_config(tmp_path, **{"model.encoder": encoder})
     task = task_for(dataset)
     data = Tensors(dataset, task)
     method = build_method(method_name, task, config, dataset.modalities)
@@ -62,11 +63,14 @@ def _setup(tmp_path, method_name: str):
     return model, data, task, method
 
 
-@pytest.mark.parametrize("method_name", ["none", "multiloss", "dgl"])
-def test_a_fit_reads_device_values_per_epoch_not_per_step(tmp_path, reads, method_name):
+@pytest.mark.parametrize("method_name, encoder", [("none", "lstm"), ("none", "gru"),
+                                                  ("none", "conv"), ("multiloss", "lstm"),
+                                                  ("dgl", "transformer")])
+def test_a_fit_reads_device_values_per_epoch_not_per_step(tmp_path, reads, method_name,
+                                                          encoder):
     counts = []
     for batch_size in (8, 48):  # 12 steps an epoch, then 2
-        model, data, task, method = _setup(tmp_path, method_name)
+        model, data, task, method = _setup(tmp_path, method_name, encoder)
         reads.clear()
         result = fit(model, data.train, data.valid, task, epochs=2, lr=1e-3, seed=0,
                      patience=5, batch_size=batch_size, method=method)
@@ -84,3 +88,31 @@ def test_evaluation_reads_device_values_per_split_not_per_batch(tmp_path, reads)
         evaluate(model, data.valid, task, batch_size=batch_size)
         counts.append(dict(reads))
     assert counts[0] == counts[1] and counts[0]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_encoders_give_the_same_numbers_with_host_lengths(cell):
+    torch.manual_seed(0)
+    encoder = ENCODERS.get(cell, "encoder")(3, 5)
+    x = torch.randn(9, 6, 3)
+    lengths = torch.tensor([6, 0, 3, 3, 1, 6, 2, 0, 5])  # ties and missing samples
+    x[torch.arange(6)[None, :] >= lengths[:, None]] = 0.0
+    # The reference: what torch's own sorting pack gives.
+    packed = pack_padded_sequence(x, lengths.clamp(min=1), batch_first=True,
+                                  enforce_sorted=False)
+    state = encoder.rnn(packed)[1]
+    expected = (state[0] if isinstance(state, tuple) else state)[-1]
+    assert torch.equal(encoder(x, lengths, lengths.clone()), expected)
+    assert torch.equal(encoder(x, lengths), expected)  # lengths fetched from the tensor
+
+
+def test_batches_carry_their_lengths_on_the_host_wherever_the_split_lives(tmp_path):
+    _, data, _, _ = _setup(tmp_path, "none")
+    moved = data.train.to("meta")  # another device, without a GPU
+    here = data.train.batches(16, torch.Generator().manual_seed(3))
+    there = moved.batches(16, torch.Generator().manual_seed(3))
+    for a, b in zip(here, there, strict=True):
+        assert b.lengths["sensor"].device.type == "meta"
+        assert b.host_lengths["sensor"].device.type == "cpu"
+        assert torch.equal(b.host_lengths["sensor"], a.lengths["sensor"])
+        assert torch.equal(a.host_lengths["sensor"], a.lengths["sensor"])

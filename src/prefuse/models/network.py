@@ -131,10 +131,14 @@ class MultimodalNetwork(nn.Module):
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """``H``: the stacked modality features ``(B, M, m)``."""
-        return torch.stack([
-            self.encoders[m](self.standardize[m](batch.x[m], batch.lengths[m]), batch.lengths[m])
-            for m in self.modalities
-        ], dim=1)
+        return torch.stack([self._encode(m, batch) for m in self.modalities], dim=1)
+
+    def _encode(self, modality: str, batch: Batch) -> torch.Tensor:
+        encoder, lengths = self.encoders[modality], batch.lengths[modality]
+        x = self.standardize[modality](batch.x[modality], lengths)
+        if getattr(encoder, "uses_host_lengths", False):
+            return encoder(x, lengths, batch.host_lengths.get(modality))
+        return encoder(x, lengths)
 
     def forward(self, batch: Batch, request: Request = PLAIN) -> NetworkOutput:
         present = torch.stack([batch.present[m] for m in self.modalities], dim=1)

@@ -41,8 +41,9 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
     logits, weights = [], []
     total = torch.zeros((), dtype=torch.float64, device=device)
     for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)), device=data.device)
-        batch = data.batch(index)
+        stop = min(start + batch_size, len(data))
+        index = torch.arange(start, stop, device=data.device)
+        batch = data.batch(index, torch.arange(start, stop))
         if present is not None:
             batch.present = {m: batch.present[m] & present[m][index] for m in batch.present}
             batch.complete = frozenset()
