@@ -155,8 +155,12 @@ class MultimodalNetwork(nn.Module):
             for k, m in enumerate(self.modalities):
                 only = (torch.arange(len(self.modalities), device=h.device) == k).expand_as(present)
                 out.unimodal_logits[m] = _detached(self.head, _detached(self.fusion, h, only)[0])
+        positions = torch.arange(len(self.modalities), device=h.device)
         for keep in request.keep:
-            mask = torch.tensor([m in keep for m in self.modalities], device=h.device)
+            # Made on the device: a mask built on the host is a copy that waits for it.
+            mask = torch.zeros_like(positions, dtype=torch.bool)
+            for k in (k for k, m in enumerate(self.modalities) if m in keep):
+                mask |= positions == k
             out.kept_logits[keep] = self.head(self.fusion(h, present & mask)[0])
         return out
 

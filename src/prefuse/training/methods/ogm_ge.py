@@ -139,6 +139,8 @@ def modulate_(params_by_modality: Sequence[Iterable[torch.nn.Parameter]],
         for params, k in zip(params_by_modality, coeffs.tolist()):
             for p in with_grad(params):
                 g = p.grad
+                # On the host: the noise's scale is a float argument of add_ (a tensor
+                # scale would round differently), so each tensor waits for the device.
                 std = g.std().item() if g.numel() > 1 else 0.0
                 g.mul_(k)
                 if noise:
@@ -208,6 +210,8 @@ class OgmGe(Method):
         present = torch.stack([batch.present[m] for m in self.modalities])
         # exp(-inf) = 0: a sample without the modality adds nothing to its score.
         sums = ogm_scores(losses.masked_fill(~present, float("inf")))
+        # A wait for the device every step: the window, the ratios and their sums over
+        # ranks (sum_all) are host arithmetic, as the method is published.
         return torch.cat([sums.double(), present.sum(dim=1).double()]).tolist()
 
     def loss(self, out, batch):
