@@ -21,6 +21,7 @@ from prefuse.data.batching import Tensors
 from prefuse.models.encoders import ENCODERS
 from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
+from prefuse.training import distributed
 from prefuse.training.evaluation import evaluate
 from prefuse.training.loop import fit
 from prefuse.training.methods import build_method
@@ -116,3 +117,14 @@ def test_batches_carry_their_lengths_on_the_host_wherever_the_split_lives(tmp_pa
         assert b.host_lengths["sensor"].device.type == "cpu"
         assert torch.equal(b.host_lengths["sensor"], a.lengths["sensor"])
         assert torch.equal(a.host_lengths["sensor"], a.lengths["sensor"])
+
+
+def test_a_ranks_share_keeps_what_the_host_knows(tmp_path, monkeypatch):
+    _, data, _, _ = _setup(tmp_path, "none")
+    batch = next(data.train.batches(10, torch.Generator().manual_seed(0)))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    share = distributed.shard(batch)
+    assert len(share) == 5 and share.complete == batch.complete == {"sensor", "meta"}
+    for m in ("sensor", "meta"):
+        assert torch.equal(share.host_lengths[m], batch.lengths[m][1::2])
