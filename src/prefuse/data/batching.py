@@ -134,6 +134,14 @@ class TensorSplit:
             yield batch
 
 
+def to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host tensor ``t`` on ``device``; to a GPU through pinned memory, so the host goes on
+    without waiting for the kernels queued before the copy."""
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def _drop(present: dict[str, torch.Tensor], draws: torch.Tensor,
           p: float) -> dict[str, torch.Tensor]:
     """``present`` with each modality masked where its uniform draw is below ``p``; a

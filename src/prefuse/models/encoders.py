@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import invert_permutation, pack_padded_sequence
 
+from ..data.batching import to_device_async
 from ..registry import Registry
 
 ENCODERS: Registry[type[nn.Module]] = Registry("encoder")
@@ -28,14 +29,6 @@ def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Mean over the valid steps of ``(B, T, D)``; zero for empty sequences."""
     mask = step_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
     return (x * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-
-def to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host tensor ``t`` on ``device``; to a GPU through pinned memory, so the host goes on
-    without waiting for the kernels queued before the copy."""
-    if device.type == "cpu":
-        return t
-    return t.pin_memory().to(device, non_blocking=True)
 
 
 class _Recurrent(nn.Module):
