@@ -166,7 +166,7 @@ def test_non_finite_values_in_a_config_file_name_the_file(tmp_path):
         load_config(path)
 
 
-def test_a_diverging_run_stops_at_the_first_non_finite_loss(tmp_path, capsys):
+def test_a_diverging_run_stops_in_the_epoch_of_its_first_non_finite_loss(tmp_path, capsys):
     rc, _, err = cli(capsys, "run", "--out", tmp_path / "run", *TINY, *SIZES, "--lr", "1e30")
     assert rc == 2
     assert "training diverged: the loss became nan in seed 0 pretrain text, epoch 1;" in err

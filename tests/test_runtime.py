@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import pytest
 import torch
 
@@ -14,6 +17,7 @@ from prefuse.tasks import task_for
 from prefuse.training import checkpoint, runtime
 from prefuse.training.checkpoint import StageCheckpoint
 from prefuse.training.recipe import network_spec
+from prefuse.tuning import workers
 
 from .conftest import fit_fresh, tiny_config
 
@@ -202,3 +206,26 @@ def test_run_options_set_the_runtime_fields():
     assert (train.device, train.jobs, train.threads, train.precision) == ("cpu", 3, 2, "fp32")
     with pytest.raises(ConfigError, match="train.jobs"):
         resolve_config(build_parser().parse_args(["run", "--jobs", "0"]))
+
+
+def test_job_slots_take_the_gpus_in_turn_where_the_device_is_left_open(monkeypatch):
+    gpus(monkeypatch, 2)
+    assert [runtime.slot_device("auto", s) for s in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert runtime.slot_device("cuda", 1) == "cuda:1"
+    assert runtime.slot_device("cuda:1", 0) == "cuda:1"
+    assert runtime.slot_device("cpu", 1) == "cpu"
+    gpus(monkeypatch, 0)
+    assert runtime.slot_device("auto", 1) == "auto"
+
+
+def test_tune_workers_take_their_slots_gpu(monkeypatch, tmp_path):
+    gpus(monkeypatch, 2)
+    seen = []
+    monkeypatch.setattr(workers, "work", lambda config, *args: seen.append(config.train.device))
+    results: queue.Queue = queue.Queue()
+    config = with_overrides(RunConfig(), {"train.device": "auto"})
+    for slot in range(3):
+        workers._worker(slot, config, str(tmp_path), None, "", threading.Barrier(1), results)
+    assert seen == ["cuda:0", "cuda:1", "cuda:0"]
+    assert [results.get_nowait() for _ in range(3)] == [None] * 3
+    assert config.train.device == "auto"  # the caller's config is left alone

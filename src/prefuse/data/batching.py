@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,12 +18,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class Batch:
-    """A batch: features, lengths and presence ``(B,)`` per modality, and labels."""
+    """A batch: features, lengths and presence ``(B,)`` per modality, and labels.
+
+    ``complete`` names modalities known, on the host, to be present in every sample, so
+    that a step can take the whole batch without asking the device (empty: not known);
+    ``host_lengths`` are the lengths on the host where the batch knows them (recurrent
+    encoders pack sequences there), so they need no copy back from the device.
+    """
 
     x: dict[str, torch.Tensor]
     lengths: dict[str, torch.Tensor]
     present: dict[str, torch.Tensor]
     y: torch.Tensor
+    complete: frozenset[str] = field(default_factory=frozenset)
+    host_lengths: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -34,6 +42,8 @@ class Batch:
             lengths={k: v.to(device) for k, v in self.lengths.items()},
             present={k: v.to(device) for k, v in self.present.items()},
             y=self.y.to(device),
+            complete=self.complete,
+            host_lengths=self.host_lengths,
         )
 
 
@@ -49,7 +59,10 @@ class TensorSplit:
         self.x = {m: torch.from_numpy(np.ascontiguousarray(split.features[m], np.float32))
                   for m in modalities}
         self.lengths = {m: torch.from_numpy(split.lengths[m].astype(np.int64)) for m in modalities}
+        # Kept on the host wherever the split goes: see ``Batch.host_lengths``.
+        self.host_lengths = self.lengths
         self.present = {m: torch.from_numpy(split.present[m].astype(bool)) for m in modalities}
+        self.complete = frozenset(m for m in modalities if split.present[m].all())
         self.labelled = split.labelled
         dtype = np.float32 if regression else np.int64
         y = split.labels.astype(dtype) if split.labelled else np.zeros(len(split), dtype)
@@ -74,12 +87,25 @@ class TensorSplit:
         moved.y = self.y.to(device)
         return moved
 
-    def batch(self, index: torch.Tensor) -> Batch:
+    def batch(self, index: torch.Tensor, host_index: torch.Tensor | None = None) -> Batch:
+        """The samples at ``index``; ``host_index``, the same index on the host where
+        ``index`` is not, gives the batch its ``host_lengths`` without a copy from the
+        device."""
+        lengths = {m: v[index] for m, v in self.lengths.items()}
+        if self.device.type == "cpu":
+            host_lengths = lengths
+        else:
+            if host_index is None and index.device.type == "cpu":
+                host_index = index
+            host_lengths = {} if host_index is None else \
+                {m: v[host_index] for m, v in self.host_lengths.items()}
         return Batch(
             x={m: v[index] for m, v in self.x.items()},
-            lengths={m: v[index] for m, v in self.lengths.items()},
+            lengths=lengths,
             present={m: v[index] for m, v in self.present.items()},
             y=self.y[index],
+            complete=self.complete,
+            host_lengths=host_lengths,
         )
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None,
@@ -92,24 +118,39 @@ class TensorSplit:
         n = len(self)
         # Drawn on the CPU wherever the data lives: the same seed gives the same order on
         # every device.
-        order = torch.randperm(n, generator=generator) if generator is not None \
+        host_order = torch.randperm(n, generator=generator) if generator is not None \
             else torch.arange(n)
-        order = order.to(self.device)
+        order = host_order.to(self.device)
+        if drop_modality > 0:
+            # The epoch's masking draws at once, after the order: the numbers that drawing
+            # batch by batch gives, copied to the device once rather than once a step.
+            draws = torch.rand((n, len(self.modalities)), generator=generator).to(self.device)
         for start in range(0, n, batch_size):
-            batch = self.batch(order[start:start + batch_size])
+            part = slice(start, start + batch_size)
+            batch = self.batch(order[part], host_order[part])
             if drop_modality > 0:
-                batch.present = _drop(batch.present, drop_modality, generator)
+                batch.present = _drop(batch.present, draws[part], drop_modality)
+                batch.complete = frozenset()
             yield batch
 
 
-def _drop(present: dict[str, torch.Tensor], p: float,
-          generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+def to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host tensor ``t`` on ``device``; to a GPU through pinned memory, so the host goes on
+    without waiting for the kernels queued before the copy."""
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def _drop(present: dict[str, torch.Tensor], draws: torch.Tensor,
+          p: float) -> dict[str, torch.Tensor]:
+    """``present`` with each modality masked where its uniform draw is below ``p``; a
+    sample left with none keeps what it had."""
     names = list(present)
     stacked = torch.stack([present[m] for m in names], dim=1)
-    # Drawn on the CPU (where the generator lives), as the batch order is.
-    keep = (torch.rand(stacked.shape, generator=generator) >= p).to(stacked.device) & stacked
-    empty = ~keep.any(dim=1)
-    keep[empty] = stacked[empty]
+    keep = (draws >= p) & stacked
+    # A select, not a masked write: that would wait for the device to count the rows.
+    keep = torch.where(keep.any(dim=1, keepdim=True), keep, stacked)
     return {m: keep[:, i] for i, m in enumerate(names)}
 
 

@@ -2,6 +2,8 @@
 
 ``x`` is ``(B, T, D)`` zero-padded on the right (valid steps first) or ``(B, D)``.
 Padding never influences the output: recurrent encoders pack by length, the others mask.
+An encoder with ``uses_host_lengths`` also takes ``host_lengths``, the lengths on the host
+(packing happens there), so that it never waits for the device to send them.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import invert_permutation, pack_padded_sequence
 
+from ..data.batching import to_device_async
 from ..registry import Registry
 
 ENCODERS: Registry[type[nn.Module]] = Registry("encoder")
@@ -30,22 +33,32 @@ def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 class _Recurrent(nn.Module):
     cell: type[nn.RNNBase] = nn.LSTM
+    uses_host_lengths = True
 
     def __init__(self, input_dim: int, width: int, layers: int = 1, dropout: float = 0.0):
         super().__init__()
         self.rnn = self.cell(input_dim, width, num_layers=layers, batch_first=True,
                              dropout=dropout if layers > 1 else 0.0)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor,
+                host_lengths: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() == 2:
             x = x.unsqueeze(1)
-            lengths = torch.ones_like(lengths)
+            host_lengths = torch.ones(len(x), dtype=torch.int64)
+        elif host_lengths is None:
+            # Packing needs the lengths on the host; a batch that lacks them there (built
+            # by hand) waits for the device once to get them.
+            host_lengths = lengths.cpu()
         # Empty (missing) sequences are masked by the fusion; pack needs length >= 1.
-        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        # Sorted on the host as pack_padded_sequence sorts (so the same numbers), but only
+        # the order goes to the device, without a wait.
+        sorted_lengths, order = torch.sort(host_lengths.clamp(min=1), descending=True)
+        order = to_device_async(order, x.device)
+        packed = pack_padded_sequence(x.index_select(0, order), sorted_lengths,
+                                      batch_first=True)
         _, state = self.rnn(packed)
         hidden = state[0] if isinstance(state, tuple) else state
-        return hidden[-1]
+        return hidden[-1].index_select(0, invert_permutation(order))
 
 
 @ENCODERS.register("lstm")

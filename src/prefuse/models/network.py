@@ -131,10 +131,14 @@ class MultimodalNetwork(nn.Module):
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """``H``: the stacked modality features ``(B, M, m)``."""
-        return torch.stack([
-            self.encoders[m](self.standardize[m](batch.x[m], batch.lengths[m]), batch.lengths[m])
-            for m in self.modalities
-        ], dim=1)
+        return torch.stack([self._encode(m, batch) for m in self.modalities], dim=1)
+
+    def _encode(self, modality: str, batch: Batch) -> torch.Tensor:
+        encoder, lengths = self.encoders[modality], batch.lengths[modality]
+        x = self.standardize[modality](batch.x[modality], lengths)
+        if getattr(encoder, "uses_host_lengths", False):
+            return encoder(x, lengths, batch.host_lengths.get(modality))
+        return encoder(x, lengths)
 
     def forward(self, batch: Batch, request: Request = PLAIN) -> NetworkOutput:
         present = torch.stack([batch.present[m] for m in self.modalities], dim=1)
@@ -151,8 +155,12 @@ class MultimodalNetwork(nn.Module):
             for k, m in enumerate(self.modalities):
                 only = (torch.arange(len(self.modalities), device=h.device) == k).expand_as(present)
                 out.unimodal_logits[m] = _detached(self.head, _detached(self.fusion, h, only)[0])
+        positions = torch.arange(len(self.modalities), device=h.device)
         for keep in request.keep:
-            mask = torch.tensor([m in keep for m in self.modalities], device=h.device)
+            # Made on the device: a mask built on the host is a copy that waits for it.
+            mask = torch.zeros_like(positions, dtype=torch.bool)
+            for k in (k for k, m in enumerate(self.modalities) if m in keep):
+                mask |= positions == k
             out.kept_logits[keep] = self.head(self.fusion(h, present & mask)[0])
         return out
 

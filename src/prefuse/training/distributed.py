@@ -80,7 +80,8 @@ def shard(batch: Batch) -> Batch:
     return Batch(x={k: v[part] for k, v in batch.x.items()},
                  lengths={k: v[part] for k, v in batch.lengths.items()},
                  present={k: v[part] for k, v in batch.present.items()},
-                 y=batch.y[part])
+                 y=batch.y[part], complete=batch.complete,
+                 host_lengths={k: v[part] for k, v in batch.host_lengths.items()})
 
 
 def sum_all(values: list[float]) -> list[float]:

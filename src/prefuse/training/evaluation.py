@@ -34,27 +34,33 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    logits, weights, losses = [], [], []
+    if present is not None:
+        present = {m: v.to(data.device) for m, v in present.items()}
+    # Outputs and the loss sum stay on the device until the split is done: no batch waits
+    # for the one before it. The sum is float64, as the Python float it replaces.
+    logits, weights = [], []
+    total = torch.zeros((), dtype=torch.float64, device=device)
     for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)))
-        batch = data.batch(index.to(data.device)).to(device)
+        stop = min(start + batch_size, len(data))
+        index = torch.arange(start, stop, device=data.device)
+        batch = data.batch(index, torch.arange(start, stop))
         if present is not None:
-            batch.present = {m: batch.present[m] & present[m][index].to(device)
-                             for m in batch.present}
+            batch.present = {m: batch.present[m] & present[m][index] for m in batch.present}
+            batch.complete = frozenset()
+        batch = batch.to(device)
         with runtime.autocast():
             out = model(batch)
         out = out.float()
         if data.labelled:
-            losses.append(task.loss(out.logits, batch.y).item() * len(batch))
-        logits.append(out.logits.cpu().numpy())
-        weights.append(out.weights.cpu().numpy())
+            total += task.loss(out.logits, batch.y).double() * len(batch)
+        logits.append(out.logits)
+        weights.append(out.weights)
     model.train(was_training)
-    all_logits = np.concatenate(logits)
-    predictions, scores = task.decode(all_logits)
+    predictions, scores = task.decode(torch.cat(logits).cpu().numpy())
     return Evaluation(
-        loss=float(sum(losses) / len(data)) if data.labelled else None,
+        loss=float(total) / len(data) if data.labelled else None,
         metrics=task.metrics(predictions, data.y.cpu().numpy()) if data.labelled else None,
         predictions=predictions,
         scores=scores,
-        weights=np.concatenate(weights),
+        weights=torch.cat(weights).cpu().numpy(),
     )

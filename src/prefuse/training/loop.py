@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -129,7 +128,11 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
         for p in encoder_params:
             p.requires_grad_(not frozen)
         model.train()
-        total, count = 0.0, 0
+        # Nothing in a step waits for the device: the loss sum, the outputs and the
+        # finiteness check are read back once per epoch. The sum is float64, as the
+        # Python float it replaces (float32 losses widened), so it is the same number.
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        count = 0
         # The epoch's own outputs give the train metric without a second pass.
         seen_logits, seen_y = [], []
         for batch in train.batches(batch_size, generator, modality_dropout):
@@ -137,15 +140,17 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
                 continue
             batch = distributed.shard(batch).to(device)
             loss, out = train_step(net, model, batch, method, optimizer, grad_clip)
-            check_finite(loss, desc, epoch)
-            seen_logits.append(out.logits.detach().cpu().numpy())
-            seen_y.append(batch.y.cpu().numpy())
-            total += loss.item() * len(batch)
+            seen_logits.append(out.logits.detach())
+            seen_y.append(batch.y)
+            total += loss.detach().double() * len(batch)
             count += len(batch)
-        total, count = distributed.sum_all([total, count])
+        total, count = distributed.sum_all([float(total), count])
+        # A non-finite step loss makes the sum non-finite; checked before anything of
+        # this epoch is scored or saved, so the last checkpoint holds finite weights.
+        check_finite(total / count, desc, epoch)
         result = evaluate(model, valid, task)
-        train_predictions, _ = task.decode(np.concatenate(seen_logits))
-        train_metric = task.metrics(train_predictions, np.concatenate(seen_y))[metric]
+        train_predictions, _ = task.decode(torch.cat(seen_logits).cpu().numpy())
+        train_metric = task.metrics(train_predictions, torch.cat(seen_y).cpu().numpy())[metric]
         row = {"epoch": epoch, "train_loss": total / count, "valid_loss": result.loss,
                "train_metric": train_metric, "valid_metric": result.metrics[metric]}
         row.update(method.end_epoch(epoch, model, valid))

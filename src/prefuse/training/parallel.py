@@ -26,8 +26,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 
-import torch
-
 from ..config import RunConfig
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
@@ -52,21 +50,13 @@ def plan(config: RunConfig) -> dict[Unit, Unit | None]:
     return out
 
 
-def _worker_device(train_device: str, slot: int) -> str:
-    """The device of job slot ``slot``: the GPUs in turn where the config leaves the
-    choice open (``auto`` or ``cuda``), else what it names."""
-    if train_device in ("auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{slot % torch.cuda.device_count()}"
-    return train_device
-
-
 def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
            orders: Connection) -> None:
     """A worker process: set up once, then train each unit the parent sends into the
     run's checkpoints and answer None (trained) or the error's text; stop on None."""
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     try:
-        train = replace(config.train, device=_worker_device(config.train.device, slot))
+        train = replace(config.train, device=runtime.slot_device(config.train.device, slot))
         runtime.activate(runtime.resolve(train))
         task = task_for(dataset)
         data = Tensors(dataset, task)

@@ -116,6 +116,15 @@ def device_for(name: str) -> torch.device:
     return _device(name, local_rank=0, world_size=1)
 
 
+def slot_device(name: str, slot: int) -> str:
+    """The device setting for job slot ``slot`` of ``--jobs`` (a run's or a tuning's
+    worker processes): the GPUs in turn where ``name`` leaves the choice open (``auto``
+    or ``cuda``) and CUDA is available, else ``name`` itself."""
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{slot % torch.cuda.device_count()}"
+    return name
+
+
 def resolve(train: TrainConfig, env: Mapping[str, str] | None = None) -> Runtime:
     """The runtime ``train`` asks for in the process torchrun's ``env`` (default
     ``os.environ``) describes. Bad or unavailable devices and precisions raise

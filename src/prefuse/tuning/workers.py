@@ -11,6 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import optuna
 from optuna.trial import TrialState
@@ -66,8 +67,8 @@ def _work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
         time.sleep(POLL_SECONDS)
 
 
-def _worker(config: RunConfig, tune_dir: str, dataset: MultimodalDataset, tensorboard: str,
-            start, results: multiprocessing.Queue) -> None:
+def _worker(slot: int, config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
+            tensorboard: str, start, results: multiprocessing.Queue) -> None:
     # Workers begin together (after their slow imports), so the first one up does not
     # take a head start of trials that the others would have shared.
     try:
@@ -75,6 +76,9 @@ def _worker(config: RunConfig, tune_dir: str, dataset: MultimodalDataset, tensor
     except threading.BrokenBarrierError:
         pass  # a worker that never came up must not hold the others back
     try:
+        # Each slot its own GPU where there are several, as a run's --jobs workers.
+        config = replace(config, train=replace(
+            config.train, device=runtime.slot_device(config.train.device, slot)))
         work(config, tune_dir, dataset, TensorBoardLog(tensorboard) if tensorboard else None)
     except PrefuseError as e:
         results.put(str(e))  # the message, not the exception: not every error pickles
@@ -92,9 +96,9 @@ def work_in_processes(config: RunConfig, tune_dir: str, dataset: MultimodalDatas
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     start = context.Barrier(jobs)
-    processes = [context.Process(target=_worker, args=(config, tune_dir, dataset, tensorboard,
-                                                       start, results))
-                 for _ in range(jobs)]
+    processes = [context.Process(target=_worker, args=(slot, config, tune_dir, dataset,
+                                                       tensorboard, start, results))
+                 for slot in range(jobs)]
     for p in processes:
         p.start()
     error, reported = None, 0

@@ -238,6 +238,8 @@ class Agm(Method):
                               for r in self.responses(out)])
         present = torch.stack([batch.present[m] for m in self.modalities])
         sums = torch.where(present, losses, 0.0).sum(dim=1)
+        # The step's one wait for the device: the ratios, the running averages and their
+        # sums over ranks (sum_all) are host arithmetic, as the method is published.
         return torch.cat([sums.double(), present.sum(dim=1).double()]).tolist()
 
     def loss(self, out, batch):

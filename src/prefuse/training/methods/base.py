@@ -139,11 +139,15 @@ METHODS.register("none")(Method)
 
 def modality_losses(task: Task, out: NetworkOutput, batch: Batch) -> dict[str, torch.Tensor]:
     """The task's loss on each modality's ``unimodal_logits``, over the samples that have
-    that modality (zero for a modality missing from the whole batch)."""
+    that modality (zero for a modality missing from the whole batch).
+
+    Only a batch whose presence the host does not know (``Batch.complete``) waits for the
+    device, to pick the samples: a mean over a subset chosen on the device is not the
+    same number as the task's loss on that subset."""
     losses = {}
     for modality, logits in out.unimodal_logits.items():
         present = batch.present[modality]
-        if present.all():
+        if modality in batch.complete or present.all():
             losses[modality] = task.loss(logits, batch.y)
         elif present.any():
             losses[modality] = task.loss(logits[present], batch.y[present])

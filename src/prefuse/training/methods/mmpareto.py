@@ -189,7 +189,8 @@ class Mmpareto(Method):
             fused = [(torch.zeros_like(p) if p.grad is None else p.grad) - g
                      for p, g in zip(params, uni)]
             f = flat(fused)
-            # The paper's test: cos <= 0 (a zero gradient conflicts with nothing).
+            # The paper's test: cos <= 0 (a zero gradient conflicts with nothing). It and
+            # the min-norm weights branch on host values: waits for the device each step.
             conflict = bool(f.dot(shared) <= 0 and f.any() and shared.any())
             mmpareto_(params, fused, uni, self.options.gamma)
             self.conflict[m].add(torch.tensor(float(conflict)), 1)

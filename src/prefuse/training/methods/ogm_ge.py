@@ -68,6 +68,7 @@ from dataclasses import dataclass
 import torch
 
 from ...config import SearchParam
+from ...data.batching import to_device_async
 from ...errors import ConfigError
 from ...models.outputs import Request
 from .. import distributed
@@ -136,15 +137,20 @@ def modulate_(params_by_modality: Sequence[Iterable[torch.nn.Parameter]],
     if noise and generator is None:
         raise ValueError("OGM-GE noise needs a torch.Generator, so that it is reproducible")
     with torch.no_grad():
-        for params, k in zip(params_by_modality, coeffs.tolist()):
-            for p in with_grad(params):
-                g = p.grad
-                std = g.std().item() if g.numel() > 1 else 0.0
+        grads = [[p.grad for p in with_grad(params)] for params in params_by_modality]
+        every = [g for gs in grads for g in gs]
+        # The noise's scale is a float argument of add_ (a tensor scale would round
+        # differently), so the stds come to the host: all in one wait for the device.
+        stds = iter(torch.stack([g.std() if g.numel() > 1 else g.new_zeros(())
+                                 for g in every]).tolist() if every else [])
+        for gs, k in zip(grads, coeffs.tolist()):
+            for g in gs:
+                std = next(stds)
                 g.mul_(k)
                 if noise:
                     eps = torch.randn(g.shape, generator=generator, dtype=g.dtype,
                                       device=generator.device)
-                    g.add_(eps.to(g.device), alpha=std + NOISE_FLOOR)
+                    g.add_(to_device_async(eps, g.device), alpha=std + NOISE_FLOOR)
 
 
 @dataclass
@@ -208,6 +214,8 @@ class OgmGe(Method):
         present = torch.stack([batch.present[m] for m in self.modalities])
         # exp(-inf) = 0: a sample without the modality adds nothing to its score.
         sums = ogm_scores(losses.masked_fill(~present, float("inf")))
+        # A wait for the device every step: the window, the ratios and their sums over
+        # ranks (sum_all) are host arithmetic, as the method is published.
         return torch.cat([sums.double(), present.sum(dim=1).double()]).tolist()
 
     def loss(self, out, batch):
