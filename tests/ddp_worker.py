@@ -6,7 +6,9 @@ exclusive creation so that a second writer would fail. The second argument names
 training method: ``plain``; ``scaled`` (``ReducedScale``, a method that changes gradients
 after backward); ``gblend``, G-Blending re-estimating its loss weights after every epoch
 (from training losses summed across ranks and validation losses each rank computes
-alike); or any other registered method, with its defaults.
+alike); or any other registered method, with its defaults. ``shards`` followed by
+method names trains each of them in turn on tiny shards, with and without modalities
+missing (``train_shards``).
 """
 
 from __future__ import annotations
@@ -67,7 +69,43 @@ def train(seed_init: int, method: str = "plain") -> tuple[MultimodalNetwork, obj
     return model, result
 
 
-def main(out: Path, method: str) -> None:
+# Tiny shards (one sample a rank); with modality dropout they often lack a modality.
+SHARDS = {"train": 12, "batch_size": 2, "modality_dropout": 0.8, "epochs": 2}
+CASES = ("lacking", "complete")
+
+
+def train_shards(method: str, case: str, seed_init: int) -> MultimodalNetwork:
+    """``method`` (any registered one; ``umt`` is taught by untrained stage-1 networks)
+    trained on ``SHARDS``: ``lacking``, with modality dropout and the encoders frozen for
+    the first epoch; ``complete``, with every modality and nothing frozen (where DDP
+    expects a gradient for every parameter at every step)."""
+    runtime.activate(runtime.resolve(TrainConfig(device="cpu", threads=1)))
+    dataset = make_synthetic(seed=0, train=SHARDS["train"], valid=16, test=16)
+    task = task_for(dataset)
+    data = Tensors(dataset, task)
+    config = RunConfig()
+    config.model.width, config.model.head_hidden = 8, 16
+    spec = network_spec(dataset, config, task, "attention")
+    stage1 = {m: MultimodalNetwork(spec.only(m)) for m in dataset.modalities}
+    step = build_method(method, task, config, dataset.modalities, stage1)
+    torch.manual_seed(seed_init)
+    model = MultimodalNetwork(network_spec(dataset, config, task, "attention",
+                                           step.request.unimodal_heads))
+    model.fit_standardization(dataset["train"])
+    lacking = case == "lacking"
+    fit(model, data.train, data.valid, task, epochs=SHARDS["epochs"], lr=1e-2, seed=0,
+        batch_size=SHARDS["batch_size"], freeze_epochs=int(lacking),
+        modality_dropout=SHARDS["modality_dropout"] if lacking else 0.0, method=step)
+    return model
+
+
+def main(out: Path, method: str, *more: str) -> None:
+    if method == "shards":
+        for name in more:
+            for case in CASES:
+                model = train_shards(name, case, seed_init=distributed.rank())
+                torch.save(model.state_dict(), out / f"{case}-{name}-{distributed.rank()}.pt")
+        return
     model, result = train(seed_init=distributed.rank(), method=method)
     torch.save(model.state_dict(), out / f"weights-{distributed.rank()}.pt")
     if distributed.is_main():
@@ -77,4 +115,4 @@ def main(out: Path, method: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "plain")
+    main(Path(sys.argv[1]), *(sys.argv[2:] or ["plain"]))
