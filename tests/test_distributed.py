@@ -111,6 +111,17 @@ def test_two_processes_train_every_method_on_any_shards(shards_run, method, case
         assert torch.equal(value, ranks[1][key]), key
 
 
+def test_a_head_no_rank_used_keeps_no_gradient_as_in_one_process(shards_run):
+    # The auxiliary head of a modality absent from one rank's shard takes the other
+    # rank's gradient; one whose modality no sample of the batch has gets none on either
+    # rank, so Adam leaves it alone, as one process would.
+    out, done = shards_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    for r in (0, 1):
+        counts = json.loads((out / f"heads-{r}.json").read_text())
+        assert set(counts) == {"here, gradient", "elsewhere, gradient", "nowhere, none"}
+
+
 def test_torchrun_prefuse_run_writes_once(tmp_path):
     out = tmp_path / "run"
     done = torchrun(["-m", "prefuse", "run", "--arms", "scratch+concat", "--seeds", "0",
