@@ -42,7 +42,7 @@ from prefuse.training.cost import (
     peak_rss_mb,
     synchronize,
 )
-from prefuse.training.loop import train_step
+from prefuse.training.loop import Objective, train_step
 from prefuse.training.methods import build_method
 from prefuse.training.recipe import network_spec
 
@@ -91,6 +91,7 @@ def measure(name: str, epochs: int) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=options["lr"])
     generator = torch.Generator().manual_seed(0)
     method.start(model, 0)
+    objective = Objective(model, method)
     data_seconds = compute_seconds = 0.0
     model.train()
     for _ in range(epochs):
@@ -106,7 +107,7 @@ def measure(name: str, epochs: int) -> dict:
             if batch is None:
                 break
             start = time.perf_counter()
-            train_step(model, model, batch, method, optimizer, options["grad_clip"])
+            train_step(objective, batch, optimizer, options["grad_clip"])
             synchronize(device)
             compute_seconds += time.perf_counter() - start
     return {

@@ -6,13 +6,16 @@ exclusive creation so that a second writer would fail. The second argument names
 training method: ``plain``; ``scaled`` (``ReducedScale``, a method that changes gradients
 after backward); ``gblend``, G-Blending re-estimating its loss weights after every epoch
 (from training losses summed across ranks and validation losses each rank computes
-alike); or any other registered method, with its defaults.
+alike); or any other registered method, with its defaults. ``shards`` followed by
+method names trains each of them in turn on tiny shards, with and without modalities
+missing (``train_shards``), then ``HeadProbe`` on the shards that lack modalities.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -24,8 +27,9 @@ from prefuse.models.network import MultimodalNetwork
 from prefuse.tasks import task_for
 from prefuse.training import distributed, runtime
 from prefuse.training.loop import fit
-from prefuse.training.methods import build_method
+from prefuse.training.methods import Method, build_method
 from prefuse.training.methods.dgl import Dgl
+from prefuse.training.methods.multiloss import Multiloss
 from prefuse.training.recipe import network_spec
 
 
@@ -67,7 +71,69 @@ def train(seed_init: int, method: str = "plain") -> tuple[MultimodalNetwork, obj
     return model, result
 
 
-def main(out: Path, method: str) -> None:
+# Tiny shards (one sample a rank); with modality dropout they often lack a modality.
+SHARDS = {"train": 12, "batch_size": 2, "modality_dropout": 0.8, "epochs": 2}
+CASES = ("lacking", "complete")
+
+
+class HeadProbe(Multiloss):
+    """Multi-loss that records, after every backward, whether each auxiliary head holds a
+    gradient, by where its modality was: ``here`` (in this rank's shard), ``elsewhere``
+    (only in another rank's) or ``nowhere`` (no sample of the batch has it)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.counts: Counter[str] = Counter()
+
+    def loss(self, out, batch):
+        self.here = [bool(batch.present[m].any()) for m in self.modalities]
+        return super().loss(out, batch)
+
+    def after_backward(self, model):
+        anywhere = distributed.sum_all([float(h) for h in self.here])
+        for m, here, ranks in zip(self.modalities, self.here, anywhere):
+            where = "here" if here else "elsewhere" if ranks else "nowhere"
+            grad = model.unimodal_heads[m][0].weight.grad is not None
+            self.counts[f"{where}, {'gradient' if grad else 'none'}"] += 1
+
+
+def train_shards(method: str | Method, case: str, seed_init: int) -> MultimodalNetwork:
+    """``method`` (a registered name, ``umt`` taught by untrained stage-1 networks; or a
+    method object) trained on ``SHARDS``: ``lacking``, with modality dropout and the
+    encoders frozen for the first epoch; ``complete``, with every modality and nothing
+    frozen (where DDP expects a gradient for every parameter at every step)."""
+    runtime.activate(runtime.resolve(TrainConfig(device="cpu", threads=1)))
+    dataset = make_synthetic(seed=0, train=SHARDS["train"], valid=16, test=16)
+    task = task_for(dataset)
+    data = Tensors(dataset, task)
+    config = RunConfig()
+    config.model.width, config.model.head_hidden = 8, 16
+    spec = network_spec(dataset, config, task, "attention")
+    stage1 = {m: MultimodalNetwork(spec.only(m)) for m in dataset.modalities}
+    step = build_method(method, task, config, dataset.modalities, stage1) \
+        if isinstance(method, str) else method
+    torch.manual_seed(seed_init)
+    model = MultimodalNetwork(network_spec(dataset, config, task, "attention",
+                                           step.request.unimodal_heads))
+    model.fit_standardization(dataset["train"])
+    lacking = case == "lacking"
+    fit(model, data.train, data.valid, task, epochs=SHARDS["epochs"], lr=1e-2, seed=0,
+        batch_size=SHARDS["batch_size"], freeze_epochs=int(lacking),
+        modality_dropout=SHARDS["modality_dropout"] if lacking else 0.0, method=step)
+    return model
+
+
+def main(out: Path, method: str, *more: str) -> None:
+    if method == "shards":
+        for name in more:
+            for case in CASES:
+                model = train_shards(name, case, seed_init=distributed.rank())
+                torch.save(model.state_dict(), out / f"{case}-{name}-{distributed.rank()}.pt")
+        dataset = make_synthetic(seed=0, train=SHARDS["train"], valid=16, test=16)
+        probe = HeadProbe(task_for(dataset), modalities=tuple(dataset.modalities))
+        train_shards(probe, "lacking", seed_init=distributed.rank())
+        (out / f"heads-{distributed.rank()}.json").write_text(json.dumps(probe.counts))
+        return
     model, result = train(seed_init=distributed.rank(), method=method)
     torch.save(model.state_dict(), out / f"weights-{distributed.rank()}.pt")
     if distributed.is_main():
@@ -77,4 +143,4 @@ def main(out: Path, method: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "plain")
+    main(Path(sys.argv[1]), *(sys.argv[2:] or ["plain"]))

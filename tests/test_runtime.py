@@ -107,6 +107,10 @@ def test_bf16_needs_a_gpu(monkeypatch):
     gpus(monkeypatch, 1)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert resolve(precision="bf16").autocast
+    # A GPU being present does not make bf16 on the CPU acceptable, under torchrun too.
+    for env in ({}, TORCHRUN):
+        with pytest.raises(ConfigError, match="train.precision.*GPU"):
+            resolve("cpu", env=env, precision="bf16")
 
 
 def test_using_restores_the_runtime_and_threads():

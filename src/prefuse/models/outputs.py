@@ -6,6 +6,7 @@ DistributedDataParallel every gradient (auxiliary heads included) is averaged ac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -52,8 +53,16 @@ class NetworkOutput:
     def float(self) -> NetworkOutput:
         """The same outputs in fp32 (a forward under bf16 autocast gives bf16 logits;
         losses and scores are computed in fp32)."""
+        return self.map(torch.Tensor.float)
+
+    def detach(self) -> NetworkOutput:
+        """The same outputs cut from the autograd graph."""
+        return self.map(torch.Tensor.detach)
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> NetworkOutput:
+        """The outputs with ``fn`` applied to every tensor."""
         return NetworkOutput(
-            logits=self.logits.float(), weights=self.weights.float(),
-            features=None if self.features is None else self.features.float(),
-            unimodal_logits={m: v.float() for m, v in self.unimodal_logits.items()},
-            kept_logits={k: v.float() for k, v in self.kept_logits.items()})
+            logits=fn(self.logits), weights=fn(self.weights),
+            features=None if self.features is None else fn(self.features),
+            unimodal_logits={m: fn(v) for m, v in self.unimodal_logits.items()},
+            kept_logits={k: fn(v) for k, v in self.kept_logits.items()})

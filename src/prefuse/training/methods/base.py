@@ -4,6 +4,7 @@ The step (``prefuse.training.loop.train_step``) runs, in order::
 
     out  = network(batch, method.request)      # named outputs, extras as requested
     loss = method.loss(out, batch)             # fused loss plus whatever the method adds
+                                               # (these two: loop.Objective's forward)
     loss.backward()
     method.after_backward(model)               # per-encoder gradient changes
     clip gradients; optimizer step
@@ -35,7 +36,9 @@ It is then an arm (``pretrained+attention+half``) and part of ``--arms balance``
 options are the ``[methods.half]`` table of the run config.
 
 Rules a method keeps: everything it reads from the network comes out of the one forward
-(declare it in ``request``), so DistributedDataParallel averages every gradient; anything
+(declare it in ``request``), so DistributedDataParallel averages every gradient (a loss
+may leave parameters out on some steps, such as the head of a modality the batch lacks:
+DDP looks for them from the loss, see ``loop.Objective``); anything
 it computes from the batch to change gradients (scores, ratios) is reduced across ranks
 with ``prefuse.training.distributed.sum_all`` so every rank changes its gradients alike;
 state that matters for resuming goes through ``state_dict``/``load_state_dict`` as tensors
