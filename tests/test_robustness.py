@@ -173,6 +173,22 @@ def test_a_diverging_run_stops_in_the_epoch_of_its_first_non_finite_loss(tmp_pat
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("method, values", [("ogm-ge", "OGM-GE scores [nan"),
+                                             ("agm", "AGM scores [nan")])
+def test_a_method_that_meets_the_divergence_first_stops_the_run_alike(
+        tmp_path, capsys, method, values):
+    # These methods score the modalities from the losses inside the step, before the
+    # epoch's loss is checked: they must stop the run with the same error, not a ValueError.
+    # One step per epoch: the first step's loss is finite, the step after it is not.
+    rc, _, err = cli(capsys, "run", "--out", tmp_path / "run", "--seeds", "0", "--arms",
+                     f"scratch+concat+{method}", "--epochs", "2", "--pretrain-epochs", "0",
+                     "--width", "8", *SIZES, "--lr", "1e30")
+    assert rc == 2 and "Traceback" not in err
+    assert "training diverged: a training method's values became non-finite (" in err
+    assert values in err and f"in seed 0 scratch+concat+{method}, epoch 2;" in err
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
 def test_divergence_in_a_later_arm_keeps_the_earlier_arms(tmp_path, monkeypatch, capsys):
     def poisoned(loss, where, epoch):  # the second arm's loss turns NaN at its epoch 1
         check_finite(torch.tensor(float("nan")) if "attention" in where else loss, where,

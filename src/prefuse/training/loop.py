@@ -25,7 +25,7 @@ from ..tasks import Task
 from . import distributed, runtime
 from .checkpoint import StageCheckpoint, restore_training, training_state
 from .evaluation import evaluate
-from .guards import check_finite
+from .guards import check_finite, stops_on_divergence
 from .methods import Method
 
 
@@ -173,15 +173,16 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
         count = 0
         # The epoch's own outputs give the train metric without a second pass.
         seen_logits, seen_y = [], []
-        for batch in train.batches(batch_size, generator, modality_dropout):
-            if len(batch) < distributed.world_size():  # some rank would get no sample
-                continue
-            batch = distributed.shard(batch).to(device)
-            loss, out = train_step(objective, batch, optimizer, grad_clip, net)
-            seen_logits.append(out.logits)
-            seen_y.append(batch.y)
-            total += loss.detach().double() * len(batch)
-            count += len(batch)
+        with stops_on_divergence(desc, epoch):
+            for batch in train.batches(batch_size, generator, modality_dropout):
+                if len(batch) < distributed.world_size():  # some rank would get no sample
+                    continue
+                batch = distributed.shard(batch).to(device)
+                loss, out = train_step(objective, batch, optimizer, grad_clip, net)
+                seen_logits.append(out.logits)
+                seen_y.append(batch.y)
+                total += loss.detach().double() * len(batch)
+                count += len(batch)
         total, count = distributed.sum_all([float(total), count])
         # A non-finite step loss makes the sum non-finite; checked before anything of
         # this epoch is scored or saved, so the last checkpoint holds finite weights.
@@ -191,7 +192,8 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
         train_metric = task.metrics(train_predictions, torch.cat(seen_y).cpu().numpy())[metric]
         row = {"epoch": epoch, "train_loss": total / count, "valid_loss": result.loss,
                "train_metric": train_metric, "valid_metric": result.metrics[metric]}
-        row.update(method.end_epoch(epoch, model, valid))
+        with stops_on_divergence(desc, epoch):
+            row.update(method.end_epoch(epoch, model, valid))
         if on_epoch is not None:
             row.update(on_epoch(epoch, model, row) or {})
         history.append(row)

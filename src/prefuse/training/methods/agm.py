@@ -72,6 +72,7 @@ from ...config import SearchParam
 from ...errors import ConfigError
 from ...models.outputs import Request
 from .. import distributed
+from ..guards import NonFinite
 from .base import METHODS, EpochMean, Method, require_positive
 from .gradients import scale_grads_
 from .scores import per_sample_loss
@@ -168,8 +169,10 @@ class RunningScores:
     def update(self, scores: torch.Tensor) -> None:
         """Add one step's ``(M,)`` scores to the running averages."""
         s = scores.detach().double().cpu()
-        if s.shape != self.mean.shape or not torch.isfinite(s).all():
-            raise ValueError(f"expected {len(self.mean)} finite scores, got {s.tolist()}")
+        if s.shape != self.mean.shape:
+            raise ValueError(f"expected {len(self.mean)} scores, got {s.tolist()}")
+        if not torch.isfinite(s).all():
+            raise NonFinite(f"AGM scores {s.tolist()}")
         self.count += 1
         self.mean += (s - self.mean) / self.count
 

@@ -48,6 +48,7 @@ from torch import nn
 from ...config import SearchParam
 from ...data.batching import TensorSplit
 from ...models.outputs import Request
+from ..guards import NonFinite
 from .base import METHODS, EpochMean, Method, modality_losses
 
 EPS = 1e-12
@@ -67,7 +68,7 @@ def blend_weights(train_before: Sequence[float], train_after: Sequence[float],
         raise ValueError(f"need one loss per branch in each argument, got lengths "
                          f"{[len(x) for x in lists]}")
     if not all(math.isfinite(v) for x in lists for v in x):
-        raise ValueError("losses must be finite")
+        raise NonFinite(f"G-Blending losses {lists}")
     tb, ta, vb, va = lists
     raw = []
     for i in range(k):

@@ -72,6 +72,7 @@ from ...data.batching import to_device_async
 from ...errors import ConfigError
 from ...models.outputs import Request
 from .. import distributed
+from ..guards import NonFinite
 from .base import METHODS, EpochMean, Method, require_positive, unimodal_losses
 from .gradients import with_grad
 from .scores import confidence, per_sample_loss
@@ -97,8 +98,10 @@ def discrepancy_ratios(scores: torch.Tensor) -> torch.Tensor:
     if scores.dim() != 1 or len(scores) < 2:
         raise ValueError(f"OGM-GE needs the scores of at least two modalities, got shape "
                          f"{tuple(scores.shape)}")
-    if not torch.isfinite(scores).all() or (scores < 0).any():
-        raise ValueError(f"scores must be finite and non-negative, got {scores.tolist()}")
+    if not torch.isfinite(scores).all():
+        raise NonFinite(f"OGM-GE scores {scores.tolist()}")
+    if (scores < 0).any():
+        raise ValueError(f"scores must be non-negative, got {scores.tolist()}")
     s = scores.detach().double()
     others = s.unsqueeze(0).expand(len(s), -1).clone()
     others.fill_diagonal_(float("inf"))
