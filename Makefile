@@ -4,14 +4,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where pip takes torch from (empty: the configured indexes). On a machine without a GPU
+# whose pip reaches PyPI, TORCH_INDEX=https://download.pytorch.org/whl/cpu gets the small
+# CPU build instead of PyPI's CUDA build of several GB.
+TORCH_INDEX ?=
 
 .PHONY: run test browser lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# The exact CPU wheel first: a looser torch pin would pull a multi-GB CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
+	# The exact torch first: a looser pin lets pip pick a newer, multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
