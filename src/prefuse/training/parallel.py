@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -80,11 +79,6 @@ def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
             orders.send(_describe(e))
             return
         orders.send(None)
-    # Everything a unit leaves is already in its checkpoint files: skip the interpreter's
-    # slow teardown (about a second with torch loaded), which the parent would wait for.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 def _exit_with_parent() -> None:
@@ -159,9 +153,11 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                     conn.send(None)
                 except OSError:
                     pass  # already gone, with nothing left to do
+                # Not joined: a worker's exit (about a second with torch loaded) need
+                # not hold up the run directory; multiprocessing joins it at exit.
             else:
                 process.kill()
-            process.join()
+                process.join()
             conn.close()
 
 
