@@ -320,3 +320,27 @@ def test_importances_need_neither_scikit_learn_nor_scipy(monkeypatch):
     assert set(importances) == {"x", "y"}
     assert importances["x"] > 0.9 > importances["y"]
     assert sum(importances.values()) == pytest.approx(1.0)
+
+
+def test_skipping_the_usage_probe_changes_no_number_of_the_training(tmp_path):
+    # Trials skip the probe (a validation pass per modality and epoch) unless TensorBoard
+    # shows it.
+    from prefuse.data.batching import Tensors
+    from prefuse.data.source import load_data
+    from prefuse.tasks import task_for
+    from prefuse.tuning.objective import train_on_valid, without_test
+
+    config = tiny_config(tmp_path)
+    dataset = without_test(load_data(config))
+    data = Tensors(dataset, task_for(dataset))
+    rows = {True: [], False: []}
+    results = {usage: train_on_valid("pretrained+attention", dataset, data, config, 0,
+                                     lambda event, usage=usage: rows[usage].append(event.row),
+                                     usage=usage)
+               for usage in (True, False)}
+    assert all("usage_text" in row for row in results[True].fit.history)
+    assert not any(key.startswith("usage_") for row in rows[False] for key in row)
+    without_usage = [{k: v for k, v in row.items() if not k.startswith("usage_")}
+                     for row in results[True].fit.history]
+    assert without_usage == results[False].fit.history
+    assert results[True].valid.metrics == results[False].valid.metrics

@@ -137,7 +137,7 @@ def _observed(hook, observe: Observer | None, seed: int, stage: str, name: str,
 def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed: int,
            epochs: int, desc: str, stage: StageCheckpoint | None = None,
            observe: Observer | None = None, label: tuple[str, str] = ("", ""),
-           **overrides) -> StageResult:
+           usage: bool = True, **overrides) -> StageResult:
     model.to(runtime.current().device)
     if stage is not None and (done := stage.load_done()) is not None:
         # Finished before an interruption: its weights and fit are kept; the evaluations
@@ -151,7 +151,7 @@ def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed:
                        modality_dropout=t.modality_dropout)
         options.update(overrides)
         probe = usage_probe(data, task, list(data.train.modalities)) \
-            if len(model.spec.modalities) > 1 else None
+            if usage and len(model.spec.modalities) > 1 else None
         options["on_epoch"] = _observed(probe, observe, seed, *label, data.valid, task)
         result = fit(model, data.train, data.valid, task, epochs=epochs, seed=seed,
                      desc=desc, checkpoint=stage, **options)
@@ -196,12 +196,14 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
               config: RunConfig, seed: int,
               unimodal: dict[str, StageResult] | None = None,
               checkpoints: RunCheckpoints | None = None,
-              observe: Observer | None = None) -> StageResult:
+              observe: Observer | None = None, usage: bool = True) -> StageResult:
     """Stage 2 for one arm: build its network, start from stage-1 encoders if its init
     says so, train it with its method within what is left of the budget (resumed from
     ``checkpoints`` where given; ``observe`` sees every epoch; an arm without joint
     training only calibrates on the validation split), then score it on the test split
-    (where the data has one) with each modality removed."""
+    (where the data has one) with each modality removed. ``usage=False`` skips the
+    per-epoch modality-usage probe (one validation pass per modality), and with it the
+    ``usage_<m>`` history columns."""
     spec = arm_named(arm)
     if spec.uses_stage1 and not unimodal:
         raise ValueError(f"arm {arm} needs stage-1 networks")
@@ -224,7 +226,7 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
     if spec.joint:
         stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
         result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
-                        observe, ("joint", arm), **extra)
+                        observe, ("joint", arm), usage, **extra)
     else:
         result = _assemble(model, data, task)
     if len(dataset.modalities) > 1 and data.test is not None:

@@ -40,13 +40,16 @@ def without_test(dataset: MultimodalDataset) -> MultimodalDataset:
 
 
 def train_on_valid(arm: str, dataset: MultimodalDataset, data: Tensors, config: RunConfig,
-                   seed: int, observe: Observer | None = None) -> StageResult:
+                   seed: int, observe: Observer | None = None,
+                   usage: bool = True) -> StageResult:
     """``arm`` trained for ``seed`` as ``prefuse run`` trains it (stage 1 first where the
-    arm has one), on a dataset without test split."""
+    arm has one), on a dataset without test split; ``usage=False`` skips the per-epoch
+    modality-usage probe."""
     task = task_for(dataset)
     unimodal = pretrain(dataset, data, task, config, seed, observe=observe) \
         if arm_named(arm).uses_stage1 else None
-    return train_arm(arm, dataset, data, task, config, seed, unimodal, observe=observe)
+    return train_arm(arm, dataset, data, task, config, seed, unimodal, observe=observe,
+                     usage=usage)
 
 
 class Pruning:
@@ -107,7 +110,10 @@ class Objective:
             if self.tensorboard else None
         for k, seed in enumerate(seeds):
             observe = _both(extra, Pruning(trial, metric, k * config.train.epochs + stage1))
-            result = train_on_valid(self.arm, self.dataset, self.data, config, seed, observe)
+            # The usage probe costs a validation pass per modality and epoch; in a trial
+            # only TensorBoard shows it.
+            result = train_on_valid(self.arm, self.dataset, self.data, config, seed, observe,
+                                    usage=self.tensorboard is not None)
             values.append(result.valid.metrics[metric])
         trial.set_user_attr("seed_values", values)
         value = sum(values) / len(values)
