@@ -3,8 +3,12 @@
 #
 #     bash bench/device_check.sh            # from the repository root
 #     PYTHON=.venv/bin/python SKIP="suite" bash bench/device_check.sh
+#     WHEELS=.device-wheels bash bench/device_check.sh   # offline: install prefuse first
 #
+# With WHEELS (a folder that bench/device_wheels.sh filled), prefuse is first installed
+# into $PYTHON's environment from that folder alone, over the torch it already has.
 # Steps (each prints PASS or FAIL and its seconds; logs go to $LOGS, default a temp dir):
+#   install   (with WHEELS only) pip install --no-index from WHEELS
 #   suite     the test suite, with CUDA present
 #   run       a short `prefuse run --device cuda` (its metrics.json must say cuda)
 #   bf16      the same run with --precision bf16
@@ -63,6 +67,10 @@ predict_on_cpu() {
 
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.device_count(), 'GPU(s)')"
 echo "logs: $LOGS"
+if [[ -n "${WHEELS:-}" ]]; then
+    step install "$PYTHON" -m pip install --no-index --find-links "$WHEELS" \
+        --no-build-isolation -e .
+fi
 step suite    "$PYTHON" -m pytest -q -x
 step run      run_on_gpu
 step bf16     run_bf16
