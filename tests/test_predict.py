@@ -123,8 +123,9 @@ def test_file_lacking_a_modality_matches_masking_it_by_hand(run, tmp_path, chang
     got = predict(loaded, path, split="test")["test"]
     assert got.masked == masked
     test = TensorSplit(full["test"], MODALITIES, regression=False)
-    by_hand = evaluate(model, test, task, present={m: torch.full((len(test),), m != "vision")
-                                                   for m in MODALITIES})
+    test.present["vision"] = torch.zeros(len(test), dtype=torch.bool)
+    test.complete = test.complete - {"vision"}
+    by_hand = evaluate(model, test, task)
     np.testing.assert_allclose(got.evaluation.scores, by_hand.scores, atol=1e-6)
     np.testing.assert_array_equal(got.evaluation.predictions, by_hand.predictions)
     weights = got.evaluation.weights

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +35,13 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def keeping(self, keep: Collection[str]) -> Batch:
+        """This batch with every modality outside ``keep`` marked absent in every sample
+        (the modalities in ``keep`` stay as each sample has them)."""
+        return replace(self, present={m: p if m in keep else torch.zeros_like(p)
+                                      for m, p in self.present.items()},
+                       complete=self.complete & frozenset(keep))
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
@@ -163,9 +170,3 @@ class Tensors:
         self.train, self.valid, self.test = (
             TensorSplit(dataset[s], dataset.modalities, regression)
             if s in dataset.splits else None for s in SPLITS)
-
-
-def presence(modalities: list[str], n: int, keep: set[str]) -> dict[str, torch.Tensor]:
-    """A ``present`` override for ``evaluate``: the modalities in ``keep`` present for all
-    ``n`` samples, the others masked."""
-    return {k: torch.full((n,), k in keep) for k in modalities}

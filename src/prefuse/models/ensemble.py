@@ -20,7 +20,7 @@ from ..data.dataset import Split
 from ..tasks import Task
 from .combiners import COMBINERS, Combiner
 from .network import NETWORKS, MultimodalNetwork, NetworkSpec
-from .outputs import PLAIN, NetworkOutput, Request
+from .outputs import PLAIN, NetworkOutput, Request, kept_by_masking, only_keep
 
 
 @NETWORKS.register("ensemble")
@@ -87,7 +87,7 @@ class UnimodalEnsemble(nn.Module):
         return torch.cat([self.members[m].encode(batch) for m in self.modalities], dim=1)
 
     def forward(self, batch: Batch, request: Request = PLAIN) -> NetworkOutput:
-        if request != PLAIN:
+        if not only_keep(request):
             raise ValueError("the unimodal ensemble trains nothing: no training method "
                              "can ask it for extra outputs")
         if self.combiner is None:
@@ -102,4 +102,5 @@ class UnimodalEnsemble(nn.Module):
             torch.as_tensor(np.asarray(combined).reshape(logits.shape), dtype=logits.dtype,
                             device=logits.device),
             torch.as_tensor(weights, dtype=logits.dtype, device=logits.device),
-            torch.cat([o.features for o in outs], dim=1))
+            torch.cat([o.features for o in outs], dim=1),
+            kept_logits=kept_by_masking(self, batch, request.keep))

@@ -45,7 +45,7 @@ from ..data.batching import Batch
 from ..data.dataset import Split
 from .encoders import sinusoidal_positions, step_mask
 from .network import NETWORKS, NetworkSpec, Standardize
-from .outputs import PLAIN, NetworkOutput, Request
+from .outputs import PLAIN, NetworkOutput, Request, kept_by_masking, only_keep
 
 DEFAULTS = {"width": 30, "layers": 5, "heads": 5, "kernel": 1, "attn_dropout": 0.1,
             "relu_dropout": 0.1, "res_dropout": 0.1, "embed_dropout": 0.25,
@@ -195,7 +195,7 @@ class MulT(nn.Module):
         return seqs, valid, lengths
 
     def forward(self, batch: Batch, request: Request = PLAIN) -> NetworkOutput:
-        if request != PLAIN:
+        if not only_keep(request):
             raise ValueError("MulT has no per-modality features for a training method")
         seqs, valid, lengths = self.embed_inputs(batch)
         last = []
@@ -210,4 +210,5 @@ class MulT(nn.Module):
         z = z + self.proj2(F.dropout(F.relu(self.proj1(z)), self.out_dropout, self.training))
         present = torch.stack([lengths[k] > 0 for k in self.modalities], dim=1).to(z.dtype)
         weights = present / present.sum(dim=1, keepdim=True).clamp(min=1.0)
-        return NetworkOutput(self.out(z), weights)
+        return NetworkOutput(self.out(z), weights,
+                             kept_logits=kept_by_masking(self, batch, request.keep))

@@ -7,9 +7,11 @@ DistributedDataParallel every gradient (auxiliary heads included) is averaged ac
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
+
+from ..data.batching import Batch
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,16 @@ class NetworkOutput:
             features=None if self.features is None else fn(self.features),
             unimodal_logits={m: fn(v) for m, v in self.unimodal_logits.items()},
             kept_logits={k: fn(v) for k, v in self.kept_logits.items()})
+
+
+def only_keep(request: Request) -> bool:
+    """Whether ``request`` asks for nothing but ``keep`` subsets (which every network
+    answers; the other extras need per-modality features)."""
+    return replace(request, keep=()) == PLAIN
+
+
+def kept_by_masking(forward: Callable[[Batch], NetworkOutput], batch: Batch,
+                    keep: tuple[tuple[str, ...], ...]) -> dict[tuple[str, ...], torch.Tensor]:
+    """``kept_logits`` for a network without a cheaper way: one ``forward`` per subset,
+    on the batch with the other modalities marked absent."""
+    return {subset: forward(batch.keeping(subset)).logits for subset in keep}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..data.batching import TensorSplit
+from ..models.outputs import Request
 from ..tasks import Task
 from . import runtime
 
@@ -16,51 +17,55 @@ from . import runtime
 @dataclass
 class Evaluation:
     """A model's outputs on one split, and its scores there; ``loss`` and ``metrics`` are
-    None for a split without labels."""
+    None for a split without labels. ``kept`` holds the metrics with only each requested
+    subset of modalities kept (see ``evaluate``)."""
 
     loss: float | None
     metrics: dict[str, float] | None
     predictions: np.ndarray
     scores: np.ndarray
     weights: np.ndarray
+    kept: dict[tuple[str, ...], dict[str, float]] = field(default_factory=dict)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 256,
-             present: dict[str, torch.Tensor] | None = None) -> Evaluation:
+             keep: tuple[tuple[str, ...], ...] = ()) -> Evaluation:
     """Run ``model`` on ``data`` and score it where ``data`` has labels (else ``loss`` and
-    ``metrics`` are None). ``present`` optionally overrides modality presence (to mask
-    modalities by hand)."""
+    ``metrics`` are None). For each subset of modalities in ``keep``, ``kept[subset]``
+    scores the model with every other modality masked in every sample; the network
+    answers them in the same pass (the simple network encodes each batch once for all)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    if present is not None:
-        present = {m: v.to(data.device) for m, v in present.items()}
+    request = Request(keep=keep)
     # Outputs and the loss sum stay on the device until the split is done: no batch waits
     # for the one before it. The sum is float64, as the Python float it replaces.
     logits, weights = [], []
+    kept: dict[tuple[str, ...], list[torch.Tensor]] = {subset: [] for subset in keep}
     total = torch.zeros((), dtype=torch.float64, device=device)
     for start in range(0, len(data), batch_size):
         stop = min(start + batch_size, len(data))
         index = torch.arange(start, stop, device=data.device)
-        batch = data.batch(index, torch.arange(start, stop))
-        if present is not None:
-            batch.present = {m: batch.present[m] & present[m][index] for m in batch.present}
-            batch.complete = frozenset()
-        batch = batch.to(device)
+        batch = data.batch(index, torch.arange(start, stop)).to(device)
         with runtime.autocast():
-            out = model(batch)
+            out = model(batch, request)
         out = out.float()
         if data.labelled:
             total += task.loss(out.logits, batch.y).double() * len(batch)
         logits.append(out.logits)
         weights.append(out.weights)
+        for subset in keep:
+            kept[subset].append(out.kept_logits[subset])
     model.train(was_training)
     predictions, scores = task.decode(torch.cat(logits).cpu().numpy())
+    y = data.y.cpu().numpy() if data.labelled else None
     return Evaluation(
         loss=float(total) / len(data) if data.labelled else None,
-        metrics=task.metrics(predictions, data.y.cpu().numpy()) if data.labelled else None,
+        metrics=task.metrics(predictions, y) if data.labelled else None,
         predictions=predictions,
         scores=scores,
         weights=torch.cat(weights).cpu().numpy(),
+        kept={subset: task.metrics(task.decode(torch.cat(parts).cpu().numpy())[0], y)
+              for subset, parts in kept.items()} if data.labelled else {},
     )

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..data.batching import Tensors, TensorSplit, presence
+from ..data.batching import Tensors, TensorSplit
 from ..data.dataset import MultimodalDataset
 from ..metrics import direction
 from ..models.network import MultimodalNetwork, NetworkSpec
@@ -96,15 +96,11 @@ Observer = Callable[[EpochEvent], None]
 def usage_probe(data: Tensors, task: Task, modalities: list[str]):
     """An ``on_epoch`` hook measuring how much the network uses each modality: the
     validation metric with only that modality kept (the others masked)."""
-    n = len(data.valid)
+    alone = tuple((m,) for m in modalities)
 
     def probe(epoch: int, model: nn.Module, row: dict) -> dict:
-        out = {}
-        for m in modalities:
-            out[f"usage_{m}"] = evaluate(model, data.valid, task,
-                                         present=presence(modalities, n, {m})
-                                         ).metrics[task.primary]
-        return out
+        kept = evaluate(model, data.valid, task, keep=alone).kept
+        return {f"usage_{m}": kept[(m,)][task.primary] for m in modalities}
 
     return probe
 
@@ -112,12 +108,9 @@ def usage_probe(data: Tensors, task: Task, modalities: list[str]):
 def without_each(model: nn.Module, split: TensorSplit, task: Task) -> dict[str, dict[str, float]]:
     """``{"without_<m>": metrics}``: ``model`` scored on ``split`` with modality m masked
     for every sample (attention renormalised over the rest)."""
-    modalities = list(split.modalities)
-    n = len(split)
-    return {f"without_{m}": evaluate(model, split, task,
-                                     present=presence(modalities, n, set(modalities) - {m})
-                                     ).metrics
-            for m in modalities}
+    rest = {m: tuple(k for k in split.modalities if k != m) for m in split.modalities}
+    kept = evaluate(model, split, task, keep=tuple(rest.values())).kept
+    return {f"without_{m}": kept[subset] for m, subset in rest.items()}
 
 
 def _observed(hook, observe: Observer | None, seed: int, stage: str, name: str,
