@@ -30,6 +30,15 @@ def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=240)
 
 
+def failure(done: subprocess.CompletedProcess) -> str:
+    """What a failed torchrun said: the lines that name an error (a rank that aborts in C++
+    says why long before the launcher's summary), then the end of its output."""
+    text = done.stdout + done.stderr
+    named = [line for line in text.splitlines()
+             if any(word in line for word in ("Error", "error:", "terminate", "what()"))]
+    return "\n".join(named[:40]) + "\n...\n" + text[-2000:]
+
+
 def worker():
     """The ``ddp_worker`` module (torchrun runs it as a script; the tests import it)."""
     sys.path.insert(0, str(HERE))
@@ -52,7 +61,7 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
 @pytest.mark.parametrize("method", ["plain", "scaled", "gblend", "ogm-ge", "mmpareto"])
 def test_two_processes_train_like_one(tmp_path, method):
     done = torchrun([str(HERE / "ddp_worker.py"), str(tmp_path), method], tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     ranks = [torch.load(tmp_path / f"weights-{r}.pt", weights_only=True) for r in (0, 1)]
     for key, value in ranks[0].items():
         assert torch.equal(value, ranks[1][key]), key
@@ -105,7 +114,7 @@ def shards_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 @pytest.mark.parametrize("method", METHODS.names())
 def test_two_processes_train_every_method_on_any_shards(shards_run, method, case):
     out, done = shards_run
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     ranks = [torch.load(out / f"{case}-{method}-{r}.pt", weights_only=True) for r in (0, 1)]
     for key, value in ranks[0].items():
         assert torch.equal(value, ranks[1][key]), key
@@ -116,7 +125,7 @@ def test_a_head_no_rank_used_keeps_no_gradient_as_in_one_process(shards_run):
     # rank's gradient; one whose modality no sample of the batch has gets none on either
     # rank, so Adam leaves it alone, as one process would.
     out, done = shards_run
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     for r in (0, 1):
         counts = json.loads((out / f"heads-{r}.json").read_text())
         assert set(counts) == {"here, gradient", "elsewhere, gradient", "nowhere, none"}
@@ -129,7 +138,7 @@ def test_torchrun_prefuse_run_writes_once(tmp_path):
                      "data.synthetic.train=64", "--set", "data.synthetic.valid=32", "--set",
                      "data.synthetic.test=32", "--device", "cpu", "--out", str(out)],
                     tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     assert done.stdout.count("run directory:") == 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["arms"]["scratch+concat"]
