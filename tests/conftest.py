@@ -69,3 +69,12 @@ def fit_fresh(spec, dataset: MultimodalDataset, data, task, checkpoint=None,
     model.fit_standardization(dataset["train"])
     return model, fit(model, data.train, data.valid, task, checkpoint=checkpoint,
                       on_epoch=interrupt, **options)
+
+
+def fit_then_interrupt(spec, dataset: MultimodalDataset, data, task, stage, **options):
+    """The uninterrupted fit's ``(model, result)``; ``stage`` is left as Ctrl-C after
+    epoch 2 of the same fit leaves it, for a resume to continue."""
+    reference = fit_fresh(spec, dataset, data, task, **options)
+    with pytest.raises(KeyboardInterrupt):
+        fit_fresh(spec, dataset, data, task, stage, stop_at=2, **options)
+    return reference

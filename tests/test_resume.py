@@ -21,7 +21,7 @@ from prefuse.tasks import task_for
 from prefuse.training.checkpoint import RunCheckpoints, StageCheckpoint
 from prefuse.training.recipe import network_spec
 
-from .conftest import fit_fresh
+from .conftest import fit_fresh, fit_then_interrupt
 
 CONFIG = """\
 seeds = [0]
@@ -106,16 +106,10 @@ def test_fit_interrupted_between_epochs_resumes_to_the_same_result(tmp_path):
     _, config = _config(tmp_path, tmp_path / "run")
     spec = network_spec(dataset, config, task, "attention")
     options = dict(epochs=3, lr=1e-2, seed=3, batch_size=16, patience=3, modality_dropout=0.3)
-
-    def trained(checkpoint=None, stop_at=None):
-        return fit_fresh(spec, dataset, data, task, checkpoint, stop_at, **options)
-
-    model, result = trained()
     stage = StageCheckpoint(tmp_path, "stage")
-    with pytest.raises(KeyboardInterrupt):
-        trained(stage, stop_at=2)
+    model, result = fit_then_interrupt(spec, dataset, data, task, stage, **options)
     torch.manual_seed(123)  # whatever ran in between must not matter
-    resumed_model, resumed = trained(stage)
+    resumed_model, resumed = fit_fresh(spec, dataset, data, task, stage, **options)
     assert resumed.history == result.history
     assert resumed.best_epoch == result.best_epoch
     for key, value in model.state_dict().items():

@@ -40,12 +40,11 @@ def plan(config: RunConfig) -> dict[Unit, Unit | None]:
     """Every unit of ``config``'s run and the unit it waits for (None: none), stage 1
     first so that arms waiting for it can start early."""
     every = [unit for seed in config.seeds for unit in units(config, seed)]
-    first = [unit for unit in every if unit.arm is None]
-    out: dict[Unit, Unit | None] = {unit: None for unit in first}
+    out: dict[Unit, Unit | None] = {unit: None for unit in every if unit.arm is None}
     for unit in every:
         if unit.arm is not None:
-            waits = arm_named(unit.arm).uses_stage1 and Unit(unit.seed) in out
-            out[unit] = Unit(unit.seed) if waits else None
+            stage1 = Unit(unit.seed)
+            out[unit] = stage1 if stage1 in out and arm_named(unit.arm).uses_stage1 else None
     return out
 
 
@@ -96,7 +95,7 @@ def _describe(error: BaseException) -> str:
 
 def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                      log: Callable[[str], None] = print,
-                     unit_done: Callable[[Unit], None] | None = None) -> None:
+                     unit_done: Callable[[Unit], None] = lambda unit: None) -> None:
     """Train every unit of ``config`` in ``jobs`` worker processes, into the checkpoints
     of ``config.out`` (already started). ``unit_done(unit)`` is called in this process for
     each unit once it is trained (a seed's stage 1 before its arms), while the workers go
@@ -119,7 +118,7 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
             process.start()
             there.close()
             workers.append((process, here))
-        while waiting or busy:
+        while waiting or busy or unreported:
             idle = [conn for _, conn in workers if conn not in busy]
             ready = [u for u, need in waiting.items() if need is None or need in done]
             for conn, unit in zip(idle, ready):
@@ -129,8 +128,10 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                     pass  # the worker has ended: what it said last is read below
                 busy[conn] = unit
                 del waiting[unit]
-            # With every worker busy, this process scores the units already trained.
-            _report(unreported, unit_done)
+            # With every worker busy, this process scores the units already trained, in
+            # the order they finished (a seed's stage 1 before its arms).
+            while unreported:
+                unit_done(unreported.pop(0))
             if not busy:
                 continue
             for conn in wait(list(busy)):
@@ -144,7 +145,6 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                 done.add(unit)
                 unreported.append(unit)
                 log(f"  {unit}: trained ({len(done)} of {total})")
-        _report(unreported, unit_done)
         ok = True
     finally:
         for process, conn in workers:
@@ -160,11 +160,3 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                 process.join()
             conn.close()
 
-
-def _report(units_done: list[Unit], unit_done: Callable[[Unit], None] | None) -> None:
-    """Hand each unit of ``units_done`` to ``unit_done`` in the order they finished, and
-    empty the list."""
-    while units_done:
-        unit = units_done.pop(0)
-        if unit_done is not None:
-            unit_done(unit)
