@@ -31,20 +31,20 @@ import torch
 from prefuse.config import RunConfig, TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.dataset import MultimodalDataset, Split
+from prefuse.engine import runtime
+from prefuse.engine.loop import Objective, train_step
 from prefuse.errors import PrefuseError
-from prefuse.tasks import task_for
-from prefuse.training import runtime
-from prefuse.training.arms import arm as arm_named
-from prefuse.training.cost import (
+from prefuse.methods import build_method
+from prefuse.recipe.arms import arm as arm_named
+from prefuse.recipe.stages import network_spec
+from prefuse.runs.cost import (
     count_params,
     inference_throughput,
     peak_cuda_mb,
     peak_rss_mb,
     synchronize,
 )
-from prefuse.training.loop import Objective, train_step
-from prefuse.training.methods import build_method
-from prefuse.training.recipe import network_spec
+from prefuse.tasks import task_for
 
 SIZES = {"train": 1284, "valid": 229, "test": 686}
 STEPS = 50

@@ -9,9 +9,9 @@ import torch
 from prefuse.config import RunConfig, TrainConfig, with_overrides
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.data.synthetic import make_synthetic
+from prefuse.engine import runtime
+from prefuse.engine.loop import fit
 from prefuse.models.network import MultimodalNetwork
-from prefuse.training import runtime
-from prefuse.training.loop import fit
 
 # Small models, single-threaded: the suite runs on 2 cores. On the CPU even where a GPU
 # is present, so that every result is the same on any machine; tests of the GPU path ask

@@ -23,14 +23,14 @@ import torch
 from prefuse.config import RunConfig, TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
+from prefuse.engine import distributed, runtime
+from prefuse.engine.loop import fit
+from prefuse.methods import Method, build_method
+from prefuse.methods.dgl import Dgl
+from prefuse.methods.multiloss import Multiloss
 from prefuse.models.network import MultimodalNetwork
+from prefuse.recipe.stages import network_spec
 from prefuse.tasks import task_for
-from prefuse.training import distributed, runtime
-from prefuse.training.loop import fit
-from prefuse.training.methods import Method, build_method
-from prefuse.training.methods.dgl import Dgl
-from prefuse.training.methods.multiloss import Multiloss
-from prefuse.training.recipe import network_spec
 
 
 class ReducedScale(Dgl):

@@ -6,8 +6,8 @@ import pytest
 
 from prefuse.config import ARMS, RunConfig, with_overrides
 from prefuse.errors import ConfigError
-from prefuse.training.arms import arm, expand
-from prefuse.training.checks import check_config
+from prefuse.recipe.arms import arm, expand
+from prefuse.recipe.checks import check_config
 
 METHOD_ARMS = ["pretrained+attention+agm", "pretrained+attention+dgl",
                "pretrained+attention+gblend", "pretrained+attention+mmpareto",

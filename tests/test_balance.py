@@ -11,15 +11,15 @@ import torch
 from prefuse.analysis.tables import ablation_table, beyond_noise, ranked
 from prefuse.data.batching import Tensors, TensorSplit
 from prefuse.data.dataset import MultimodalDataset, Split
+from prefuse.engine.checkpoint import RunCheckpoints
+from prefuse.engine.loop import fit
+from prefuse.methods import build_method
 from prefuse.models.combiners import COMBINERS, fit_blend
 from prefuse.models.ensemble import UnimodalEnsemble
 from prefuse.models.network import MultimodalNetwork
 from prefuse.models.saving import load_model, save_model
+from prefuse.recipe.stages import network_spec
 from prefuse.tasks import make_task, task_for
-from prefuse.training.checkpoint import RunCheckpoints
-from prefuse.training.loop import fit
-from prefuse.training.methods import build_method
-from prefuse.training.recipe import network_spec
 
 from .conftest import tiny_config
 from .test_models import _batch, _spec

@@ -2,7 +2,7 @@ import pytest
 
 from prefuse.config import RunConfig, config_to_toml, load_config, with_overrides
 from prefuse.errors import ConfigError
-from prefuse.training.checks import check_config
+from prefuse.recipe.checks import check_config
 
 
 def test_config_round_trips_through_toml(tmp_path):

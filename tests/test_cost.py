@@ -8,14 +8,14 @@ from torch import nn
 
 from prefuse.data.batching import Batch, TensorSplit
 from prefuse.data.dataset import Split
-from prefuse.training.cost import (
+from prefuse.engine.loop import FitResult
+from prefuse.runs.cost import (
     cost_report,
     count_params,
     inference_throughput,
     peak_cuda_mb,
     peak_rss_mb,
 )
-from prefuse.training.loop import FitResult
 
 
 class Mean(nn.Module):

@@ -13,9 +13,9 @@ import torch
 
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
+from prefuse.engine import distributed
+from prefuse.methods import METHODS
 from prefuse.tasks import task_for
-from prefuse.training import distributed
-from prefuse.training.methods import METHODS
 
 HERE = Path(__file__).parent
 SRC = HERE.parent / "src"

@@ -18,14 +18,14 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from prefuse.data.batching import Tensors
+from prefuse.engine import distributed
+from prefuse.engine.evaluation import evaluate
+from prefuse.engine.loop import fit
+from prefuse.methods import build_method
 from prefuse.models.encoders import ENCODERS
 from prefuse.models.network import MultimodalNetwork
+from prefuse.recipe.stages import network_spec
 from prefuse.tasks import task_for
-from prefuse.training import distributed
-from prefuse.training.evaluation import evaluate
-from prefuse.training.loop import fit
-from prefuse.training.methods import build_method
-from prefuse.training.recipe import network_spec
 
 from .conftest import mixed_dataset, tiny_config
 

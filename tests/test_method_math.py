@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from prefuse.methods import agm, gblend, gradients, mmpareto, ogm_ge, scores
 from prefuse.models import combiners
 from prefuse.tasks import make_task
-from prefuse.training.methods import agm, gblend, gradients, mmpareto, ogm_ge, scores
 
 # ---------------------------------------------------------------- scores
 

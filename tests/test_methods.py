@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from prefuse.data.batching import Batch, Tensors
+from prefuse.engine.checkpoint import RunCheckpoints
+from prefuse.engine.loop import fit
+from prefuse.methods import METHODS, Method, build_method
+from prefuse.methods.umt import Umt
 from prefuse.models.network import MultimodalNetwork
 from prefuse.models.outputs import Request
+from prefuse.recipe.stages import pretrain, train_arm
 from prefuse.tasks import make_task, task_for
-from prefuse.training.checkpoint import RunCheckpoints
-from prefuse.training.loop import fit
-from prefuse.training.methods import METHODS, Method, build_method
-from prefuse.training.methods.umt import Umt
-from prefuse.training.recipe import pretrain, train_arm
 
 from .conftest import tiny_config
 from .test_models import _batch, _spec
@@ -184,7 +184,7 @@ def test_method_logs_per_epoch_and_its_state_is_checkpointed(tiny_synthetic, tmp
 
 
 def _network_spec(dataset, config, task):
-    from prefuse.training.recipe import network_spec
+    from prefuse.recipe.stages import network_spec
 
     return network_spec(dataset, config, task, "attention")
 
@@ -213,7 +213,7 @@ SCRATCH_MODULATED = ["scratch+concat+ogm-ge", "scratch+concat+agm", "scratch+con
 
 @pytest.fixture(scope="module")
 def method_run(tmp_path_factory):
-    from prefuse.training.experiment import run_experiment
+    from prefuse.runs.experiment import run_experiment
 
     out = tmp_path_factory.mktemp("methods") / "run"
     # Big enough for stage 1 to learn something: frozen encoders and UMT's teachers are

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from prefuse.data.batching import Batch, Tensors
+from prefuse.engine.checkpoint import RunCheckpoints
+from prefuse.engine.loop import fit
 from prefuse.errors import ConfigError
+from prefuse.methods import build_method
 from prefuse.models.network import MultimodalNetwork, NetworkSpec
 from prefuse.tasks import make_task, task_for
-from prefuse.training.checkpoint import RunCheckpoints
-from prefuse.training.loop import fit
-from prefuse.training.methods import build_method
 
 from .conftest import tiny_config
 from .test_models import _batch, _spec
@@ -289,7 +289,7 @@ def test_comparing_methods_need_two_modalities(name):
 def test_resumed_fit_equals_an_uninterrupted_one(tiny_synthetic, tmp_path, name, options):
     """AGM's running scores and OGM-GE's epoch (its window) and noise generator are saved
     with each epoch, so stopping after epoch 2 and resuming gives the 3-epoch run."""
-    from prefuse.training.recipe import network_spec
+    from prefuse.recipe.stages import network_spec
 
     config = tiny_config(tmp_path, **{f"methods.{name}.{k}": v for k, v in options.items()})
     task = task_for(tiny_synthetic)

@@ -8,11 +8,11 @@ import torch
 
 from prefuse.data.batching import Batch, TensorSplit
 from prefuse.data.dataset import Split
+from prefuse.engine.loop import fit
 from prefuse.models.mult import MulT
 from prefuse.models.network import NetworkSpec
+from prefuse.recipe.arms import arm as arm_named
 from prefuse.tasks import make_task
-from prefuse.training.arms import arm as arm_named
-from prefuse.training.loop import fit
 
 TINY = {"width": 8, "layers": 1, "heads": 2, "embed_dropout": 0.0, "attn_dropout": 0.0,
         "relu_dropout": 0.0, "res_dropout": 0.0}

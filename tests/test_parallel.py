@@ -16,11 +16,11 @@ import prefuse
 from prefuse.config import config_to_toml
 from prefuse.data.fingerprint import fingerprint
 from prefuse.data.source import load_data
+from prefuse.engine.checkpoint import RunCheckpoints
 from prefuse.errors import PrefuseError
-from prefuse.training.checkpoint import RunCheckpoints
-from prefuse.training.experiment import run_experiment
-from prefuse.training.parallel import plan
-from prefuse.training.recipe import Unit
+from prefuse.recipe.stages import Unit
+from prefuse.runs.experiment import run_experiment
+from prefuse.runs.pool import plan
 
 from .conftest import tiny_config
 

@@ -16,15 +16,15 @@ from prefuse.data.batching import Tensors, TensorSplit
 from prefuse.data.formats.npz import dataset_arrays, save_npz
 from prefuse.data.inspect import describe
 from prefuse.data.synthetic import DIMS, make_synthetic
+from prefuse.engine.evaluation import evaluate
 from prefuse.errors import DataError, PrefuseError
 from prefuse.inference import load_data_file, predict, write_predictions
 from prefuse.inference import scores as prefuse_scores
 from prefuse.models.network import MultimodalNetwork
 from prefuse.models.saving import load_model, save_model
+from prefuse.recipe.stages import network_spec, train_arm
+from prefuse.runs.experiment import run_experiment
 from prefuse.tasks import task_for
-from prefuse.training.evaluation import evaluate
-from prefuse.training.experiment import run_experiment
-from prefuse.training.recipe import network_spec, train_arm
 
 SIZES = {"train": 80, "valid": 30, "test": 40}
 MODALITIES = ["text", "audio", "vision"]

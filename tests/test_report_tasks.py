@@ -11,7 +11,7 @@ from prefuse.analysis import attention as att
 from prefuse.analysis.report import write_report
 from prefuse.analysis.rundir import load_run
 from prefuse.data.dataset import MultimodalDataset
-from prefuse.training.experiment import run_experiment
+from prefuse.runs.experiment import run_experiment
 
 from .conftest import mixed_dataset, tiny_config
 

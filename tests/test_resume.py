@@ -16,10 +16,10 @@ import prefuse
 from prefuse.config import load_config, with_overrides
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
+from prefuse.engine.checkpoint import RunCheckpoints, StageCheckpoint
 from prefuse.errors import PrefuseError
+from prefuse.recipe.stages import network_spec
 from prefuse.tasks import task_for
-from prefuse.training.checkpoint import RunCheckpoints, StageCheckpoint
-from prefuse.training.recipe import network_spec
 
 from .conftest import fit_fresh, fit_then_interrupt
 

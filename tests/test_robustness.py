@@ -25,12 +25,13 @@ from prefuse.data.formats import load_dataset
 from prefuse.data.formats.npz import dataset_arrays, save_npz
 from prefuse.data.inspect import check_file
 from prefuse.data.synthetic import make_synthetic
+from prefuse.engine import loop
+from prefuse.engine.checkpoint import RunCheckpoints
+from prefuse.engine.guards import check_finite
 from prefuse.errors import ConfigError, DataError, OutputError, PrefuseError, RunError
 from prefuse.inference import prediction_records
+from prefuse.runs import experiment
 from prefuse.tasks import make_task, task_for
-from prefuse.training import experiment, loop
-from prefuse.training.checkpoint import RunCheckpoints
-from prefuse.training.guards import check_finite
 
 from .formats_fixtures import write_csd
 
@@ -92,7 +93,7 @@ def test_binary_with_two_label_names_names_the_probability_after_class_1(tmp_pat
     task = task_for(dataset)
     assert task.label_names == ("positive",)
     # predict's columns: the one probability P(label 1) is called prob_positive.
-    from prefuse.training.evaluation import Evaluation
+    from prefuse.engine.evaluation import Evaluation
     evaluation = Evaluation(predictions=np.array([1, 0]), scores=np.array([0.9, 0.2]),
                             weights=np.full((2, 3), 1 / 3), loss=None, metrics={})
     from prefuse.inference import Prediction
@@ -130,8 +131,8 @@ def test_label_names_must_count_the_label_columns(tmp_path):
 
 def test_predict_refuses_names_that_do_not_fit_the_columns():
     task = make_task("multiclass", 3, ["a", "b"])
+    from prefuse.engine.evaluation import Evaluation
     from prefuse.inference import Prediction
-    from prefuse.training.evaluation import Evaluation
     evaluation = Evaluation(predictions=np.array([0]), scores=np.full((1, 3), 1 / 3),
                             weights=np.ones((1, 1)), loss=None, metrics={})
     with pytest.raises(PrefuseError, match="2 label names"):

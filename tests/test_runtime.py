@@ -12,11 +12,11 @@ from prefuse.cli import main
 from prefuse.config import RunConfig, TrainConfig, with_overrides
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
+from prefuse.engine import checkpoint, runtime
+from prefuse.engine.checkpoint import StageCheckpoint
 from prefuse.errors import ConfigError, PrefuseError
+from prefuse.recipe.stages import network_spec
 from prefuse.tasks import task_for
-from prefuse.training import checkpoint, runtime
-from prefuse.training.checkpoint import StageCheckpoint
-from prefuse.training.recipe import network_spec
 from prefuse.tuning import workers
 
 from .conftest import fit_fresh, fit_then_interrupt, tiny_config
@@ -180,7 +180,7 @@ def test_split_to_its_own_device_is_itself():
 def test_a_run_on_the_gpu_trains_there_and_its_model_loads_anywhere(tmp_path):
     from prefuse.inference import predict
     from prefuse.models.saving import load_model
-    from prefuse.training.experiment import run_experiment
+    from prefuse.runs.experiment import run_experiment
 
     config = tiny_config(tmp_path / "run", **{"train.device": "cuda",
                                               "arms": ["pretrained+attention"]})

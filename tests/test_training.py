@@ -8,12 +8,12 @@ import torch
 from prefuse.cli import main
 from prefuse.data.batching import Tensors
 from prefuse.data.formats.npz import save_npz
+from prefuse.engine.evaluation import evaluate
+from prefuse.engine.loop import fit
 from prefuse.models.network import MultimodalNetwork
+from prefuse.recipe.arms import arm as arm_named
+from prefuse.recipe.stages import network_spec, pretrain, train_arm
 from prefuse.tasks import task_for
-from prefuse.training.arms import arm as arm_named
-from prefuse.training.evaluation import evaluate
-from prefuse.training.loop import fit
-from prefuse.training.recipe import network_spec, pretrain, train_arm
 
 from .conftest import mixed_dataset, tiny_config
 
@@ -46,7 +46,7 @@ def test_stage_two_starts_from_stage_one_weights(tiny_synthetic, tmp_path, monke
                      for m in model.modalities})
         raise StopIteration  # only the starting point matters here
 
-    monkeypatch.setattr("prefuse.training.recipe.fit", record_start)
+    monkeypatch.setattr("prefuse.recipe.stages.fit", record_start)
     try:
         train_arm("pretrained+attention", tiny_synthetic, data, task, config, 0, unimodal)
     except StopIteration:
@@ -124,8 +124,8 @@ def test_metric_by_dominant_matches_a_hand_count():
     from types import SimpleNamespace
 
     from prefuse.data.dataset import Split
+    from prefuse.runs.summary import metric_by_dominant
     from prefuse.tasks import make_task
-    from prefuse.training.summary import metric_by_dominant
 
     split = Split(features={"a": np.zeros((6, 1), np.float32)},
                   labels=np.array([1, 0, 1, 0, 1, 0]), lengths={"a": np.ones(6, np.int64)},
@@ -163,7 +163,7 @@ def test_run_experiment_refuses_an_unlabelled_dataset_built_in_memory(tmp_path):
 
     from prefuse.data.synthetic import make_synthetic
     from prefuse.errors import DataError
-    from prefuse.training.experiment import run_experiment
+    from prefuse.runs.experiment import run_experiment
 
     dataset = make_synthetic(seed=0, train=40, valid=20, test=20)
     dataset["train"].labels = None

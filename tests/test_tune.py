@@ -287,7 +287,7 @@ def test_a_storage_that_cannot_be_opened_is_one_clear_error(tmp_path, capsys):
 
 
 def test_a_method_arm_searches_its_own_coefficients_and_no_other_methods(tmp_path):
-    from prefuse.training.checks import check_config
+    from prefuse.recipe.checks import check_config
     from prefuse.tuning.space import arm_space, configure, sample
 
     config = tiny_config(tmp_path, **{"train.epochs": 40})  # room for the stage-1 range

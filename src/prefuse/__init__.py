@@ -18,7 +18,7 @@ _API = {
     "make_synthetic": "prefuse.data.synthetic",
     "RunConfig": "prefuse.config",
     "load_config": "prefuse.config",
-    "run_experiment": "prefuse.training.experiment",
+    "run_experiment": "prefuse.runs.experiment",
     "tune": "prefuse.tuning",
     "load_model": "prefuse.models.saving",
     "predict": "prefuse.inference",

@@ -56,7 +56,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                  if getattr(args, flag, None) is not None}
     overrides.update(_parse_set(args.set or []))
     config = with_overrides(config, overrides) if overrides else config.validate()
-    from .training.checks import check_config  # the registries: loaded only when needed
+    from .recipe.checks import check_config  # the registries: loaded only when needed
 
     return check_config(config, args.config)
 
@@ -78,9 +78,9 @@ def _silence_stdout() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from .analysis.report import write_report
     from .analysis.tables import ablation_table, dominant_table, robustness_table
-    from .training import distributed
-    from .training.experiment import run_experiment
-    from .training.tensorboard import TensorBoardLog
+    from .engine import distributed
+    from .runs.experiment import run_experiment
+    from .runs.tensorboard import TensorBoardLog
 
     config = resolve_config(args)
     if args.resume and args.overwrite:
@@ -166,9 +166,9 @@ def _report_masked(masked: list[str]) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.runtime import device_for
     from .inference import check_prediction_path, predict, write_predictions
     from .models.saving import load_model
-    from .training.runtime import device_for
 
     check_prediction_path(args.out)
     loaded = load_model(args.run_dir, args.arm, device_for(args.device))

@@ -4,7 +4,7 @@ A config file holds the tables ``[data]``, ``[model]``, ``[train]``, ``[methods.
 and ``[tune]`` (only ``prefuse tune`` reads it) plus top-level ``out``, ``seeds`` and
 ``arms``. Unknown keys and wrong types are errors naming the field. This module checks
 types and ranges only; names that registries own (arms, encoders, methods) are checked by
-``prefuse.training.checks``, which can see them.
+``prefuse.recipe.checks``, which can see them.
 """
 
 from __future__ import annotations

@@ -25,13 +25,13 @@ from torch import nn
 from .data.batching import TensorSplit
 from .data.dataset import SPLITS, MultimodalDataset, Split
 from .data.formats import detect_format, load_dataset
+from .engine.evaluation import Evaluation, evaluate
+from .engine.runtime import device_for
 from .errors import DataError, OutputError, PrefuseError
 from .fileio import check_writable, write_text
 from .models.network import NetworkSpec
 from .models.saving import load_model
 from .tasks import Task
-from .training.evaluation import Evaluation, evaluate
-from .training.runtime import device_for
 
 Loaded = tuple[nn.Module, Task, dict]
 

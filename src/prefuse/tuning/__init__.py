@@ -16,9 +16,9 @@ from ..analysis.report import write_report
 from ..config import RunConfig, replace
 from ..data.dataset import MultimodalDataset
 from ..metrics import lower_is_better
+from ..runs.experiment import load_data
+from ..runs.tensorboard import TensorBoardLog
 from ..tasks import task_for
-from ..training.experiment import load_data
-from ..training.tensorboard import TensorBoardLog
 from .final import train_final
 from .results import write_results
 from .space import check_tune

@@ -19,12 +19,12 @@ from pathlib import Path
 from ..analysis.tuning import TUNING_FILE
 from ..config import RunConfig, config_to_toml, load_config
 from ..data.dataset import MultimodalDataset
+from ..engine.checkpoint import FOLDER, config_differences
 from ..errors import PrefuseError
 from ..fileio import write_json, write_text
-from ..training.checkpoint import FOLDER, config_differences
-from ..training.experiment import run_experiment
-from ..training.recipe import Observer
-from ..training.summary import attention_shift, headline_arm
+from ..recipe.stages import Observer
+from ..runs.experiment import run_experiment
+from ..runs.summary import attention_shift, headline_arm
 
 MODEL_FILES = ("model.safetensors", "model.json")
 

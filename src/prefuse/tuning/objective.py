@@ -16,12 +16,12 @@ import optuna
 from ..config import RunConfig
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
+from ..engine.loop import is_better
 from ..metrics import lower_is_better
+from ..recipe.arms import arm as arm_named
+from ..recipe.stages import EpochEvent, Observer, StageResult, pretrain, train_arm
+from ..runs.tensorboard import TensorBoardLog
 from ..tasks import task_for
-from ..training.arms import arm as arm_named
-from ..training.loop import is_better
-from ..training.recipe import EpochEvent, Observer, StageResult, pretrain, train_arm
-from ..training.tensorboard import TensorBoardLog
 from .space import configure, sample
 from .study import TICKET
 

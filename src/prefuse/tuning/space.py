@@ -12,10 +12,10 @@ import optuna
 
 from ..config import RunConfig, SearchParam, with_overrides
 from ..errors import ConfigError
+from ..methods import METHODS
+from ..recipe.arms import arm as arm_named
+from ..recipe.checks import check_config
 from ..registry import Registry
-from ..training.arms import arm as arm_named
-from ..training.checks import check_config
-from ..training.methods import METHODS
 from .study import PRUNERS
 
 Suggest = Callable[[optuna.Trial, str, SearchParam], object]

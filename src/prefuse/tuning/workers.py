@@ -18,9 +18,9 @@ from optuna.trial import TrialState
 
 from ..config import RunConfig
 from ..data.dataset import MultimodalDataset
+from ..engine import runtime
 from ..errors import PrefuseError
-from ..training import runtime
-from ..training.tensorboard import TensorBoardLog
+from ..runs.tensorboard import TensorBoardLog
 from .objective import Objective, SurplusTrial
 from .study import FINISHED, counts, load_study, open_storage, quiet
 

@@ -20,15 +20,15 @@ from torch import nn
 from ..config import RunConfig
 from ..data.batching import Tensors, TensorSplit
 from ..data.dataset import MultimodalDataset
+from ..engine import runtime
+from ..engine.checkpoint import RunCheckpoints, StageCheckpoint
+from ..engine.evaluation import Evaluation, evaluate
+from ..engine.loop import FitResult, fit
+from ..methods import build_method
 from ..metrics import direction
 from ..models.network import MultimodalNetwork, NetworkSpec
 from ..tasks import Task, task_for
-from . import runtime
 from .arms import arm as arm_named
-from .checkpoint import RunCheckpoints, StageCheckpoint
-from .evaluation import Evaluation, evaluate
-from .loop import FitResult, fit
-from .methods import build_method
 
 
 @dataclass

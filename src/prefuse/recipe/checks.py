@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from ..config import RunConfig
 from ..errors import ConfigError
+from ..methods import check_options
 from ..models.encoders import ENCODERS
 from . import arms as arm_registry
-from .methods import check_options
 
 
 def check_config(config: RunConfig, source: object = None) -> RunConfig:

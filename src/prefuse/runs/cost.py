@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..data.batching import TensorSplit
-from .loop import FitResult
+from ..engine.loop import FitResult
 
 
 def count_params(model: nn.Module) -> int:

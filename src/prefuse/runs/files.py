@@ -8,7 +8,7 @@ import io
 import numpy as np
 
 from ..data.dataset import MultimodalDataset
-from .recipe import SeedResult
+from ..recipe.stages import SeedResult
 
 # history.csv's fixed columns; any other column comes from a method's or a probe's values.
 HISTORY = ["train_loss", "valid_loss", "train_metric", "valid_metric"]

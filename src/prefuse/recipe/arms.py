@@ -3,7 +3,7 @@
 - init (``INITS``): ``scratch``; ``pretrained`` (stage-1 encoders, then trained: the
   paper); ``frozen`` (stage-1 encoders kept fixed; only fusion and head train).
 - fusion: any registered fusion (``prefuse.models.fusion.FUSIONS``).
-- method (``prefuse.training.methods.METHODS``): ``none`` when absent.
+- method (``prefuse.methods.METHODS``): ``none`` when absent.
 
 A whole architecture that is not such a composition (MulT, the unimodal ensemble) is a
 named arm in ``NAMED_ARMS``. Every arm declares its traits (``Arm``); no code reads them
@@ -20,12 +20,12 @@ from torch import nn
 
 from ..config import ARMS
 from ..errors import ConfigError
+from ..methods import METHODS
 from ..models.ensemble import UnimodalEnsemble
 from ..models.fusion import FUSIONS
 from ..models.mult import MulT
 from ..models.network import MultimodalNetwork, NetworkSpec
 from ..registry import Registry
-from .methods import METHODS
 
 
 @dataclass(frozen=True)

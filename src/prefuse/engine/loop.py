@@ -26,7 +26,7 @@ from . import distributed, runtime
 from .checkpoint import StageCheckpoint, restore_training, training_state
 from .evaluation import evaluate
 from .guards import check_finite, stops_on_divergence
-from .methods import Method
+from .method import Method
 
 
 @dataclass

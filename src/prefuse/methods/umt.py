@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...config import SearchParam
+from ..config import SearchParam
 from .base import METHODS, EpochMean, Method
 
 

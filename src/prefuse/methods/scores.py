@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ...tasks import Task
+from ..tasks import Task
 
 
 def per_sample_loss(task: Task, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -68,11 +68,11 @@ from itertools import combinations
 
 import torch
 
-from ...config import SearchParam
-from ...errors import ConfigError
-from ...models.outputs import Request
-from .. import distributed
-from ..guards import NonFinite
+from ..config import SearchParam
+from ..engine import distributed
+from ..engine.guards import NonFinite
+from ..errors import ConfigError
+from ..models.outputs import Request
 from .base import METHODS, EpochMean, Method, require_positive
 from .gradients import scale_grads_
 from .scores import per_sample_loss

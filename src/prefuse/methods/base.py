@@ -1,6 +1,6 @@
 """Training methods: what changes in the training step beyond "fused loss, backward, step".
 
-The step (``prefuse.training.loop.train_step``) runs, in order::
+The step (``prefuse.engine.loop.train_step``) runs, in order::
 
     out  = network(batch, method.request)      # named outputs, extras as requested
     loss = method.loss(out, batch)             # fused loss plus whatever the method adds
@@ -40,77 +40,24 @@ Rules a method keeps: everything it reads from the network comes out of the one 
 may leave parameters out on some steps, such as the head of a modality the batch lacks:
 DDP looks for them from the loss, see ``loop.Objective``); anything
 it computes from the batch to change gradients (scores, ratios) is reduced across ranks
-with ``prefuse.training.distributed.sum_all`` so every rank changes its gradients alike;
+with ``prefuse.engine.distributed.sum_all`` so every rank changes its gradients alike;
 state that matters for resuming goes through ``state_dict``/``load_state_dict`` as tensors
 and plain containers (checkpoints load with ``weights_only=True``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import torch
 from torch import nn
 
-from ...config import RunConfig, SearchParam, table_to
-from ...data.batching import Batch, TensorSplit
-from ...errors import ConfigError
-from ...models.outputs import PLAIN, NetworkOutput, Request
-from ...registry import Registry
-from ...tasks import Task
-from .. import distributed
-
-
-@dataclass
-class NoOptions:
-    """A method without options."""
-
-
-class Method:
-    """The plain step: the task's loss on the fused logits, gradients untouched.
-
-    Subclasses override what they change. Class attributes: ``Options`` (the dataclass of
-    the method's ``[methods.<name>]`` table), ``request`` (extra outputs of forward),
-    ``uses_stage1`` (the method needs the stage-1 networks, given as ``stage1``; their
-    epochs then count against the arm's budget) and ``search`` (the range ``prefuse tune``
-    searches for each of its own options, around the published default).
-    ``modalities`` are the network's, in the order of its outputs' modality axis.
-    """
-
-    Options: ClassVar[type] = NoOptions
-    request: ClassVar[Request] = PLAIN
-    uses_stage1: ClassVar[bool] = False
-    search: ClassVar[dict[str, SearchParam]] = {}
-
-    def __init__(self, task: Task, options=None, *, modalities: tuple[str, ...] = (),
-                 stage1: dict[str, nn.Module] | None = None):
-        self.task = task
-        self.options = options if options is not None else self.Options()
-        self.modalities = tuple(modalities)
-        self.stage1 = stage1 or {}
-
-    def start(self, model: nn.Module, seed: int) -> None:
-        """Called by ``fit`` before its first step, with the network it trains (never a DDP
-        wrapper) and its seed; a resumed fit restores ``state_dict`` after this call."""
-
-    def loss(self, out: NetworkOutput, batch: Batch) -> torch.Tensor:
-        """The loss to back-propagate."""
-        return self.task.loss(out.logits, batch.y)
-
-    def after_backward(self, model: nn.Module) -> None:
-        """Change gradients (already averaged across ranks) before clipping and the step."""
-
-    def end_epoch(self, epoch: int, model: nn.Module, valid: TensorSplit) -> dict[str, float]:
-        """Values to log for the epoch (and a chance to update state)."""
-        return {}
-
-    def state_dict(self) -> dict:
-        """State that resuming needs: tensors and plain containers only."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what ``state_dict`` gave."""
+from ..config import RunConfig, table_to
+from ..data.batching import Batch
+from ..engine import distributed
+from ..engine.method import Method
+from ..errors import ConfigError
+from ..models.outputs import NetworkOutput
+from ..registry import Registry
+from ..tasks import Task
 
 
 class EpochMean:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...config import SearchParam
-from ...models.outputs import Request
+from ..config import SearchParam
+from ..models.outputs import Request
 from .base import METHODS, EpochMean, Method, unimodal_losses
 
 

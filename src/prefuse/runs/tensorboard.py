@@ -13,9 +13,9 @@ import numbers
 from pathlib import Path
 
 from ..errors import PrefuseError
-from . import distributed
-from .loop import evaluate
-from .recipe import EpochEvent, Observer
+from ..engine import distributed
+from ..engine.loop import evaluate
+from ..recipe.stages import EpochEvent, Observer
 
 ROW_TAGS = {"train_loss": "loss/train", "valid_loss": "loss/valid",
             "train_metric": "metric/train", "valid_metric": "metric/valid"}

@@ -45,10 +45,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...config import SearchParam
-from ...data.batching import TensorSplit
-from ...models.outputs import Request
-from ..guards import NonFinite
+from ..config import SearchParam
+from ..data.batching import TensorSplit
+from ..engine.guards import NonFinite
+from ..models.outputs import Request
 from .base import METHODS, EpochMean, Method, modality_losses
 
 EPS = 1e-12

@@ -30,10 +30,10 @@ from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
 from ..errors import PrefuseError
 from ..tasks import task_for
-from . import runtime
-from .arms import arm as arm_named
-from .checkpoint import RunCheckpoints
-from .recipe import SeedResult, Unit, run_unit, units
+from ..engine import runtime
+from ..recipe.arms import arm as arm_named
+from ..engine.checkpoint import RunCheckpoints
+from ..recipe.stages import SeedResult, Unit, run_unit, units
 
 
 def plan(config: RunConfig) -> dict[Unit, Unit | None]:

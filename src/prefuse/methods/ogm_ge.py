@@ -67,12 +67,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ...config import SearchParam
-from ...data.batching import to_device_async
-from ...errors import ConfigError
-from ...models.outputs import Request
-from .. import distributed
-from ..guards import NonFinite
+from ..config import SearchParam
+from ..data.batching import to_device_async
+from ..engine import distributed
+from ..engine.guards import NonFinite
+from ..errors import ConfigError
+from ..models.outputs import Request
 from .base import METHODS, EpochMean, Method, require_positive, unimodal_losses
 from .gradients import with_grad
 from .scores import confidence, per_sample_loss

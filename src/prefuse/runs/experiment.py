@@ -20,12 +20,12 @@ from ..data.source import load_data
 from ..fileio import write_json, write_text
 from ..models.saving import save_model
 from ..tasks import Task, task_for
-from . import distributed, runtime
-from .checkpoint import RunCheckpoints
-from .checks import check_config
-from .parallel import train_in_workers
-from .recipe import Observer, SeedResult, Unit, run_seed, run_unit
-from .runfiles import attention_csv, history_csv
+from ..engine import distributed, runtime
+from ..engine.checkpoint import RunCheckpoints
+from ..recipe.checks import check_config
+from .pool import train_in_workers
+from ..recipe.stages import Observer, SeedResult, Unit, run_seed, run_unit
+from .files import attention_csv, history_csv
 from .summary import best_seed, headline_arm, summarize
 
 

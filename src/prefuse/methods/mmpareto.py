@@ -47,9 +47,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ...config import SearchParam
-from ...models.outputs import Request
-from .. import distributed
+from ..config import SearchParam
+from ..engine import distributed
+from ..models.outputs import Request
 from .base import METHODS, EpochMean, Method, modality_losses, require_positive
 from .gradients import flat
 

@@ -9,9 +9,9 @@ from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset, Split
 from ..metrics import direction
 from ..tasks import Task
-from .arms import arm as arm_named
+from ..recipe.arms import arm as arm_named
 from .cost import inference_throughput, peak_rss_mb
-from .recipe import SeedResult, StageResult, epochs_to_converge
+from ..recipe.stages import SeedResult, StageResult, epochs_to_converge
 
 
 def mean_std(rows: list[dict[str, float]]) -> tuple[dict, dict]:
