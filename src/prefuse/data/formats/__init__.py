@@ -1,43 +1,19 @@
-"""Data file formats. Each module registers a ``Format`` (sniff + load) under its name."""
+"""Data file formats: reading a file with its format. Each format module registers a
+``Format`` (sniff + load) in ``registry``; importing this package registers the built-in ones."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ...config import DataConfig
 from ...errors import ConfigError, DataError
-from ...registry import Registry
 from ..clean import replace_nonfinite
 from ..dataset import MultimodalDataset
-
-
-@dataclass(frozen=True)
-class Format:
-    """A loader: ``sniff(path)`` says whether a file looks like this format."""
-
-    name: str
-    sniff: Callable[[Path], bool]
-    load: Callable[..., MultimodalDataset]
-
-
-FORMATS: Registry[Format] = Registry("format")
-
-
-def register_format(fmt: Format) -> Format:
-    return FORMATS.register(fmt.name)(fmt)
-
-
-def detect_format(path: Path) -> str:
-    """The name of the first format whose ``sniff`` accepts ``path``."""
-    for name in FORMATS:
-        if FORMATS.get(name).sniff(path):
-            return name
-    raise DataError(path, f"cannot tell the format; pass --format (one of {FORMATS.names()})")
+from .registry import FORMATS, Format, detect_format, register_format
 
 
 def _accepted(loader: Callable[..., MultimodalDataset], name: str,
@@ -96,6 +72,9 @@ def config_options(data: DataConfig, seed: int = 0) -> dict[str, object]:
             "features": files.features or None, "labels": files.labels or None,
             "folds": files.folds or None, "max_steps": files.max_steps or None}
 
+
+__all__ = ["FORMATS", "Format", "config_options", "detect_format", "features_to_float32",
+           "load_dataset", "read_dataset", "register_format"]
 
 # Importing the modules registers the built-in formats. Detection tries them in this
 # order, but the sniffs exclude one another (content, not file names, decides: MMSA

@@ -20,8 +20,8 @@ import numpy as np
 
 from ...errors import DataError, warn
 from ..dataset import MultimodalDataset, Split
-from . import Format, register_format
 from .common import assemble
+from .registry import Format, register_format
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 LABELS_FILE = "labels.csd"

@@ -17,7 +17,6 @@ import numpy as np
 from ...errors import DataError
 from ..dataset import MultimodalDataset, Split
 from ..safe_pickle import load_pickle, looks_like_pickle
-from . import Format, register_format
 from .common import (
     assemble,
     entry,
@@ -28,6 +27,7 @@ from .common import (
     mapping,
     strings,
 )
+from .registry import Format, register_format
 
 MODALITIES = ("text", "audio", "vision")
 # Keys only MMSA's pickles hold: they tell its files from MulT's. Both formats' sniffs

@@ -16,9 +16,9 @@ import numpy as np
 from ...errors import DataError
 from ..dataset import MultimodalDataset, Split
 from ..safe_pickle import load_pickle, looks_like_pickle
-from . import Format, register_format
 from .common import assemble, entry, features, file_markers, infer_lengths, mapping, strings
 from .mmsa import MMSA_MARKERS, PICKLE_KEYS
+from .registry import Format, register_format
 
 MODALITIES = ("text", "audio", "vision")
 IEMOCAP_EMOTIONS = ["Neutral", "Happy", "Sad", "Angry"]

@@ -16,8 +16,8 @@ from ...errors import DataError
 from ...fileio import atomic_path
 from ..clean import carve_valid
 from ..dataset import SPLITS, MultimodalDataset, Split
-from . import Format, register_format
 from .common import features
+from .registry import Format, register_format
 
 
 def _is_npz(path: Path) -> bool:
