@@ -79,7 +79,9 @@ def write_mmsa(path: Path, variant: str = "aligned", seed: int = 0) -> dict:
                               np.zeros_like(mask)], axis=1).astype(np.float32)
         entry = {
             "raw_text": np.array([f"sentence {split} {i}" for i in range(n)], dtype=object),
-            "id": np.array([f"video{i}$_${i % 3}" for i in range(n)], dtype=object),
+            # Videos of 3 clips, each video in one split (as in the standard folds).
+            "id": np.array([f"{split}video{i // 3}$_${i % 3}" for i in range(n)],
+                           dtype=object),
             # BERT features of padding tokens are not zero.
             "text": rng.normal(size=(n, steps["text"], 768)).astype(np.float32),
             "text_bert": text_bert,

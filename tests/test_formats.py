@@ -129,7 +129,7 @@ def test_mmsa(tmp_path, variant, steps, dims):
         np.testing.assert_array_equal(s.lengths["text"], info[split]["tokens"])
         for m in ("audio", "vision"):
             np.testing.assert_array_equal(s.lengths[m], info[split]["lengths"][m])
-        assert s.ids[2] == "video2$_$2" and s.text_raw[0] == f"sentence {split} 0"
+        assert s.ids[2] == f"{split}video0$_$2" and s.text_raw[0] == f"sentence {split} 0"
         assert len(s) == n
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import warn
+from ..errors import DataError, warn
 from .dataset import MultimodalDataset, Split
 
 
@@ -56,9 +56,28 @@ def left_align(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return out
 
 
-def carve_valid(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Split ``fraction`` of train off as a validation split, with a fixed seed."""
+def carve_valid(train: Split, fraction: float, seed: int,
+                source: object = "<memory>") -> tuple[Split, Split]:
+    """Split ``fraction`` of train off as a validation split, with a fixed seed.
+
+    Grouped samples move by whole groups (``fraction`` of the groups), so no video ends
+    up in both splits.
+    """
+    if train.group is not None:
+        return _carve_groups(train, fraction, seed, source)
     n = len(train)
     order = np.random.default_rng(seed).permutation(n)
     n_valid = max(1, int(round(n * fraction)))
     return train.subset(np.sort(order[n_valid:])), train.subset(np.sort(order[:n_valid]))
+
+
+def _carve_groups(train: Split, fraction: float, seed: int,
+                  source: object) -> tuple[Split, Split]:
+    names = np.unique(train.group)
+    if len(names) < 2:
+        raise DataError(source, f"cannot carve a validation split from a single "
+                        f"group ('{names[0]}'); give the file a valid split", "train/group")
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_valid = min(len(names) - 1, max(1, int(round(len(names) * fraction))))
+    to_valid = np.isin(train.group, names[order[:n_valid]])
+    return train.subset(np.flatnonzero(~to_valid)), train.subset(np.flatnonzero(to_valid))

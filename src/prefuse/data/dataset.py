@@ -3,7 +3,8 @@
 Arrays are numpy, float32 features, kept as whole-split arrays so batching is slicing.
 A sequence modality is ``(N, T, D)`` zero-padded with ``lengths`` ``(N,)``; a vector
 modality is ``(N, D)``. ``present`` marks, per sample and modality, whether the modality
-exists at all (a missing modality is masked, never treated as zeros-as-data).
+exists at all (a missing modality is masked, never treated as zeros-as-data). ``group``
+names the video or dialogue of each sample and ``order`` its position there (``groups``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError, warn
+from .groups import check_no_leak, check_split_groups, rank_within
 
 SPLITS = ("train", "valid", "test")
 TASK_KINDS = ("regression", "binary", "multiclass", "multilabel")
@@ -23,7 +25,9 @@ class Split:
     """One split (train, valid or test) of a multimodal dataset.
 
     ``labels`` is None for an unlabelled split (data to predict on): its sample count
-    comes from the features, and nothing can be scored on it.
+    comes from the features, and nothing can be scored on it. ``group`` (strings; None:
+    every sample stands alone) and ``order`` (int64; given without it, the file order within
+    each group) place each sample in its video or dialogue.
     """
 
     features: dict[str, np.ndarray]
@@ -33,6 +37,8 @@ class Split:
     ids: np.ndarray | None = None
     text_raw: np.ndarray | None = None
     dominant: np.ndarray | None = None
+    group: np.ndarray | None = None
+    order: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.labels is None and not self.features:
@@ -46,6 +52,11 @@ class Split:
                 self.present[name] = self.lengths[name] > 0
         if self.ids is None:
             self.ids = np.array([str(i) for i in range(n)])
+        if self.group is not None:
+            # Integer and string group names compare alike once both are strings.
+            self.group = np.asarray(self.group).astype(str)
+            if self.order is None:
+                self.order = rank_within(self.group)
 
     def __len__(self) -> int:
         if self.labels is None:
@@ -71,6 +82,8 @@ class Split:
             ids=pick(self.ids),
             text_raw=pick(self.text_raw),
             dominant=pick(self.dominant),
+            group=pick(self.group),
+            order=pick(self.order),
         )
 
 
@@ -152,30 +165,8 @@ class MultimodalDataset:
             if n == 0:
                 raise DataError(src, "split has no samples", counted)
             for m in self.modalities:
-                key = f"{split_name}/{m}"
-                if m not in split.features:
-                    raise DataError(src, f"modality '{m}' is missing", key)
-                x = split.features[m]
-                if x.ndim not in (2, 3):
-                    raise DataError(src, f"expected (N, D) or (N, T, D), got shape {x.shape}", key)
-                if x.shape[0] != n:
-                    raise DataError(
-                        src, f"has {x.shape[0]} samples but {basis} {n}", key)
-                if not np.isfinite(x).all():
-                    raise DataError(src, "contains NaN or inf", key)
-                lengths = split.lengths[m]
-                if lengths.shape != (n,):
-                    raise DataError(src, f"lengths must be ({n},), got {lengths.shape}",
-                                    f"{split_name}/lengths/{m}")
-                steps = x.shape[1] if x.ndim == 3 else 1
-                if (lengths < 0).any() or (lengths > steps).any():
-                    raise DataError(src, f"lengths must lie in [0, {steps}]",
-                                    f"{split_name}/lengths/{m}")
-                present = split.present[m]
-                if present.shape != (n,) or present.dtype != bool:
-                    raise DataError(src, f"presence flags must be ({n},) booleans, got shape "
-                                    f"{present.shape} dtype {present.dtype}",
-                                    f"{split_name}/present/{m}")
+                self._validate_modality(split_name, split, m, basis)
+            check_split_groups(src, split_name, split.group, split.order, n)
             self._validate_dominant(split_name, split.dominant, n, partial)
             shape = {m: (split.features[m].ndim, split.features[m].shape[-1])
                      for m in self.modalities}
@@ -186,8 +177,36 @@ class MultimodalDataset:
                                 split_name)
             if split.labelled:
                 self._validate_labels(split_name, split.labels)
+        check_no_leak(src, {name: split.group for name, split in self.splits.items()})
         if not partial:
             self._warn_for_training()
+
+    def _validate_modality(self, split_name: str, split: Split, m: str, basis: str) -> None:
+        """Modality ``m`` of one split: present, shaped like its samples, finite, with
+        lengths and presence flags that fit."""
+        src, n, key = self.source, len(split), f"{split_name}/{m}"
+        if m not in split.features:
+            raise DataError(src, f"modality '{m}' is missing", key)
+        x = split.features[m]
+        if x.ndim not in (2, 3):
+            raise DataError(src, f"expected (N, D) or (N, T, D), got shape {x.shape}", key)
+        if x.shape[0] != n:
+            raise DataError(src, f"has {x.shape[0]} samples but {basis} {n}", key)
+        if not np.isfinite(x).all():
+            raise DataError(src, "contains NaN or inf", key)
+        lengths = split.lengths[m]
+        if lengths.shape != (n,):
+            raise DataError(src, f"lengths must be ({n},), got {lengths.shape}",
+                            f"{split_name}/lengths/{m}")
+        steps = x.shape[1] if x.ndim == 3 else 1
+        if (lengths < 0).any() or (lengths > steps).any():
+            raise DataError(src, f"lengths must lie in [0, {steps}]",
+                            f"{split_name}/lengths/{m}")
+        present = split.present[m]
+        if present.shape != (n,) or present.dtype != bool:
+            raise DataError(src, f"presence flags must be ({n},) booleans, got shape "
+                            f"{present.shape} dtype {present.dtype}",
+                            f"{split_name}/present/{m}")
 
     def _validate_label_names(self) -> None:
         """The names must fit the task: one per class (binary: the positive class alone,

@@ -37,6 +37,9 @@ def fingerprint(dataset: MultimodalDataset) -> dict[str, str]:
         out[f"{name}/ids"] = _digest(split.ids)
         if split.dominant is not None:
             out[f"{name}/dominant"] = _digest(split.dominant)
+        if split.group is not None:
+            out[f"{name}/group"] = _digest(split.group)
+            out[f"{name}/order"] = _digest(split.order)
     return out
 
 

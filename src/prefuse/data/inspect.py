@@ -15,9 +15,10 @@ import numpy as np
 
 from ..errors import DataError
 from .clean import replace_nonfinite
-from .dataset import MultimodalDataset
+from .dataset import MultimodalDataset, Split
 from .formats import detect_format, features_to_float32, load_dataset, read_dataset
 from .formats.npz import save_npz
+from .groups import group_sizes
 
 
 def _value_counts(x: np.ndarray) -> str:
@@ -74,6 +75,7 @@ def _report(dataset: MultimodalDataset) -> list[str]:
                 lengths = split.lengths[m]
                 line += f"; lengths {int(lengths.min())}..{int(lengths.max())}"
             lines.append(line)
+        lines.append(f"  {_groups_line(split)}")
         y = split.labels
         if y is None:
             lines.append("  labels: none (data to predict on)")
@@ -81,6 +83,14 @@ def _report(dataset: MultimodalDataset) -> list[str]:
         lines.append(f"  labels: shape {y.shape}, dtype {y.dtype}")
         lines.extend(f"    {s}" for s in _label_stats(y, dataset.task, dataset.label_names))
     return lines
+
+
+def _groups_line(split: Split) -> str:
+    if split.group is None:
+        return "groups: none (every sample stands alone)"
+    sizes = group_sizes(split.group)
+    return (f"groups: {len(sizes)} (utterances per group: min {int(sizes.min())}, median "
+            f"{float(np.median(sizes)):g}, max {int(sizes.max())})")
 
 
 def describe(dataset_or_path: MultimodalDataset | str | Path, format: str = "auto",

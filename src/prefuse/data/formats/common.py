@@ -95,7 +95,8 @@ def assemble(splits: dict[str, Split], path: Path, valid_fraction: float, seed: 
         if name not in splits:
             raise DataError(path, f"split '{name}' is missing", f"{key_prefix}{name}")
     if "valid" not in splits:
-        splits["train"], splits["valid"] = carve_valid(splits["train"], valid_fraction, seed)
+        splits["train"], splits["valid"] = carve_valid(splits["train"], valid_fraction, seed,
+                                                       path)
     return {name: splits[name] for name in ("train", "valid", "test")}
 
 

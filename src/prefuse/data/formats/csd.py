@@ -20,6 +20,7 @@ import numpy as np
 
 from ...errors import DataError, warn
 from ..dataset import MultimodalDataset, Split
+from ..groups import parse_ids
 from .common import assemble
 from .registry import Format, register_format
 
@@ -44,6 +45,14 @@ def _sniff(path: Path) -> bool:
 def _video(key: str) -> str:
     match = _SEGMENT.fullmatch(key)
     return match.group(1) if match else key
+
+
+def _groups(keys: list[str]) -> dict[str, np.ndarray | None]:
+    """Segment keys ``vid[k]`` make video ``vid`` the group and ``k`` the position;
+    unsegmented data (one entry per video) has no groups."""
+    parsed = parse_ids(np.array(keys, dtype=str), "csd")
+    return {"group": None, "order": None} if parsed is None else \
+        {"group": parsed[0], "order": parsed[1]}
 
 
 def _order(key: str) -> tuple[str, int]:
@@ -264,7 +273,8 @@ def load_csd(path: Path, features: dict[str, str] | None = None, labels: str | N
             for m, s in opened.items():
                 feats[m], lengths[m] = _modality(s, ks, max_steps)
             splits[split] = Split(features=feats, labels=y[:, 0] if len(columns) == 1 else y,
-                                  lengths=lengths, ids=np.array(ks, dtype=str))
+                                  lengths=lengths, ids=np.array(ks, dtype=str),
+                                  **_groups(ks))
     label_names = None
     if len(columns) > 1:
         label_names = [names[c] if names and len(names) > c else f"label{c}" for c in columns]

@@ -4,7 +4,8 @@ docs/formats.md describes them.
 A dict of splits, each with BERT ``text`` features ``(N, L, 768)``, ``text_bert`` token
 ids/mask/segments ``(N, 3, L)``, ``audio`` and ``vision`` ``(N, T, d)``, optional
 ``audio_lengths``/``vision_lengths``, ``regression_labels`` ``(N,)``, ``raw_text`` and
-``id``. The BERT features are the text modality; labels are the regression labels.
+``id`` (``video$_$clip``: the video is the sample's group, the clip its position). The
+BERT features are the text modality; labels are the regression labels.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..dataset import MultimodalDataset, Split
+from ..groups import parse_ids
 from ..safe_pickle import load_pickle, looks_like_pickle
 from .common import (
     assemble,
@@ -81,7 +83,9 @@ def _split(raw: object, name: str, path: Path) -> Split:
     ids = strings(data["id"], n, path, f"{name}/id") if "id" in data else None
     text = strings(data["raw_text"], n, path, f"{name}/raw_text") if "raw_text" in data \
         else None
-    return Split(features=feats, labels=labels, lengths=lengths, ids=ids, text_raw=text)
+    group, order = (None, None) if ids is None else parse_ids(ids, "mmsa") or (None, None)
+    return Split(features=feats, labels=labels, lengths=lengths, ids=ids, text_raw=text,
+                 group=group, order=order)
 
 
 def load_mmsa(path: Path, valid_fraction: float = 0.1, seed: int = 0) -> MultimodalDataset:

@@ -4,7 +4,8 @@ and the unaligned ``*_data_noalign.pkl``); docs/formats.md describes them.
 A dict of splits, each with ``text``, ``audio``, ``vision`` ``(N, T, D)`` (often float64,
 padded on the left), ``labels`` and an optional ``id``. Labels ``(N, 1, 1)`` are sentiment
 in [-3, 3] (regression); ``(N, 4, 2)`` are IEMOCAP's emotions, last axis one-hot with index 1
-meaning present (multilabel).
+meaning present (multilabel). Ids ``(N, 3)`` (video, start, end) make the video the group
+and the start time the order; ids ``(N,)`` of the form ``<video>_<n>`` group as well.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..dataset import MultimodalDataset, Split
+from ..groups import parse_ids, rank_within
 from ..safe_pickle import load_pickle, looks_like_pickle
 from .common import assemble, entry, features, file_markers, infer_lengths, mapping, strings
 from .mmsa import MMSA_MARKERS, PICKLE_KEYS
@@ -66,7 +68,26 @@ def _split(raw: object, name: str, path: Path) -> tuple[str, Split]:
     task, labels = _labels(entry(data, "labels", path, f"{name}/labels"), n, path,
                            f"{name}/labels")
     ids = strings(data["id"], n, path, f"{name}/id") if "id" in data else None
-    return task, Split(features=feats, labels=labels, lengths=lengths, ids=ids)
+    group, order = _groups(data.get("id"), ids, n, path, f"{name}/id")
+    return task, Split(features=feats, labels=labels, lengths=lengths, ids=ids,
+                       group=group, order=order)
+
+
+def _groups(raw: object, ids: np.ndarray | None, n: int, path: Path,
+            key: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Video and position from the ids: columns (video, start, ...), ordered by start
+    time (file order where a start is not a number), or ids ``<video>_<n>``."""
+    if ids is None:
+        return None, None
+    columns = np.asarray(raw).reshape(n, -1) if np.ndim(raw) == 2 else None
+    if columns is None or columns.shape[1] < 2:
+        return parse_ids(ids, "numbered") or (None, None)
+    group = strings(columns[:, 0], n, path, key)
+    try:
+        start = strings(columns[:, 1], n, path, key).astype(np.float64)
+    except ValueError:
+        start = None
+    return group, rank_within(group, start)
 
 
 def load_mult(path: Path, valid_fraction: float = 0.1, seed: int = 0) -> MultimodalDataset:

@@ -2,7 +2,8 @@
 
 Keys: ``<split>/<modality>``, ``<split>/lengths/<modality>``, ``<split>/present/<modality>``,
 ``<split>/labels``, ``<split>/ids``, ``<split>/text_raw``, ``<split>/dominant``,
-``meta/task``, ``meta/modalities``, ``meta/label_names``, ``meta/name``.
+``<split>/group`` (strings or integers), ``<split>/order`` (integers), ``meta/task``,
+``meta/modalities``, ``meta/label_names``, ``meta/name``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ...errors import DataError
 from ...fileio import atomic_path
 from ..clean import carve_valid
 from ..dataset import SPLITS, MultimodalDataset, Split
+from ..groups import parse_ids
 from .common import features
 from .registry import Format, register_format
 
@@ -131,67 +133,101 @@ def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0,
 
     splits: dict[str, Split] = {}
     for s in SPLITS:
-        given = [f"{s}/{m}" for m in modalities if f"{s}/{m}" in arrays]
-        labelled = f"{s}/labels" in arrays
-        if not labelled and not (allow_missing and given):
-            if allow_missing or (s == "valid" and "train/labels" in arrays):
-                continue
-            raise DataError(path, f"split '{s}' is missing", f"{s}/labels")
-        sizes = {key: _samples(features(arrays[key], path, key), path, key) for key in given}
-        if labelled:
-            counted = f"{s}/labels"
-            n = _samples(arrays[counted], path, counted)
-            if sizes and len(set(sizes.values())) == 1 and n not in sizes.values():
-                # Every modality agrees: the labels are the odd one out.
-                raise DataError(path, f"has {n} entries, the features "
-                                f"{next(iter(sizes.values()))} samples", counted)
-        else:
-            counted = given[0]
-            n = sizes[counted]
-        for key, size in sizes.items():
-            if size != n:
-                raise DataError(path, f"has {size} samples, {counted} {n}", key)
-        feats, lengths, present = {}, {}, {}
-        for m in modalities:
-            key = f"{s}/{m}"
-            if key not in arrays and allow_missing:
-                feats[m], lengths[m], present[m] = _absent(arrays, m, n)
-                continue
-            if key not in arrays:
-                raise DataError(path, f"modality '{m}' is missing", key)
-            feats[m] = arrays[key]
-            if f"{s}/lengths/{m}" in arrays:
-                lengths[m] = _whole(arrays[f"{s}/lengths/{m}"], n, path, f"{s}/lengths/{m}",
-                                    "lengths")
-            if f"{s}/present/{m}" in arrays:
-                present[m] = _present(arrays[f"{s}/present/{m}"], n, path, f"{s}/present/{m}")
-        labels = _labels(arrays, f"{s}/labels", task, path) if labelled else None
-        ids = _strings(arrays, f"{s}/ids", path)
-        text = _strings(arrays, f"{s}/text_raw", path)
-        for key, value in (("ids", ids), ("text_raw", text)):
-            if value is not None and len(value) != n:
-                raise DataError(path, f"has {len(value)} entries, "
-                                f"{'labels' if labelled else counted} {n}", f"{s}/{key}")
-        dominant = f"{s}/dominant"
-        splits[s] = Split(
-            features=feats,
-            labels=labels,
-            lengths=lengths,
-            present=present,
-            ids=None if ids is None else np.array(ids),
-            text_raw=None if text is None else np.array(text),
-            dominant=_whole(arrays[dominant], n, path, dominant, "modality indices")
-            if dominant in arrays else None,
-        )
+        split = _split(arrays, s, modalities, task, path, allow_missing)
+        if split is not None:
+            splits[s] = split
     if not splits:
         raise DataError(path, "no split has labels or modality arrays")
     # Data to predict on is predicted whole: carving would hide a tenth of its train split.
     if "valid" not in splits and not allow_missing:
-        splits["train"], splits["valid"] = carve_valid(splits["train"], valid_fraction, seed)
+        splits["train"], splits["valid"] = carve_valid(splits["train"], valid_fraction, seed,
+                                                       path)
     return MultimodalDataset(
         splits=splits, task=task, modalities=modalities, label_names=label_names,
         name=name_list[0] if name_list else path.stem, source=str(path),
     )
+
+
+def _count(arrays: dict[str, np.ndarray], s: str, given: list[str], path: Path) -> tuple[int, str]:
+    """``(samples, the key that counts them)`` of split ``s``: its labels, else its first
+    modality; every modality's array must agree."""
+    sizes = {key: _samples(features(arrays[key], path, key), path, key) for key in given}
+    if f"{s}/labels" in arrays:
+        counted = f"{s}/labels"
+        n = _samples(arrays[counted], path, counted)
+        if sizes and len(set(sizes.values())) == 1 and n not in sizes.values():
+            # Every modality agrees: the labels are the odd one out.
+            raise DataError(path, f"has {n} entries, the features "
+                            f"{next(iter(sizes.values()))} samples", counted)
+    else:
+        counted = given[0]
+        n = sizes[counted]
+    for key, size in sizes.items():
+        if size != n:
+            raise DataError(path, f"has {size} samples, {counted} {n}", key)
+    return n, counted
+
+
+def _split(arrays: dict[str, np.ndarray], s: str, modalities: list[str], task: str,
+           path: Path, allow_missing: bool) -> Split | None:
+    """Split ``s`` of the file, or None where it may be absent."""
+    given = [f"{s}/{m}" for m in modalities if f"{s}/{m}" in arrays]
+    labelled = f"{s}/labels" in arrays
+    if not labelled and not (allow_missing and given):
+        if allow_missing or (s == "valid" and "train/labels" in arrays):
+            return None
+        raise DataError(path, f"split '{s}' is missing", f"{s}/labels")
+    n, counted = _count(arrays, s, given, path)
+    feats, lengths, present = {}, {}, {}
+    for m in modalities:
+        key = f"{s}/{m}"
+        if key not in arrays and allow_missing:
+            feats[m], lengths[m], present[m] = _absent(arrays, m, n)
+            continue
+        if key not in arrays:
+            raise DataError(path, f"modality '{m}' is missing", key)
+        feats[m] = arrays[key]
+        if f"{s}/lengths/{m}" in arrays:
+            lengths[m] = _whole(arrays[f"{s}/lengths/{m}"], n, path, f"{s}/lengths/{m}",
+                                "lengths")
+        if f"{s}/present/{m}" in arrays:
+            present[m] = _present(arrays[f"{s}/present/{m}"], n, path, f"{s}/present/{m}")
+    texts = {}
+    for key in ("ids", "text_raw"):
+        value = _strings(arrays, f"{s}/{key}", path)
+        if value is not None and len(value) != n:
+            raise DataError(path, f"has {len(value)} entries, "
+                            f"{'labels' if labelled else counted} {n}", f"{s}/{key}")
+        texts[key] = None if value is None else np.array(value)
+    dominant = f"{s}/dominant"
+    group, order = _groups(arrays, s, n, texts["ids"], path)
+    return Split(
+        features=feats, labels=_labels(arrays, f"{s}/labels", task, path) if labelled else None,
+        lengths=lengths, present=present, ids=texts["ids"], text_raw=texts["text_raw"],
+        dominant=_whole(arrays[dominant], n, path, dominant, "modality indices")
+        if dominant in arrays else None,
+        group=group, order=order)
+
+
+def _groups(arrays: dict[str, np.ndarray], s: str, n: int, ids: np.ndarray | None,
+            path: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``<split>/group`` and ``<split>/order``; without them, groups from ids of the form
+    ``<video>_<n>``; else none."""
+    key, order_key = f"{s}/group", f"{s}/order"
+    if key not in arrays:
+        if order_key in arrays:
+            raise DataError(path, f"positions given without {key}", order_key)
+        parsed = None if ids is None else parse_ids(ids, "numbered")
+        return parsed if parsed is not None else (None, None)
+    group = arrays[key]
+    if group.dtype.kind not in "USiu" or group.shape != (n,):
+        raise DataError(path, f"expected {n} group names or numbers (shape ({n},)), got "
+                        f"shape {group.shape} dtype {group.dtype}", key)
+    if group.dtype.kind == "S":
+        group = np.char.decode(group, "utf-8")
+    order = _whole(arrays[order_key], n, path, order_key, "positions") \
+        if order_key in arrays else None
+    return group, order
 
 
 def _labels(arrays: dict[str, np.ndarray], key: str, task: str, path: Path) -> np.ndarray:
@@ -238,6 +274,9 @@ def dataset_arrays(dataset: MultimodalDataset) -> dict[str, np.ndarray]:
             out[f"{s}/text_raw"] = np.asarray(split.text_raw).astype(str)
         if split.dominant is not None:
             out[f"{s}/dominant"] = split.dominant.astype(np.int64)
+        if split.group is not None:
+            out[f"{s}/group"] = np.asarray(split.group).astype(str)
+            out[f"{s}/order"] = split.order.astype(np.int64)
     return out
 
 
