@@ -152,9 +152,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from .data.formats.npz import save_npz
     from .data.synthetic import make_synthetic
+    from .data.synthetic_context import make_context_synthetic
 
     check_writable(args.out)
-    dataset = make_synthetic(seed=args.seed, train=args.train, valid=args.valid, test=args.test)
+    make = make_context_synthetic if args.context else make_synthetic
+    dataset = make(seed=args.seed, train=args.train, valid=args.valid, test=args.test)
     save_npz(dataset, args.out)
     print(f"wrote {args.out}: {', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}")
     return 0
@@ -400,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--valid", type=_positive, default=sizes.valid,
                        help="validation samples")
     synth.add_argument("--test", type=_positive, default=sizes.test, help="test samples")
+    synth.add_argument("--context", action="store_true", help="the benchmark where context "
+                       "matters: videos of utterances with a latent tendency, grouped")
     synth.set_defaults(func=cmd_synth)
 
     inspect = _command(data, "inspect", "splits, shapes, label statistics and raw "

@@ -38,8 +38,9 @@ DIMS = {"text": 64, "audio": 8, "vision": 16}
 STRONG, WEAK, NOISE = 1.0, 0.3, 1.0
 
 
-def _cue(modality: str, sign: np.ndarray, amplitude: np.ndarray, rng: np.random.Generator,
+def cue(modality: str, sign: np.ndarray, amplitude: np.ndarray, rng: np.random.Generator,
          direction: np.ndarray) -> np.ndarray:
+    """``(N, STEPS, D)`` unit noise plus ``modality``'s cue of ``sign`` at ``amplitude``."""
     n = len(sign)
     x = rng.normal(0.0, NOISE, size=(n, STEPS, DIMS[modality])).astype(np.float32)
     a = (sign * amplitude)[:, None]
@@ -67,7 +68,7 @@ def _split(n: int, rng: np.random.Generator, direction: np.ndarray, prefix: str)
         decoy = np.where(rng.random(n) < 0.5, sign, -sign)  # independent of the label
         s = np.where(is_dom, sign, decoy)
         amplitude = np.where(is_dom, STRONG, WEAK)
-        x = _cue(m, s, amplitude, rng, direction)
+        x = cue(m, s, amplitude, rng, direction)
         length = rng.integers(12, STEPS + 1, size=n)
         x[np.arange(STEPS)[None, :] >= length[:, None]] = 0.0
         features[m], lengths[m] = x, length.astype(np.int64)
