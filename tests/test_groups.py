@@ -198,3 +198,14 @@ def test_inspect_shows_groups(tmp_path):
 def test_ungrouped_file_reports_no_groups(tmp_path):
     ds = _dataset(_split(3), _split(2), _split(2))
     assert "groups: none" in describe(load_npz(save_npz(ds, tmp_path / "p.npz")))
+
+
+def test_fingerprint_sees_groups_only_where_there_are_some():
+    from prefuse.data.fingerprint import differences, fingerprint
+
+    plain = fingerprint(_dataset(_split(3), _split(2), _split(2)))
+    assert not any(k.endswith(("/group", "/order")) for k in plain)
+    ds = _grouped()
+    before = fingerprint(ds)
+    ds["train"].order = np.array([0, 2, 0, 1, 1])
+    assert differences(before, fingerprint(ds)) == ["train/order changed"]
