@@ -76,11 +76,13 @@ def test_run_refuses_a_comparing_method_on_one_modality_before_stage_1(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("method", ["ogm-ge", "agm"])
 def test_tune_refuses_a_comparing_method_on_one_modality_before_its_study(
-        tmp_path, capsys, one_modality):
+        tmp_path, capsys, one_modality, method):
     out = tmp_path / "tune"
     _refused(capsys, ["tune", "--out", str(out), "--data", str(one_modality), "--trials", "1",
-                      "--arms", "pretrained+attention+ogm-ge", *TINY], "arms")
+                      "--arms", f"pretrained+attention+{method}", *TINY,
+                      "--epochs", "30"], f"pretrained+attention+{method}")
     assert not out.exists()
 
 
