@@ -133,3 +133,14 @@ def test_a_range_must_be_finite_and_hold_the_default():
         option(1.0, low=0.0, high=float("inf"))
     with pytest.raises(ValueError, match="default"):
         option(5.0, low=0.0, high=1.0)
+
+
+def test_a_config_file_out_of_range_is_named_with_its_field(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text("[methods.ogm-ge]\nalpha = nan\n", encoding="utf-8")
+    out = tmp_path / "run"
+    line = _refused(capsys, ["run", "--config", str(config), "--out", str(out),
+                             "--arms", "pretrained+attention+ogm-ge", *TINY],
+                    "methods.ogm-ge.alpha")
+    assert str(config) in line and "must lie in [0.001, 100], got nan" in line
+    assert not out.exists()
