@@ -13,6 +13,7 @@ from prefuse.data.batching import Tensors, TensorSplit
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.engine.checkpoint import RunCheckpoints
 from prefuse.engine.loop import fit
+from prefuse.errors import ConfigError
 from prefuse.methods import build_method
 from prefuse.models.combiners import COMBINERS, fit_blend
 from prefuse.models.ensemble import UnimodalEnsemble
@@ -122,7 +123,7 @@ def test_gblend_measures_real_branch_losses_on_the_validation_split(tiny_synthet
 
 
 def test_gblend_rejects_a_bad_super_epoch():
-    with pytest.raises(ValueError, match="super_epoch"):
+    with pytest.raises(ConfigError, match=r"methods\.gblend\.super_epoch"):
         build_method("gblend", TASK, tiny_config("unused", **{"methods.gblend.super_epoch": 0}),
                      list("abc"))
 

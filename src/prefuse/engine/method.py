@@ -29,7 +29,8 @@ class Method:
     the method's ``[methods.<name>]`` table), ``request`` (extra outputs of forward),
     ``uses_stage1`` (the method needs the stage-1 networks, given as ``stage1``; their
     epochs then count against the arm's budget) and ``search`` (the range ``prefuse tune``
-    searches for each of its own options, around the published default).
+    searches for each of its own options, around the published default) and
+    ``min_modalities`` (the fewest modalities the data must have for the method to work).
     ``modalities`` are the network's, in the order of its outputs' modality axis.
     """
 
@@ -37,6 +38,7 @@ class Method:
     request: ClassVar[Request] = PLAIN
     uses_stage1: ClassVar[bool] = False
     search: ClassVar[dict[str, SearchParam]] = {}
+    min_modalities: ClassVar[int] = 1
 
     def __init__(self, task: Task, options=None, *, modalities: tuple[str, ...] = (),
                  stage1: dict[str, nn.Module] | None = None):

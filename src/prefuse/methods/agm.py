@@ -71,9 +71,8 @@ import torch
 from ..config import SearchParam
 from ..engine import distributed
 from ..engine.guards import NonFinite
-from ..errors import ConfigError
 from ..models.outputs import Request
-from .base import METHODS, EpochMean, Method, require_positive
+from .base import METHODS, EpochMean, Method, option
 from .gradients import scale_grads_
 from .scores import per_sample_loss
 
@@ -192,12 +191,11 @@ class RunningScores:
 @dataclass
 class AgmOptions:
     """``alpha``: strength of the coefficient (the authors' CREMA-D value, 1.5, from
-    ``lihongcs/AGM`` issue 10; modulation over the whole run, as there)."""
+    ``lihongcs/AGM`` issue 10; modulation over the whole run, as there), in [0.001, 8]:
+    the coefficient reaches ``exp(10 alpha)``, which float32 holds only below alpha 8.8;
+    the authors' values run from 1.5 to 4."""
 
-    alpha: float = DEFAULT_ALPHA
-
-    def __post_init__(self):
-        require_positive("methods.agm.alpha", self.alpha)
+    alpha: float = option(DEFAULT_ALPHA, low=0.001, high=8.0)
 
 
 @METHODS.register("agm")
@@ -212,12 +210,11 @@ class Agm(Method):
 
     Options = AgmOptions
     search = {"alpha": SearchParam("float", 0.5, 3.0)}
+    min_modalities = 2  # the coefficients compare each modality's response with the others'
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         m = len(self.modalities)
-        if m < 2:
-            raise ConfigError("arms", "agm compares modalities: it needs at least two")
         self.running = RunningScores(m)
         subsets = [c for r in range(1, m) for c in combinations(self.modalities, r)]
         self.request = Request(keep=tuple(subsets))

@@ -17,11 +17,12 @@ values that ``history.csv`` keeps under their own names.
 Adding a method is one file in this package, imported by ``methods/__init__.py``::
 
     from dataclasses import dataclass
-    from .base import METHODS, Method
+    from .base import METHODS, Method, option
 
     @dataclass
     class HalfOptions:
-        weight: float = 0.5            # defaults: the source's, cited in the docstring
+        # The source's default, cited in the docstring, and the range a config may set.
+        weight: float = option(0.5, low=0.0, high=10.0)
 
     @METHODS.register("half")
     class Half(Method):
@@ -33,7 +34,11 @@ Adding a method is one file in this package, imported by ``methods/__init__.py``
             return self.options.weight * self.task.loss(out.logits, batch.y)
 
 It is then an arm (``pretrained+attention+half``) and part of ``--arms balance``; its
-options are the ``[methods.half]`` table of the run config.
+options are the ``[methods.half]`` table of the run config. Every number option declares
+a finite range with ``option``: a config outside it is refused when it is read, naming the
+field, before any data is loaded. A method that needs more of the data than one modality
+says so in ``min_modalities``; ``check_data`` refuses its arm right after the data is
+loaded, before anything trains.
 
 Rules a method keeps: everything it reads from the network comes out of the one forward
 (declare it in ``request``), so DistributedDataParallel averages every gradient (a loss
@@ -46,6 +51,10 @@ and plain containers (checkpoints load with ``weights_only=True``).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import field, fields
 
 import torch
 from torch import nn
@@ -111,22 +120,64 @@ def unimodal_losses(task: Task, out: NetworkOutput, batch: Batch) -> torch.Tenso
     return sum(modality_losses(task, out, batch).values(), out.logits.new_zeros(()))
 
 
+def option(default: float, low: float, high: float):
+    """A dataclass field for a number option: its default and the finite closed range
+    ``[low, high]`` a config may set it to (``check_bounds`` enforces it)."""
+    if not (math.isfinite(low) and math.isfinite(high) and low <= default <= high):
+        raise ValueError(f"option range [{low}, {high}] must be finite and hold the "
+                         f"default {default}")
+    return field(default=default, metadata={"bounds": (low, high)})
+
+
+def check_bounds(options: object, prefix: str) -> None:
+    """Every number option of the dataclass ``options`` within its declared range; a
+    ``ConfigError`` naming ``prefix.<option>`` otherwise (NaN and inf never fit)."""
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if "bounds" not in f.metadata:
+            raise TypeError(f"{type(options).__name__}.{f.name} declares no range: "
+                            "use methods.base.option")
+        low, high = f.metadata["bounds"]
+        if not low <= value <= high:
+            raise ConfigError(f"{prefix}.{f.name}",
+                              f"must lie in [{low:g}, {high:g}], got {value}")
+
+
+def options_for(name: str, table: dict, field_name: str = "arms"):
+    """The options of method ``name`` from its ``[methods.<name>]`` table, keys, types
+    and ranges checked (an unknown method is a ``ConfigError`` naming ``field_name``)."""
+    cls = METHODS.get(name, field_name)
+    options = table_to(cls.Options, table, f"methods.{name}")
+    check_bounds(options, f"methods.{name}")
+    return options
+
+
+def check_data(methods: Iterable[tuple[str, str]], modalities: list[str],
+               source: object) -> None:
+    """Each ``(arm, method)`` pair's method gets what it needs of the data (at least its
+    ``min_modalities``); a ``ConfigError`` naming ``arms`` and ``source`` otherwise."""
+    for arm, name in methods:
+        need = METHODS.get(name, "arms").min_modalities
+        if len(modalities) < need:
+            raise ConfigError("arms", f"{arm}: {name} needs data with at least {need} "
+                              f"modalities; {source} has {len(modalities)} "
+                              f"({', '.join(modalities)})")
+
+
 def build_method(name: str, task: Task, config: RunConfig, modalities: list[str],
                  stage1: dict[str, nn.Module] | None = None) -> Method:
     """The registered method ``name`` for a network over ``modalities``, with its options
     from ``config.methods`` (and the stage-1 networks where it uses them)."""
+    options = options_for(name, config.methods.get(name, {}))
+    check_data([(name, name)], modalities, "the network")
     cls = METHODS.get(name, "arms")
-    options = table_to(cls.Options, config.methods.get(name, {}), f"methods.{name}")
     return cls(task, options, modalities=tuple(modalities), stage1=stage1)
 
 
-def require_positive(field: str, value: float) -> None:
-    """A method option that must be > 0: a ``ConfigError`` naming ``field`` otherwise."""
-    if not value > 0:
-        raise ConfigError(field, f"must be positive, got {value}")
-
-
 def check_options(config: RunConfig) -> None:
-    """Every ``[methods.<name>]`` table names a registered method and fits its options."""
+    """Every ``[methods.<name>]`` table names a registered method and fits its options
+    (keys, types and each number's range)."""
     for name, table in config.methods.items():
-        table_to(METHODS.get(name, f"methods.{name}").Options, table, f"methods.{name}")
+        options_for(name, table, f"methods.{name}")

@@ -6,15 +6,16 @@ from dataclasses import dataclass
 
 from ..config import SearchParam
 from ..models.outputs import Request
-from .base import METHODS
+from .base import METHODS, option
 from .multiloss import Multiloss
 
 
 @dataclass
 class DglOptions:
-    """``weight``: alpha on the summed unimodal losses."""
+    """``weight``: alpha on the summed unimodal losses, in [0, 1000] (at 0 no gradient
+    reaches the encoders; 1000 is 250 times the published 4)."""
 
-    weight: float = 4.0
+    weight: float = option(4.0, low=0.0, high=1000.0)
 
 
 @METHODS.register("dgl")

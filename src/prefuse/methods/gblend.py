@@ -49,7 +49,7 @@ from ..config import SearchParam
 from ..data.batching import TensorSplit
 from ..engine.guards import NonFinite
 from ..models.outputs import Request
-from .base import METHODS, EpochMean, Method, modality_losses
+from .base import METHODS, EpochMean, Method, modality_losses, option
 
 EPS = 1e-12
 
@@ -83,9 +83,10 @@ def blend_weights(train_before: Sequence[float], train_after: Sequence[float],
 
 @dataclass
 class GblendOptions:
-    """``super_epoch``: epochs between two re-estimates of the loss weights."""
+    """``super_epoch``: epochs between two re-estimates of the loss weights, in [1, 1000]
+    (a re-estimate needs at least one epoch between its two measurements)."""
 
-    super_epoch: int = 10
+    super_epoch: int = option(10, low=1, high=1000)
 
 
 @METHODS.register("gblend")
@@ -105,9 +106,6 @@ class GradientBlend(Method):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.options.super_epoch < 1:
-            raise ValueError(f"gblend's super_epoch must be at least 1, got "
-                             f"{self.options.super_epoch}")
         if not self.modalities:
             raise ValueError("gblend needs the network's modalities")
         self.branches = ("fused", *self.modalities)

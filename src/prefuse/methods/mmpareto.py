@@ -50,7 +50,7 @@ import torch
 from ..config import SearchParam
 from ..engine import distributed
 from ..models.outputs import Request
-from .base import METHODS, EpochMean, Method, modality_losses, require_positive
+from .base import METHODS, EpochMean, Method, modality_losses, option
 from .gradients import flat
 
 DEFAULT_GAMMA = 1.5
@@ -132,12 +132,10 @@ def mmpareto_(params: Sequence[torch.nn.Parameter], fused_grads: Sequence[torch.
 @dataclass
 class MmparetoOptions:
     """``gamma``: the factor on the combined gradient's magnitude (1.5, a constant in the
-    authors' code, ``GeWu-Lab/MMPareto_ICML2024:code/MMPareto.py``)."""
+    authors' code, ``GeWu-Lab/MMPareto_ICML2024:code/MMPareto.py``), in [0.01, 10]: it
+    multiplies every encoder step, so far outside the published value the run diverges."""
 
-    gamma: float = DEFAULT_GAMMA
-
-    def __post_init__(self):
-        require_positive("methods.mmpareto.gamma", self.gamma)
+    gamma: float = option(DEFAULT_GAMMA, low=0.01, high=10.0)
 
 
 @METHODS.register("mmpareto")

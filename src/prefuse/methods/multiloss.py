@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 from ..config import SearchParam
 from ..models.outputs import Request
-from .base import METHODS, EpochMean, Method, unimodal_losses
+from .base import METHODS, EpochMean, Method, option, unimodal_losses
 
 
 @dataclass
 class MultilossOptions:
-    """``weight``: lambda on the summed per-modality losses."""
+    """``weight``: lambda on the summed per-modality losses, in [0, 1000] (0: the fused
+    loss alone; 1000 is a thousand times the published 1)."""
 
-    weight: float = 1.0
+    weight: float = option(1.0, low=0.0, high=1000.0)
 
 
 @METHODS.register("multiloss")

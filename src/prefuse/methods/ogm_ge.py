@@ -73,7 +73,7 @@ from ..engine import distributed
 from ..engine.guards import NonFinite
 from ..errors import ConfigError
 from ..models.outputs import Request
-from .base import METHODS, EpochMean, Method, require_positive, unimodal_losses
+from .base import METHODS, EpochMean, Method, option, unimodal_losses
 from .gradients import with_grad
 from .scores import confidence, per_sample_loss
 
@@ -165,15 +165,17 @@ class OgmGeOptions:
     Defaults: alpha 0.8 (the authors' README for CREMA-D); the window is the authors'
     default epochs 0-50 counted from 1 (``modulation_starts``/``modulation_ends`` in
     ``GeWu-Lab/OGM-GE_CVPR2022:main.py``), which covers every epoch of prefuse's budget.
+    Ranges: alpha in [0.001, 100] (the published 0.1 and 0.8 well inside; at 100 a
+    leader's coefficient is already 0 to float precision, tanh(100) = 1, so more would
+    change nothing), the window's epochs in [1, 10000].
     """
 
-    alpha: float = DEFAULT_ALPHA
-    first_epoch: int = 1
-    last_epoch: int = 51
+    alpha: float = option(DEFAULT_ALPHA, low=0.001, high=100.0)
+    first_epoch: int = option(1, low=1, high=10_000)
+    last_epoch: int = option(51, low=1, high=10_000)
     noise: bool = True
 
     def __post_init__(self):
-        require_positive("methods.ogm-ge.alpha", self.alpha)
         if not 1 <= self.first_epoch <= self.last_epoch:
             raise ConfigError("methods.ogm-ge.first_epoch",
                               f"the window needs 1 <= first_epoch <= last_epoch, got "
@@ -194,11 +196,10 @@ class OgmGe(Method):
     Options = OgmGeOptions
     search = {"alpha": SearchParam("float", 0.1, 2.0)}
     request = Request(unimodal_heads=True, detach_unimodal=True)
+    min_modalities = 2  # the ratio compares each modality's score with the weakest other's
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if len(self.modalities) < 2:
-            raise ConfigError("arms", "ogm-ge compares modalities: it needs at least two")
         self.epoch = 1
         self.generator = torch.Generator()
         self.coefficient = {m: EpochMean() for m in self.modalities}

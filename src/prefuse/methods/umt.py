@@ -8,14 +8,15 @@ from dataclasses import dataclass
 import torch
 
 from ..config import SearchParam
-from .base import METHODS, EpochMean, Method
+from .base import METHODS, EpochMean, Method, option
 
 
 @dataclass
 class UmtOptions:
-    """``weight``: lambda on the summed feature distances."""
+    """``weight``: lambda on the summed feature distances, in [0, 1000] (0: the term off;
+    1000 is a hundred times the published 10)."""
 
-    weight: float = 10.0
+    weight: float = option(10.0, low=0.0, high=1000.0)
 
 
 @METHODS.register("umt")

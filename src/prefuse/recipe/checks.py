@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from ..config import RunConfig
 from ..errors import ConfigError
-from ..methods import check_options
+from ..methods import check_data, check_options
 from ..models.encoders import ENCODERS
 from . import arms as arm_registry
 
@@ -34,3 +34,11 @@ def check_config(config: RunConfig, source: object = None) -> RunConfig:
             raise
         raise ConfigError(e.field, str(e).split(": ", 1)[-1], source) from None
     return config
+
+
+def check_arms_data(config: RunConfig, modalities: list[str], source: object) -> None:
+    """Every arm's method gets what it needs of the data (``Method.min_modalities``): run
+    right after the data is loaded, so that no arm trains (nor stage 1 for it) before an
+    arm that cannot use the data is refused; a ``ConfigError`` naming ``arms`` otherwise."""
+    arms = [arm_registry.arm(name) for name in arm_registry.expand(config.arms)]
+    check_data([(a.name, a.method) for a in arms], modalities, source)
