@@ -344,3 +344,32 @@ def test_skipping_the_usage_probe_changes_no_number_of_the_training(tmp_path):
                      for row in results[True].fit.history]
     assert without_usage == results[False].fit.history
     assert results[True].valid.metrics == results[False].valid.metrics
+
+
+@pytest.mark.parametrize("command", ["run", "tune"])
+def test_a_tensorboard_path_that_cannot_be_a_directory_is_refused_before_any_work(
+        tmp_path, capsys, command):
+    a_file = tmp_path / "board.txt"
+    a_file.write_text("not a folder")
+    out = tmp_path / "out"
+    # /proc refuses new folders even to root, whom permission bits would let through.
+    for board, says in ((a_file, "exists and is not a directory"),
+                        (a_file / "sub", f"{a_file} is not a directory"),
+                        (Path("/proc/prefuse-board"), "cannot create this directory")):
+        args = [command, "--out", str(out), "--tensorboard", str(board)]
+        if command == "tune":
+            args += ["--config", str(_config_file(tmp_path)), "--arms", "scratch+concat",
+                     "--trials", "1"]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"prefuse: error: {board}: {says}") and "Traceback" not in err
+        assert not out.exists()
+    assert a_file.read_text() == "not a folder"
+
+
+def test_a_tensorboard_directory_that_can_be_made_is_probed_and_left_as_it_was(tmp_path):
+    from prefuse.cli import check_tensorboard_dir
+
+    board = tmp_path / "new" / "deeper" / "board"
+    check_tensorboard_dir(str(board))
+    assert not (tmp_path / "new").exists()

@@ -12,7 +12,7 @@ import tomllib
 
 from . import __version__
 from .config import RunConfig, SyntheticConfig, load_config, with_overrides
-from .errors import ConfigError, PrefuseError, PrefuseWarning
+from .errors import ConfigError, OutputError, PrefuseError, PrefuseWarning
 from .fileio import check_directory_writable, check_writable
 
 # Command-line flag -> dotted config field.
@@ -61,6 +61,28 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     return check_config(config, args.config)
 
 
+def check_tensorboard_dir(path: str) -> None:
+    """Raise ``OutputError`` unless ``--tensorboard``'s ``path`` is, or can become, a
+    directory, before any data is loaded. Permission bits do not tell (root passes them,
+    and ``/proc`` refuses new folders to anyone), so a missing directory is really made
+    and removed again."""
+    target = check_directory_writable(path)
+    if target.exists():
+        return
+    made = target
+    while not made.parent.exists():
+        made = made.parent
+    try:
+        target.mkdir(parents=True)
+    except OSError as e:
+        raise OutputError(target, f"cannot create this directory ({e.strerror or e})"
+                          ) from None
+    for folder in [target, *target.parents]:
+        folder.rmdir()
+        if folder == made:
+            break
+
+
 def _say(text: str) -> None:
     """Print a line of progress or results. A reader that went away (``prefuse run |
     head``) must cost only the output: training goes on and still writes its run."""
@@ -89,6 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Stages trained in worker processes report their epochs to no one.
         raise ConfigError("--tensorboard", "cannot be combined with --jobs above 1 (the "
                           "workers' epochs would be missing); use --jobs 1")
+    if args.tensorboard:
+        check_tensorboard_dir(args.tensorboard)
     check_directory_writable(config.out)
     _interrupted_run[0] = config.out
     board = TensorBoardLog(args.tensorboard) if args.tensorboard else None
@@ -121,6 +145,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                  if getattr(args, flag) is not None}
     if overrides:
         config = with_overrides(config, overrides)
+    if args.tensorboard:
+        check_tensorboard_dir(args.tensorboard)
     doc = tune(config, args.tune_dir, log=_say, tensorboard=args.tensorboard or "")
     for arm, entry in doc["arms"].items():
         best = entry.get("best")
