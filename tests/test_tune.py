@@ -373,3 +373,19 @@ def test_a_tensorboard_directory_that_can_be_made_is_probed_and_left_as_it_was(t
     board = tmp_path / "new" / "deeper" / "board"
     check_tensorboard_dir(str(board))
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("flag, field", [("--tune-seeds", "tune.tune_seeds"),
+                                         ("--final-seeds", "tune.final_seeds")])
+def test_a_negative_tune_seed_is_refused_before_a_study_is_written(tmp_path, capsys, flag,
+                                                                   field):
+    args = ["tune", "--config", str(_config_file(tmp_path)), "--arms", "scratch+concat",
+            "--trials", "1", "--out", str(tmp_path / "t")]
+    assert main(args + [flag, "-1"]) == 2
+    err = capsys.readouterr().err
+    assert f"config field '{field}': a seed must lie in [0, 2**32 - 1], got -1" in err
+    assert "Traceback" not in err and not (tmp_path / "t").exists()
+    assert main(args + ["--set", "tune.seed=4294967296"]) == 2
+    assert "config field 'tune.seed'" in capsys.readouterr().err
+    # The corrected command is not refused as "made with other settings".
+    assert main(args + [flag, "1"]) == 0

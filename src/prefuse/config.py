@@ -229,16 +229,25 @@ class RunConfig:
                               f"{' or '.join(PRECISIONS)}")
         if not self.seeds:
             raise ConfigError("seeds", "needs at least one seed")
-        # numpy's and torch's generators both take these; numpy refuses negative seeds.
-        for name, seed in [("seeds", s) for s in self.seeds] + \
-                [("data.synthetic.seed", self.data.synthetic.seed)]:
-            if not 0 <= seed < 2**32:
-                raise ConfigError(name, f"a seed must lie in [0, 2**32 - 1], got {seed}")
+        _check_seeds(self)
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds", f"seeds repeat: {self.seeds}")
         if not self.arms:
             raise ConfigError("arms", "needs at least one arm")
         return self
+
+
+def _check_seeds(config: RunConfig) -> None:
+    """Every seed of the config in numpy's range (it refuses negative seeds; torch takes
+    the same), so that a bad one is refused here rather than inside a trial."""
+    t = config.tune
+    named = [("seeds", config.seeds), ("tune.tune_seeds", t.tune_seeds),
+             ("tune.final_seeds", t.final_seeds),
+             ("data.synthetic.seed", [config.data.synthetic.seed]), ("tune.seed", [t.seed])]
+    for name, seeds in named:
+        for seed in seeds:
+            if not 0 <= seed < 2**32:
+                raise ConfigError(name, f"a seed must lie in [0, 2**32 - 1], got {seed}")
 
 
 def check_modalities(config: RunConfig, modalities: list[str], source: object) -> None:
