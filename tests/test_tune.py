@@ -389,3 +389,36 @@ def test_a_negative_tune_seed_is_refused_before_a_study_is_written(tmp_path, cap
     assert "config field 'tune.seed'" in capsys.readouterr().err
     # The corrected command is not refused as "made with other settings".
     assert main(args + [flag, "1"]) == 0
+
+
+def test_a_tune_continues_with_other_jobs_and_its_best_configs_say_not_where_it_ran(
+        tmp_path):
+    import tomllib
+
+    from prefuse.config import RUNTIME_FIELDS
+
+    args = ["tune", "--config", str(_config_file(tmp_path)), "--arms", "scratch+concat",
+            "--out", str(tmp_path / "t")]
+    assert main(args + ["--trials", "1", "--jobs", "1"]) == 0
+    # Another --jobs (and device, threads) is where the tune runs: the study continues.
+    assert main(args + ["--trials", "2", "--jobs", "2", "--set", "train.threads=1",
+                        "--set", "train.device=cpu"]) == 0
+    assert len(_finished(_trials(tmp_path / "t", "scratch+concat"))) == 2
+    best = tomllib.loads((tmp_path / "t" / "best" / "scratch+concat.toml").read_text())
+    for dotted in RUNTIME_FIELDS:
+        table, leaf = dotted.split(".")
+        assert leaf not in best[table], dotted
+    assert best["train"]["precision"] == "fp32" and best["model"]["width"] == 8
+    # What a run computes still decides the study: bf16 changes the numbers.
+    config = load_config(_config_file(tmp_path))
+    storage = open_storage(config.tune, tmp_path / "t")
+    data = data_shape(mixed_dataset(n=20))
+    prepare_study(storage, with_overrides(config, {"tune.study": "p"}), "scratch+concat",
+                  "maximize", data)
+    for runtime in ({"train.jobs": 3}, {"train.device": "cuda:1"}, {"tune.jobs": 4}):
+        prepare_study(storage, with_overrides(config, {"tune.study": "p", **runtime}),
+                      "scratch+concat", "maximize", data)
+    with pytest.raises(PrefuseError, match="other settings"):
+        prepare_study(storage, with_overrides(config, {"tune.study": "p",
+                                                       "train.precision": "bf16"}),
+                      "scratch+concat", "maximize", data)
