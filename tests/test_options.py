@@ -61,6 +61,7 @@ def test_a_bad_value_given_to_tune_names_its_field_before_any_work(tuned_config,
                                                                    capsys):
     for args, field in ((["--width", "0"], "model.width"),
                         (["--device", "gpu"], "train.device"),
+                        (["--precision", "fp16"], "train.precision"),
                         (["--encoder", "nope"], "model.encoder")):
         assert main(["tune", "--out", str(tmp_path / "t"), *args]) == 2
         err = capsys.readouterr().err

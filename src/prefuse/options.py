@@ -26,7 +26,6 @@ class Option:
     help: str
     type: Callable[[str], object] | None = None
     many: bool = False
-    choices: tuple[str, ...] | None = None
     commands: tuple[str, ...] = BOTH
 
     @property
@@ -67,8 +66,9 @@ OPTIONS = (
            int),
     Option("--device", ("train.device",), "auto (a GPU when CUDA is available), cpu, cuda "
            "or cuda:N (default: {default})"),
-    Option("--precision", ("train.precision",), "bf16: autocast on a GPU (default: "
-           "{default})", choices=("fp32", "bf16")),
+    # No argparse choices: config.py alone checks the syntax, naming the field.
+    Option("--precision", ("train.precision",), "fp32, or bf16: autocast on a GPU "
+           "(default: {default})"),
     Option("--threads", ("train.threads",), "torch CPU threads per process (default: 0, "
            "meaning one each)", int),
     Option("--jobs", ("train.jobs",), "train this many independent stages at once, in "
@@ -104,7 +104,6 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
     """Add every option ``command`` takes to its ``parser``."""
     for o in options_for(command):
         parser.add_argument(o.flag, type=o.type, nargs="+" if o.many else None,
-                            choices=o.choices,
                             help=o.help.format(default=_default(o.fields[0])))
 
 
