@@ -344,3 +344,81 @@ def test_skipping_the_usage_probe_changes_no_number_of_the_training(tmp_path):
                      for row in results[True].fit.history]
     assert without_usage == results[False].fit.history
     assert results[True].valid.metrics == results[False].valid.metrics
+
+
+@pytest.mark.parametrize("command", ["run", "tune"])
+def test_a_tensorboard_path_that_cannot_be_a_directory_is_refused_before_any_work(
+        tmp_path, capsys, command):
+    a_file = tmp_path / "board.txt"
+    a_file.write_text("not a folder")
+    out = tmp_path / "out"
+    # /proc refuses new folders even to root, whom permission bits would let through.
+    for board, says in ((a_file, "exists and is not a directory"),
+                        (a_file / "sub", f"{a_file} is not a directory"),
+                        (Path("/proc/prefuse-board"), "cannot create this directory")):
+        args = [command, "--out", str(out), "--tensorboard", str(board)]
+        if command == "tune":
+            args += ["--config", str(_config_file(tmp_path)), "--arms", "scratch+concat",
+                     "--trials", "1"]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"prefuse: error: {board}: {says}") and "Traceback" not in err
+        assert not out.exists()
+    assert a_file.read_text() == "not a folder"
+
+
+def test_a_tensorboard_directory_that_can_be_made_is_probed_and_left_as_it_was(tmp_path):
+    from prefuse.cli import check_tensorboard_dir
+
+    board = tmp_path / "new" / "deeper" / "board"
+    check_tensorboard_dir(str(board))
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("flag, field", [("--tune-seeds", "tune.tune_seeds"),
+                                         ("--final-seeds", "tune.final_seeds")])
+def test_a_negative_tune_seed_is_refused_before_a_study_is_written(tmp_path, capsys, flag,
+                                                                   field):
+    args = ["tune", "--config", str(_config_file(tmp_path)), "--arms", "scratch+concat",
+            "--trials", "1", "--out", str(tmp_path / "t")]
+    assert main(args + [flag, "-1"]) == 2
+    err = capsys.readouterr().err
+    assert f"config field '{field}': a seed must lie in [0, 2**32 - 1], got -1" in err
+    assert "Traceback" not in err and not (tmp_path / "t").exists()
+    assert main(args + ["--set", "tune.seed=4294967296"]) == 2
+    assert "config field 'tune.seed'" in capsys.readouterr().err
+    # The corrected command is not refused as "made with other settings".
+    assert main(args + [flag, "1"]) == 0
+
+
+def test_a_tune_continues_with_other_jobs_and_its_best_configs_say_not_where_it_ran(
+        tmp_path):
+    import tomllib
+
+    from prefuse.config import RUNTIME_FIELDS
+
+    args = ["tune", "--config", str(_config_file(tmp_path)), "--arms", "scratch+concat",
+            "--out", str(tmp_path / "t")]
+    assert main(args + ["--trials", "1", "--jobs", "1"]) == 0
+    # Another --jobs (and device, threads) is where the tune runs: the study continues.
+    assert main(args + ["--trials", "2", "--jobs", "2", "--set", "train.threads=1",
+                        "--set", "train.device=cpu"]) == 0
+    assert len(_finished(_trials(tmp_path / "t", "scratch+concat"))) == 2
+    best = tomllib.loads((tmp_path / "t" / "best" / "scratch+concat.toml").read_text())
+    for dotted in RUNTIME_FIELDS:
+        table, leaf = dotted.split(".")
+        assert leaf not in best[table], dotted
+    assert best["train"]["precision"] == "fp32" and best["model"]["width"] == 8
+    # What a run computes still decides the study: bf16 changes the numbers.
+    config = load_config(_config_file(tmp_path))
+    storage = open_storage(config.tune, tmp_path / "t")
+    data = data_shape(mixed_dataset(n=20))
+    prepare_study(storage, with_overrides(config, {"tune.study": "p"}), "scratch+concat",
+                  "maximize", data)
+    for runtime in ({"train.jobs": 3}, {"train.device": "cuda:1"}, {"tune.jobs": 4}):
+        prepare_study(storage, with_overrides(config, {"tune.study": "p", **runtime}),
+                      "scratch+concat", "maximize", data)
+    with pytest.raises(PrefuseError, match="other settings"):
+        prepare_study(storage, with_overrides(config, {"tune.study": "p",
+                                                       "train.precision": "bf16"}),
+                      "scratch+concat", "maximize", data)

@@ -10,21 +10,10 @@ from pathlib import Path
 
 import tomllib
 
-from . import __version__
+from . import __version__, options
 from .config import RunConfig, SyntheticConfig, load_config, with_overrides
-from .errors import ConfigError, PrefuseError, PrefuseWarning
+from .errors import ConfigError, OutputError, PrefuseError, PrefuseWarning
 from .fileio import check_directory_writable, check_writable
-
-# Command-line flag -> dotted config field.
-OVERRIDES = {
-    "data": "data.path", "format": "data.format", "out": "out", "seeds": "seeds",
-    "arms": "arms", "epochs": "train.epochs", "pretrain_epochs": "train.pretrain_epochs",
-    "lr": "train.lr", "encoder_lr": "train.encoder_lr", "batch_size": "train.batch_size",
-    "patience": "train.patience", "freeze_epochs": "train.freeze_epochs",
-    "modality_dropout": "train.modality_dropout", "encoder": "model.encoder",
-    "width": "model.width", "device": "train.device", "precision": "train.precision",
-    "threads": "train.threads", "jobs": "train.jobs",
-}
 
 
 def _parse_set(items: list[str]) -> dict[str, object]:
@@ -52,13 +41,34 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         config = load_config(Path(out) / "config.toml")
     else:
         config = RunConfig()
-    overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
-                 if getattr(args, flag, None) is not None}
+    overrides = options.overrides(args, args.command)
     overrides.update(_parse_set(args.set or []))
     config = with_overrides(config, overrides) if overrides else config.validate()
     from .recipe.checks import check_config  # the registries: loaded only when needed
 
     return check_config(config, args.config)
+
+
+def check_tensorboard_dir(path: str) -> None:
+    """Raise ``OutputError`` unless ``--tensorboard``'s ``path`` is, or can become, a
+    directory, before any data is loaded. Permission bits do not tell (root passes them,
+    and ``/proc`` refuses new folders to anyone), so a missing directory is really made
+    and removed again."""
+    target = check_directory_writable(path)
+    if target.exists():
+        return
+    made = target
+    while not made.parent.exists():
+        made = made.parent
+    try:
+        target.mkdir(parents=True)
+    except OSError as e:
+        raise OutputError(target, f"cannot create this directory ({e.strerror or e})"
+                          ) from None
+    for folder in [target, *target.parents]:
+        folder.rmdir()
+        if folder == made:
+            break
 
 
 def _say(text: str) -> None:
@@ -89,6 +99,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Stages trained in worker processes report their epochs to no one.
         raise ConfigError("--tensorboard", "cannot be combined with --jobs above 1 (the "
                           "workers' epochs would be missing); use --jobs 1")
+    if args.tensorboard:
+        check_tensorboard_dir(args.tensorboard)
     check_directory_writable(config.out)
     _interrupted_run[0] = config.out
     board = TensorBoardLog(args.tensorboard) if args.tensorboard else None
@@ -107,20 +119,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-# `prefuse tune` flag -> dotted config field (the run flags above apply as well).
-TUNE_OVERRIDES = {"trials": "tune.trials", "tune_seeds": "tune.tune_seeds",
-                  "final_seeds": "tune.final_seeds", "storage": "tune.storage",
-                  "jobs": "tune.jobs"}
-
-
 def cmd_tune(args: argparse.Namespace) -> int:
     from .tuning import FINAL_FOLDER, tune
 
     config = resolve_config(args)
-    overrides = {field: getattr(args, flag) for flag, field in TUNE_OVERRIDES.items()
-                 if getattr(args, flag) is not None}
-    if overrides:
-        config = with_overrides(config, overrides)
+    options.check_not_searched(args, set(config.tune.space))
+    if args.tensorboard:
+        check_tensorboard_dir(args.tensorboard)
     doc = tune(config, args.tune_dir, log=_say, tensorboard=args.tensorboard or "")
     for arm, entry in doc["arms"].items():
         best = entry.get("best")
@@ -241,48 +246,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    t, m = d.train, d.model
+def _add_config_options(p: argparse.ArgumentParser, command: str) -> None:
+    """``--config``, the option table's rows for ``command`` and ``--set``."""
     p.add_argument("--config", help="TOML config file (default: none; built-in defaults apply "
-                   "where it is silent)")
-    p.add_argument("--data", help="data file or folder (default: the built-in benchmark)")
-    p.add_argument("--format", help="data format: npz, mult, mmsa or csd (default: detect "
-                   "from content)")
-    p.add_argument("--out", help=f"run directory (default: {d.out})")
-    p.add_argument("--seeds", type=int, nargs="+", help=f"seeds, one run of every arm each "
-                   f"(default: {' '.join(map(str, d.seeds))})")
-    p.add_argument("--arms", nargs="+", help="arms to train: <init>+<fusion>[+<method>] "
-                   "(e.g. scratch+concat, pretrained+attention+umt), mult, ensemble, or the "
-                   "groups paper (the 2x2 ablation), balance (ensemble and each method on "
-                   f"pretrained+attention), all (default: {' '.join(d.arms)})")
-    p.add_argument("--epochs", type=int, help=f"total epoch budget per arm (default: "
-                   f"{t.epochs})")
-    p.add_argument("--pretrain-epochs", type=int, help="stage-1 epochs, part of the budget "
-                   f"(default: {t.pretrain_epochs})")
-    p.add_argument("--lr", type=float, help=f"learning rate (default: {t.lr})")
-    p.add_argument("--encoder-lr", type=float, help="stage-2 encoder learning rate "
-                   "(default: 0, the same as --lr)")
-    p.add_argument("--batch-size", type=int, help=f"batch size (default: {t.batch_size})")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs "
-                   f"(default: {t.patience})")
-    p.add_argument("--freeze-epochs", type=int, help="keep pre-trained encoders fixed this "
-                   f"long (default: {t.freeze_epochs})")
-    p.add_argument("--modality-dropout", type=float, help="train-time modality masking rate "
-                   f"(default: {t.modality_dropout})")
-    p.add_argument("--encoder", help="encoder for sequence modalities: lstm, gru, "
-                   f"transformer, conv or mlp (default: {m.encoder})")
-    p.add_argument("--width", type=int, help=f"modality feature width m (default: {m.width})")
-    p.add_argument("--device", help="auto (a GPU when CUDA is available), cpu, cuda or "
-                   "cuda:N (default: auto)")
-    p.add_argument("--precision", choices=["fp32", "bf16"],
-                   help="bf16: autocast on a GPU (default: fp32)")
-    p.add_argument("--jobs", type=int, help="train this many independent stages at once, "
-                   "in worker processes (default: 1)")
-    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: 0, "
-                   "meaning one each)")
+                   "where it is silent; tune reads its [tune] table)")
+    options.add_options(p, command)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any config field, e.g. --set model.dropout=0.2 (default: none)")
+                   help="any config field, e.g. --set model.dropout=0.2 or --set "
+                   "tune.pruner=none (default: none)")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -331,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = _command(sub, "run", "train the ablation arms and write a run directory")
-    _add_run_options(run)
+    _add_config_options(run, "run")
     run.add_argument("--resume", action="store_true",
                      help="continue the interrupted run in --out (same config, same data) "
                      "from its last checkpoint")
@@ -348,29 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", dest="tune_dir", required=True, metavar="TUNE_DIR",
                       help="tune directory (study database, results, best configs); the "
                       "same command continues an interrupted tune (required)")
-    tune.add_argument("--config", help="TOML config file; its [tune] table sets the search "
-                      "(default: none; the built-in search space)")
-    tune.add_argument("--data", help="data file or folder (default: the built-in benchmark)")
-    tune.add_argument("--format", help="data format (default: detect from content)")
-    tune.add_argument("--arms", nargs="+", help="arms to tune, each with the same budget "
-                      f"(default: {' '.join(RunConfig().arms)})")
-    tune.add_argument("--epochs", type=int, help="total epoch budget per arm and trial "
-                      f"(default: {RunConfig().train.epochs})")
-    tune.add_argument("--trials", type=int, help="trials per arm (default: "
-                      f"{RunConfig().tune.trials})")
-    tune.add_argument("--tune-seeds", type=int, nargs="+",
-                      help="seeds each trial is averaged over (default: 0)")
-    tune.add_argument("--final-seeds", type=int, nargs="+",
-                      help="train each arm's best config on these seeds into TUNE_DIR/final "
-                      "(default: none)")
-    tune.add_argument("--storage", help="Optuna storage URL shared by every worker and "
-                      "machine (default: SQLite in TUNE_DIR)")
-    tune.add_argument("--jobs", type=int, help="worker processes on this machine (default: 1)")
+    _add_config_options(tune, "tune")
     tune.add_argument("--tensorboard", metavar="DIR",
                       help="also write every trial's per-epoch scalars into DIR (default: "
                       "none)")
-    tune.add_argument("--set", action="append", metavar="KEY=VALUE",
-                      help="any config field, e.g. --set tune.pruner=none (default: none)")
     tune.set_defaults(func=cmd_tune)
 
     report = _command(sub, "report", "write report.html and report.md for a run "
@@ -392,8 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "them)")
     ev.set_defaults(func=cmd_evaluate)
 
-    data = _command(sub, "data", "data utilities").add_subparsers(dest="data_command",
-                                                                  required=True)
+    _add_data_commands(_command(sub, "data", "data utilities").add_subparsers(
+        dest="data_command", required=True))
+    return parser
+
+
+def _add_data_commands(data) -> None:
+    """``prefuse data synth``, ``inspect`` and ``convert``."""
     synth = _command(data, "synth", "write the built-in benchmark as generic NPZ")
     synth.add_argument("--out", required=True, help="the NPZ file to write (required)")
     synth.add_argument("--seed", type=_seed, default=0, help="generator seed")
@@ -424,7 +381,6 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--config", help="TOML config whose [data] table sets loader "
                          "options (label_columns, [data.csd] file names) (default: none)")
     convert.set_defaults(func=cmd_convert)
-    return parser
 
 
 # The run directory of ``prefuse run``, once known: Ctrl-C says how to continue that run.

@@ -25,8 +25,11 @@ from .errors import ConfigError
 ARMS = ("scratch+concat", "scratch+attention", "pretrained+concat", "pretrained+attention")
 DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
 PRECISIONS = ("fp32", "bf16")
-# Where a run trains, not what it computes: a run may resume with other values of these.
-RUNTIME_FIELDS = ("train.device", "train.threads", "train.jobs")
+# Where a run trains, not what it computes: a run resumes, and a study continues, with
+# other values of these, and a tuned arm's best config holds none of them. Precision is
+# not one: bf16 changes the numbers, so it is part of what a run computes.
+RUNTIME_FIELDS = ("train.device", "train.threads", "train.jobs", "tune.jobs", "tune.storage",
+                  "tune.heartbeat_seconds", "tune.grace_seconds")
 
 
 @dataclass
@@ -89,11 +92,12 @@ class TrainConfig:
     ``encoder_lr`` = 0 means "same as ``lr``"; ``freeze_epochs`` keeps pre-trained
     encoders fixed for the first k end-to-end epochs.
 
-    Where it runs (results do not depend on it, ``device`` and ``precision`` aside):
-    ``device`` is ``auto`` (a GPU when CUDA is available), ``cpu``, ``cuda`` or
-    ``cuda:N``; ``precision`` ``fp32`` or ``bf16`` (autocast, GPU only); ``threads`` is
-    torch's CPU thread count per process (0 = one per process, safe on a busy machine);
-    ``jobs`` trains that many independent stages at once in worker processes.
+    Where it runs (``RUNTIME_FIELDS``: a resume or a tune may change them): ``device`` is
+    ``auto`` (a GPU when CUDA is available), ``cpu``, ``cuda`` or ``cuda:N``; ``threads``
+    is torch's CPU thread count per process (0 = one per process, safe on a busy
+    machine); ``jobs`` trains that many independent stages at once in worker processes.
+    ``precision`` ``fp32`` or ``bf16`` (autocast, GPU only) changes the numbers, so it is
+    part of what a run computes, not where.
     """
 
     epochs: int = 40
@@ -229,16 +233,25 @@ class RunConfig:
                               f"{' or '.join(PRECISIONS)}")
         if not self.seeds:
             raise ConfigError("seeds", "needs at least one seed")
-        # numpy's and torch's generators both take these; numpy refuses negative seeds.
-        for name, seed in [("seeds", s) for s in self.seeds] + \
-                [("data.synthetic.seed", self.data.synthetic.seed)]:
-            if not 0 <= seed < 2**32:
-                raise ConfigError(name, f"a seed must lie in [0, 2**32 - 1], got {seed}")
+        _check_seeds(self)
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds", f"seeds repeat: {self.seeds}")
         if not self.arms:
             raise ConfigError("arms", "needs at least one arm")
         return self
+
+
+def _check_seeds(config: RunConfig) -> None:
+    """Every seed of the config in numpy's range (it refuses negative seeds; torch takes
+    the same), so that a bad one is refused here rather than inside a trial."""
+    t = config.tune
+    named = [("seeds", config.seeds), ("tune.tune_seeds", t.tune_seeds),
+             ("tune.final_seeds", t.final_seeds),
+             ("data.synthetic.seed", [config.data.synthetic.seed]), ("tune.seed", [t.seed])]
+    for name, seeds in named:
+        for seed in seeds:
+            if not 0 <= seed < 2**32:
+                raise ConfigError(name, f"a seed must lie in [0, 2**32 - 1], got {seed}")
 
 
 def check_modalities(config: RunConfig, modalities: list[str], source: object) -> None:
@@ -338,9 +351,20 @@ def load_config(path: str | Path) -> RunConfig:
         raise
 
 
-def config_to_toml(config: RunConfig) -> str:
-    """The resolved config as TOML text (what each run writes to ``config.toml``)."""
-    return tomli_w.dumps(asdict(config))
+def config_to_toml(config: RunConfig, runtime: bool = True) -> str:
+    """The resolved config as TOML text (what each run writes to ``config.toml``);
+    without the ``RUNTIME_FIELDS`` unless ``runtime``."""
+    return tomli_w.dumps(asdict(config) if runtime else computed_fields(config))
+
+
+def computed_fields(config: RunConfig) -> dict:
+    """``config`` as a nested dict less the ``RUNTIME_FIELDS``: what decides the numbers
+    a run computes."""
+    raw = asdict(config)
+    for dotted in RUNTIME_FIELDS:
+        table, leaf = dotted.split(".")
+        raw[table].pop(leaf)
+    return raw
 
 
 def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig:
@@ -367,5 +391,6 @@ def with_overrides(config: RunConfig, overrides: dict[str, object]) -> RunConfig
 
 __all__ = ["ARMS", "RunConfig", "DataConfig", "CsdConfig", "ModelConfig", "TrainConfig",
            "SyntheticConfig", "TuneConfig", "SearchParam", "default_space", "load_config",
-           "table_to", "check_modalities", "config_to_toml", "config_from_dict",
+           "table_to", "check_modalities", "config_to_toml", "computed_fields",
+           "config_from_dict", "RUNTIME_FIELDS",
            "with_overrides", "replace"]

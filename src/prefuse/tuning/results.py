@@ -83,7 +83,7 @@ def write_results(config: RunConfig, tune_dir: str | Path, studies: dict[str, op
             best[arm] = best_config(config, arm, entry["best"]["params"],
                                     Path(run_dir) / "arms" / arm)
             path = tune_dir / BEST_FOLDER / f"{arm}.toml"
-            write_text(path, config_to_toml(best[arm]))
+            write_text(path, config_to_toml(best[arm], runtime=False))
             entry["config"] = str(path)
         doc["arms"][arm] = entry
     write_json(tune_dir / TUNING_FILE, doc)

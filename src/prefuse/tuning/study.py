@@ -14,7 +14,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ..config import RunConfig, TuneConfig
+from ..config import RunConfig, TuneConfig, computed_fields
 from ..data.dataset import MultimodalDataset
 from ..errors import PrefuseError
 from ..registry import Registry
@@ -93,16 +92,14 @@ def study_name(tune: TuneConfig, arm: str) -> str:
 
 def _search_settings(config: RunConfig, data: dict) -> dict:
     """What fixes a study's search: the data's shape (``data``; its path may differ from
-    machine to machine) and the config, less where results go, the final seeds, the
-    budget (which may grow), workers, threads and storage."""
-    raw = asdict(config)
+    machine to machine) and the config, less where it runs (``RUNTIME_FIELDS``), where
+    results go, the final seeds and the budget (which may grow)."""
+    raw = computed_fields(config)
     for key in ("out", "seeds"):
         raw.pop(key)
     raw["data"].pop("path")
-    raw["train"].pop("threads")
     raw["data_shape"] = data
-    for key in ("final_seeds", "trials", "jobs", "storage", "heartbeat_seconds",
-                "grace_seconds"):
+    for key in ("final_seeds", "trials"):
         raw["tune"].pop(key)
     return raw
 
