@@ -69,12 +69,13 @@ def test_a_bad_value_given_to_tune_names_its_field_before_any_work(tuned_config,
     assert tuned_config == [] and not (tmp_path / "t").exists()
 
 
-def test_a_flag_for_a_field_the_search_draws_is_refused(tuned_config, tmp_path, capsys):
-    # The default space searches model.width: every trial would replace --width's value.
-    assert main(["tune", "--out", str(tmp_path / "t"), "--width", "12"]) == 2
-    err = capsys.readouterr().err
-    assert "config field 'model.width': --width sets it, but the search space" in err
-    assert tuned_config == []
-    assert main(["tune", "--out", str(tmp_path / "t"), "--config",
-                 _dropout_only_space(tmp_path), "--width", "12"]) == 0
-    assert tuned_config[0].model.width == 12
+def test_a_flag_for_a_field_the_search_draws_fixes_it(tuned_config, tmp_path, capsys):
+    # The default space searches model.width and train.lr: the flags fix them for every
+    # trial, as they would for a run, and the rest of the space is searched as before.
+    assert main(["tune", "--out", str(tmp_path / "t"), "--width", "12", "--lr", "0.02"]) == 0
+    (config,) = tuned_config
+    assert config.model.width == 12 and config.train.lr == 0.02
+    assert "model.width" not in config.tune.space and "train.lr" not in config.tune.space
+    assert "model.dropout" in config.tune.space
+    assert "not searched, fixed by the command line: train.lr, model.width" in \
+        capsys.readouterr().out

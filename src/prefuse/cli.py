@@ -123,7 +123,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tuning import FINAL_FOLDER, tune
 
     config = resolve_config(args)
-    options.check_not_searched(args, set(config.tune.space))
+    config, fixed = options.fix_flagged(args, config)
+    if fixed:
+        _say(f"not searched, fixed by the command line: {', '.join(fixed)}")
     if args.tensorboard:
         check_tensorboard_dir(args.tensorboard)
     doc = tune(config, args.tune_dir, log=_say, tensorboard=args.tensorboard or "")

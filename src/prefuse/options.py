@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .config import RunConfig
-from .errors import ConfigError
 
 BOTH = ("run", "tune")
 
@@ -113,14 +112,14 @@ def overrides(args: argparse.Namespace, command: str) -> dict[str, object]:
             if getattr(args, o.dest, None) is not None for field in o.fields}
 
 
-def check_not_searched(args: argparse.Namespace, searched: set[str]) -> None:
-    """Refuse a ``tune`` flag whose field the search space holds: every trial would draw
-    its own value over it, so the flag would change nothing, silently."""
-    for o in options_for("tune"):
-        if getattr(args, o.dest, None) is None:
-            continue
-        for field in o.fields:
-            if field in searched:
-                raise ConfigError(field, f"{o.flag} sets it, but the search space "
-                                  f"[tune.space] draws it in every trial; leave out {o.flag}"
-                                  f" or give a [tune.space] without \"{field}\"")
+def fix_flagged(args: argparse.Namespace, config: RunConfig) -> tuple[RunConfig, list[str]]:
+    """``config`` with every field that a ``tune`` flag sets taken out of the search space,
+    and those fields: the flag fixes the value for every trial, as it does for a run,
+    instead of being drawn over (a silent no-op) or refused."""
+    given = {field for o in options_for("tune") if getattr(args, o.dest, None) is not None
+             for field in o.fields}
+    fixed = [field for field in config.tune.space if field in given]
+    if not fixed:
+        return config, []
+    space = {k: v for k, v in config.tune.space.items() if k not in fixed}
+    return replace(config, tune=replace(config.tune, space=space)), fixed
