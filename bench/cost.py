@@ -32,7 +32,7 @@ from prefuse.config import RunConfig, TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.engine import runtime
-from prefuse.engine.loop import Objective, train_step
+from prefuse.engine.step import Objective, train_step
 from prefuse.errors import PrefuseError
 from prefuse.methods import build_method
 from prefuse.recipe.arms import arm as arm_named

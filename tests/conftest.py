@@ -10,7 +10,7 @@ from prefuse.config import RunConfig, TrainConfig, with_overrides
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.data.synthetic import make_synthetic
 from prefuse.engine import runtime
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.models.network import MultimodalNetwork
 
 # Small models, single-threaded: the suite runs on 2 cores. On the CPU even where a GPU

@@ -24,7 +24,7 @@ from prefuse.config import RunConfig, TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
 from prefuse.engine import distributed, runtime
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.methods import Method, build_method
 from prefuse.methods.dgl import Dgl
 from prefuse.methods.multiloss import Multiloss

@@ -12,7 +12,7 @@ from prefuse.analysis.tables import ablation_table, beyond_noise, ranked
 from prefuse.data.batching import Tensors, TensorSplit
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.engine.checkpoint import RunCheckpoints
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.methods import build_method
 from prefuse.models.combiners import COMBINERS, fit_blend
 from prefuse.models.ensemble import UnimodalEnsemble

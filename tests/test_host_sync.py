@@ -20,7 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from prefuse.data.batching import Tensors
 from prefuse.engine import distributed
 from prefuse.engine.evaluation import evaluate
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.methods import build_method
 from prefuse.models.encoders import ENCODERS
 from prefuse.models.network import MultimodalNetwork

@@ -10,7 +10,7 @@ import torch
 
 from prefuse.data.batching import Batch, Tensors
 from prefuse.engine.checkpoint import RunCheckpoints
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.methods import METHODS, Method, build_method
 from prefuse.methods.umt import Umt
 from prefuse.models.network import MultimodalNetwork

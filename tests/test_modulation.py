@@ -12,7 +12,7 @@ import torch
 
 from prefuse.data.batching import Batch, Tensors
 from prefuse.engine.checkpoint import RunCheckpoints
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.errors import ConfigError
 from prefuse.methods import build_method
 from prefuse.models.network import MultimodalNetwork, NetworkSpec

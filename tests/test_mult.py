@@ -8,7 +8,7 @@ import torch
 
 from prefuse.data.batching import Batch, TensorSplit
 from prefuse.data.dataset import Split
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.models.mult import MulT
 from prefuse.models.network import NetworkSpec
 from prefuse.recipe.arms import arm as arm_named

@@ -9,7 +9,7 @@ from prefuse.cli import main
 from prefuse.data.batching import Tensors
 from prefuse.data.formats.npz import save_npz
 from prefuse.engine.evaluation import evaluate
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.models.network import MultimodalNetwork
 from prefuse.recipe.arms import arm as arm_named
 from prefuse.recipe.stages import network_spec, pretrain, train_arm

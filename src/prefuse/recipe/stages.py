@@ -23,7 +23,7 @@ from ..data.dataset import MultimodalDataset
 from ..engine import runtime
 from ..engine.checkpoint import RunCheckpoints, StageCheckpoint
 from ..engine.evaluation import Evaluation, evaluate
-from ..engine.loop import FitResult, fit
+from ..engine.fit import FitResult, fit
 from ..methods import build_method
 from ..metrics import direction
 from ..models.network import MultimodalNetwork, NetworkSpec
