@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from prefuse.analysis.tables import ablation_table, beyond_noise, ranked
+from prefuse.config import TrainConfig
 from prefuse.data.batching import Tensors, TensorSplit
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.engine.checkpoint import RunCheckpoints
@@ -85,8 +86,8 @@ def test_gblend_reestimates_its_weights_at_super_epoch_boundaries_in_a_real_fit(
     torch.manual_seed(0)
     model = MultimodalNetwork(network_spec(tiny_synthetic, config, task, "attention",
                                            unimodal_heads=True))
-    result = fit(model, data.train, data.valid, task, epochs=5, lr=1e-3, seed=0,
-                 patience=10, method=method, checkpoint=stage)
+    result = fit(model, method, data, task, TrainConfig(epochs=5, lr=1e-3, patience=10),
+                 seed=0, checkpoint=stage)
 
     assert measured == [1, 3, 5]
     assert all(split is data.valid for split in seen)  # validation, never test

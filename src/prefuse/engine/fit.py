@@ -1,8 +1,9 @@
 """The training loop: ``fit`` (epochs, early stopping, checkpoints, device,
 DistributedDataParallel) around ``step.train_step``.
 
-Adam, gradient clipping, early stopping on the validation primary metric with patience,
-the best weights restored at the end.
+The model's own optimizer (``configure_optimizer``), gradient clipping, early stopping
+on the validation primary metric with patience, the best weights restored at the end.
+``FitState`` is where a fit stands after an epoch, what its checkpoint saves.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..data.batching import TensorSplit
+from ..config import TrainConfig
+from ..data.batching import Tensors
 from ..metrics import is_better
 from ..tasks import Task
 from . import distributed, runtime
@@ -41,21 +43,145 @@ class FitResult:
     device: str = ""
 
 
-def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
-        epochs: int, lr: float, seed: int, batch_size: int = 64, patience: int = 8,
-        grad_clip: float = 1.0, weight_decay: float = 0.0, encoder_lr: float = 0.0,
-        freeze_epochs: int = 0, modality_dropout: float = 0.0,
-        on_epoch: Callable[[int, nn.Module, dict], dict | None] | None = None,
-        desc: str = "train", checkpoint: StageCheckpoint | None = None,
-        method: Method | None = None) -> FitResult:
-    """Train ``model`` for at most ``epochs`` epochs; keep the best on validation.
+# Called after every epoch with (epoch, model, history row so far); the columns it
+# returns join the row, so a later hook sees them.
+Hook = Callable[[int, nn.Module, dict], "dict | None"]
 
-    ``encoder_lr`` (0 = same as ``lr``) applies to ``model.encoders``; ``freeze_epochs``
-    holds the encoders fixed for the first epochs. ``on_epoch(epoch, model, row)`` may
-    add columns to the epoch's history row. ``method`` (default: the plain step) shapes
-    every step and adds its ``end_epoch`` values to the row. Data order comes from
-    ``seed`` alone.
-    With ``checkpoint``, training continues after its last saved epoch, and every
+
+@dataclass
+class FitState:
+    """Where a fit stands after ``epoch``: the best epoch so far (its validation value,
+    weights and scores), the epochs since it, the history and the seconds spent. The
+    checkpoint saves it beside the model, optimizer, data order, RNG and method state."""
+
+    best_state: dict
+    epoch: int = 0
+    best_value: float | None = None
+    best_epoch: int = 0
+    best_valid: dict = field(default_factory=dict)
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def progress(self) -> dict:
+        """The fields as the checkpoint's keys (no copies: it writes them at once)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> FitState:
+        """The state a checkpoint saved with ``progress``."""
+        return cls(**{f.name: saved[f.name] for f in fields(cls)})
+
+    def record(self, epoch: int, row: dict, valid: dict[str, float], metric: str,
+               model: nn.Module) -> None:
+        """Add epoch ``epoch``'s ``row``; keep ``model``'s weights if its ``valid``
+        scores are the best on ``metric`` so far."""
+        self.epoch = epoch
+        self.history.append(row)
+        if is_better(metric, valid[metric], self.best_value):
+            self.best_value, self.best_epoch, self.best_valid = valid[metric], epoch, valid
+            self.best_state = copy.deepcopy(model.state_dict())
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+
+
+@dataclass
+class _Training:
+    """What every epoch of one fit works with."""
+
+    objective: Objective
+    net: nn.Module | None  # the DistributedDataParallel wrapper under torchrun
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    encoders: list[nn.Parameter]
+    data: Tensors
+    task: Task
+    train: TrainConfig
+    desc: str
+
+    @property
+    def model(self) -> nn.Module:
+        return self.objective.model
+
+
+def _start(model: nn.Module, method: Method, data: Tensors, task: Task, train: TrainConfig,
+           seed: int, desc: str) -> _Training:
+    optimizer = model.configure_optimizer(train)
+    generator = torch.Generator().manual_seed(seed)
+    # Distributed: same seed on all ranks, so each rank can take its slice of each batch.
+    distributed.init()
+    model.to(runtime.current().device)
+    objective = Objective(model, method)
+    net = None
+    if distributed.active():
+        net = DistributedDataParallel(objective, find_unused_parameters=may_skip_parameters(
+            data.train, train.freeze_epochs, train.modality_dropout))
+    method.start(model, seed)
+    encoders = list(model.encoders.parameters()) if hasattr(model, "encoders") else []
+    return _Training(objective, net, optimizer, generator, encoders, data, task, train, desc)
+
+
+def _train_epoch(t: _Training, epoch: int) -> tuple[float, float]:
+    """One pass over the training split: its mean loss and its primary metric."""
+    frozen = epoch <= t.train.freeze_epochs
+    for p in t.encoders:
+        p.requires_grad_(not frozen)
+    t.model.train()
+    device = next(t.model.parameters()).device
+    # Nothing in a step waits for the device: the loss sum, the outputs and the
+    # finiteness check are read back once per epoch. The sum is float64, as the
+    # Python float it replaces (float32 losses widened), so it is the same number.
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    # The epoch's own outputs give the train metric without a second pass.
+    seen_logits, seen_y = [], []
+    with stops_on_divergence(t.desc, epoch):
+        for batch in t.data.train.batches(t.train.batch_size, t.generator,
+                                          t.train.modality_dropout):
+            if len(batch) < distributed.world_size():  # some rank would get no sample
+                continue
+            batch = distributed.shard(batch).to(device)
+            loss, out = train_step(t.objective, batch, t.optimizer, t.train.grad_clip, t.net)
+            seen_logits.append(out.logits)
+            seen_y.append(batch.y)
+            total += loss.detach().double() * len(batch)
+            count += len(batch)
+    total, count = distributed.sum_all([float(total), count])
+    # A non-finite step loss makes the sum non-finite; checked before anything of
+    # this epoch is scored or saved, so the last checkpoint holds finite weights.
+    check_finite(total / count, t.desc, epoch)
+    predictions, _ = t.task.decode(torch.cat(seen_logits).cpu().numpy())
+    return total / count, t.task.metrics(predictions, torch.cat(seen_y).cpu().numpy())[
+        t.task.primary]
+
+
+def _epoch(t: _Training, epoch: int, hooks: Sequence[Hook]) -> tuple[dict, dict]:
+    """Train one epoch and score it: its history row and its validation scores."""
+    train_loss, train_metric = _train_epoch(t, epoch)
+    result = evaluate(t.model, t.data.valid, t.task)
+    metric = t.task.primary
+    row = {"epoch": epoch, "train_loss": train_loss, "valid_loss": result.loss,
+           "train_metric": train_metric, "valid_metric": result.metrics[metric]}
+    with stops_on_divergence(t.desc, epoch):
+        row.update(t.objective.method.end_epoch(epoch, t.model, t.data.valid))
+    for hook in hooks:
+        row.update(hook(epoch, t.model, row) or {})
+    return row, result.metrics
+
+
+def fit(model: nn.Module, method: Method | None, data: Tensors, task: Task,
+        train: TrainConfig, *, seed: int, checkpoint: StageCheckpoint | None = None,
+        hooks: Sequence[Hook] = (), desc: str = "train") -> FitResult:
+    """Train ``model`` on ``data.train`` for at most ``train.epochs`` epochs; keep the
+    best on ``data.valid``.
+
+    ``train`` gives the optimisation (the model's ``configure_optimizer`` reads its
+    learning rates), the batch size, patience, clipping, modality dropout and
+    ``freeze_epochs`` (the encoders held fixed for the first epochs). Every hook may add
+    columns to the epoch's history row. ``method`` (None: the plain step) shapes every
+    step and adds its ``end_epoch`` values to the row. Data order comes from ``seed``
+    alone. With ``checkpoint``, training continues after its last saved epoch, and every
     epoch is saved, so an interrupted fit resumes to exactly the same result.
 
     The model moves to the runtime's device (``runtime.current()``) and stays there
@@ -64,101 +190,34 @@ def fit(model: nn.Module, train: TensorSplit, valid: TensorSplit, task: Task, *,
     Under torchrun (``distributed.active()``) each rank trains a DistributedDataParallel
     copy on its slice of every batch; the model ends identical on all ranks.
     """
-    method = method or Method(task)
-    encoder_params = list(model.encoders.parameters()) if hasattr(model, "encoders") else []
-    encoder_ids = {id(p) for p in encoder_params}
-    other_params = [p for p in model.parameters() if id(p) not in encoder_ids]
-    groups = [{"params": other_params, "lr": lr}]
-    if encoder_params:
-        groups.append({"params": encoder_params, "lr": encoder_lr or lr})
-    optimizer = torch.optim.Adam(groups, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    # Distributed: same seed on all ranks, so each rank can take its slice of each batch.
-    distributed.init()
-    where = runtime.current().device
-    model.to(where)
-    objective = Objective(model, method)
-    net = None
-    if distributed.active():
-        net = DistributedDataParallel(objective, find_unused_parameters=may_skip_parameters(
-            train, freeze_epochs, modality_dropout))
-    device = next(model.parameters()).device
-    method.start(model, seed)
-
-    metric = task.primary
-    best_value: float | None = None
-    best_state = copy.deepcopy(model.state_dict())
-    best_epoch, best_valid, bad_epochs = 0, {}, 0
-    history: list[dict] = []
-    first_epoch, earlier_seconds = 1, 0.0
+    t = _start(model, method or Method(task), data, task, train, seed, desc)
+    state = FitState(best_state=copy.deepcopy(model.state_dict()))
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        restore_training(saved, model, optimizer, generator)
-        method.load_state_dict(saved.get("method", {}))
-        best_value, best_state, best_epoch = saved["best_value"], saved["best_state"], \
-            saved["best_epoch"]
-        best_valid, bad_epochs, history = saved["best_valid"], saved["bad_epochs"], \
-            saved["history"]
-        earlier_seconds = saved["seconds"]
-        # A fit saved just as early stopping ended it has no epochs left.
-        first_epoch = saved["epoch"] + 1 if bad_epochs < patience else epochs + 1
-    start_time = time.perf_counter()
-    bar = tqdm(range(first_epoch, epochs + 1), desc=desc, leave=False,
+        restore_training(saved, model, t.optimizer, t.generator)
+        t.objective.method.load_state_dict(saved.get("method", {}))
+        state = FitState.from_saved(saved)
+    earlier, start_time = state.seconds, time.perf_counter()
+    # A fit saved just as early stopping ended it has no epochs left.
+    first = state.epoch + 1 if state.bad_epochs < train.patience else train.epochs + 1
+    bar = tqdm(range(first, train.epochs + 1), desc=desc, leave=False,
                disable=not sys.stderr.isatty() or not distributed.is_main())
     for epoch in bar:
-        frozen = epoch <= freeze_epochs
-        for p in encoder_params:
-            p.requires_grad_(not frozen)
-        model.train()
-        # Nothing in a step waits for the device: the loss sum, the outputs and the
-        # finiteness check are read back once per epoch. The sum is float64, as the
-        # Python float it replaces (float32 losses widened), so it is the same number.
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        count = 0
-        # The epoch's own outputs give the train metric without a second pass.
-        seen_logits, seen_y = [], []
-        with stops_on_divergence(desc, epoch):
-            for batch in train.batches(batch_size, generator, modality_dropout):
-                if len(batch) < distributed.world_size():  # some rank would get no sample
-                    continue
-                batch = distributed.shard(batch).to(device)
-                loss, out = train_step(objective, batch, optimizer, grad_clip, net)
-                seen_logits.append(out.logits)
-                seen_y.append(batch.y)
-                total += loss.detach().double() * len(batch)
-                count += len(batch)
-        total, count = distributed.sum_all([float(total), count])
-        # A non-finite step loss makes the sum non-finite; checked before anything of
-        # this epoch is scored or saved, so the last checkpoint holds finite weights.
-        check_finite(total / count, desc, epoch)
-        result = evaluate(model, valid, task)
-        train_predictions, _ = task.decode(torch.cat(seen_logits).cpu().numpy())
-        train_metric = task.metrics(train_predictions, torch.cat(seen_y).cpu().numpy())[metric]
-        row = {"epoch": epoch, "train_loss": total / count, "valid_loss": result.loss,
-               "train_metric": train_metric, "valid_metric": result.metrics[metric]}
-        with stops_on_divergence(desc, epoch):
-            row.update(method.end_epoch(epoch, model, valid))
-        if on_epoch is not None:
-            row.update(on_epoch(epoch, model, row) or {})
-        history.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", **{metric: f"{row['valid_metric']:.3f}"})
-        if is_better(metric, result.metrics[metric], best_value):
-            best_value, best_epoch, best_valid = result.metrics[metric], epoch, result.metrics
-            best_state = copy.deepcopy(model.state_dict())
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
+        row, valid = _epoch(t, epoch, hooks)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}",
+                        **{task.primary: f"{row['valid_metric']:.3f}"})
+        state.record(epoch, row, valid, task.primary, model)
+        state.seconds = earlier + time.perf_counter() - start_time
         if checkpoint is not None:
-            checkpoint.save(training_state(
-                model, optimizer, generator, epoch=epoch, best_value=best_value,
-                best_state=best_state, best_epoch=best_epoch, best_valid=best_valid,
-                bad_epochs=bad_epochs, history=history, method=method.state_dict(),
-                seconds=earlier_seconds + time.perf_counter() - start_time))
-        if bad_epochs >= patience:
+            checkpoint.save(training_state(model, t.optimizer, t.generator,
+                                           method=t.objective.method.state_dict(),
+                                           **state.progress()))
+        if state.bad_epochs >= train.patience:
             break
-    for p in encoder_params:
+    for p in t.encoders:
         p.requires_grad_(True)
-    model.load_state_dict(best_state)
-    return FitResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=len(history),
-                     seconds=earlier_seconds + time.perf_counter() - start_time,
-                     history=history, device=str(where))
+    model.load_state_dict(state.best_state)
+    return FitResult(best_epoch=state.best_epoch, best_valid=state.best_valid,
+                     epochs_run=len(state.history),
+                     seconds=earlier + time.perf_counter() - start_time,
+                     history=state.history, device=str(runtime.current().device))
