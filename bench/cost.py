@@ -5,9 +5,10 @@
 The data is generated (seeded) with CMU-MOSI's shape: 1284/229/686 samples, T=50,
 text 300, audio 5, vision 20, sentiment in [-3, 3]. Each model is measured in its own
 fresh subprocess so peak memory is its own. An epoch is one training pass with the
-arm's own settings (batch size, clipping), timed as data (building the batch) plus
-compute (``train_step``, the very step training runs: forward, the method's loss,
-backward, clip, step); validation is not included. The last line
+arm's own training config (``Arm.training``: batch size, clipping) and the model's own
+optimizer (``configure_optimizer``, as a run builds it), timed as data (building the
+batch) plus compute (``train_step``, the very step training runs: forward, the method's
+loss, backward, clip, step); validation is not included. The last line
 printed is one JSON object: ``simple``, ``mult``, ``epoch_time_ratio`` (MulT's seconds
 per epoch / the simple network's) and ``params_ratio``.
 
@@ -32,7 +33,7 @@ from prefuse.config import RunConfig, TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.engine import runtime
-from prefuse.engine.loop import Objective, train_step
+from prefuse.engine.step import Objective, train_step
 from prefuse.errors import PrefuseError
 from prefuse.methods import build_method
 from prefuse.recipe.arms import arm as arm_named
@@ -80,22 +81,22 @@ def measure(name: str, epochs: int) -> dict:
     data = runtime.place_splits(Tensors(dataset, task))
     config = RunConfig()
     arm = arm_named(MODELS[name])
-    options = {"lr": config.train.lr, "batch_size": config.train.batch_size,
-               "grad_clip": config.train.grad_clip, **arm.train_overrides}
+    # The arm's own training config and the model's own optimizer, as a run trains it.
+    train = arm.training(config.train)
     method = build_method(arm.method, task, config, dataset.modalities)
     torch.manual_seed(0)
     model = arm.build(network_spec(dataset, config, task, arm.fusion,
                                    method.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=options["lr"])
+    optimizer = model.configure_optimizer(train)
     generator = torch.Generator().manual_seed(0)
     method.start(model, 0)
     objective = Objective(model, method)
     data_seconds = compute_seconds = 0.0
     model.train()
     for _ in range(epochs):
-        batches = data.train.batches(options["batch_size"], generator)
+        batches = data.train.batches(train.batch_size, generator)
         while True:
             synchronize(device)
             start = time.perf_counter()
@@ -107,12 +108,12 @@ def measure(name: str, epochs: int) -> dict:
             if batch is None:
                 break
             start = time.perf_counter()
-            train_step(objective, batch, optimizer, options["grad_clip"])
+            train_step(objective, batch, optimizer, train.grad_clip)
             synchronize(device)
             compute_seconds += time.perf_counter() - start
     return {
         "params": count_params(model),
-        "batch_size": options["batch_size"],
+        "batch_size": train.batch_size,
         "seconds_per_epoch": (data_seconds + compute_seconds) / epochs,
         "data_seconds_per_epoch": data_seconds / epochs,
         "compute_seconds_per_epoch": compute_seconds / epochs,

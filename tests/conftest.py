@@ -10,7 +10,7 @@ from prefuse.config import RunConfig, TrainConfig, with_overrides
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.data.synthetic import make_synthetic
 from prefuse.engine import runtime
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.models.network import MultimodalNetwork
 
 # Small models, single-threaded: the suite runs on 2 cores. On the CPU even where a GPU
@@ -57,9 +57,10 @@ def mixed_dataset(n: int = 60, seed: int = 0) -> MultimodalDataset:
 
 
 def fit_fresh(spec, dataset: MultimodalDataset, data, task, checkpoint=None,
-              stop_at: int | None = None, **options):
-    """``(model, fit result)`` of a fresh seeded network of ``spec`` trained on ``data``;
-    interrupted (``KeyboardInterrupt``, as Ctrl-C) after epoch ``stop_at``."""
+              stop_at: int | None = None, seed: int = 0, **train):
+    """``(model, fit result)`` of a fresh seeded network of ``spec`` trained on ``data``
+    with ``TrainConfig(**train)``; interrupted (``KeyboardInterrupt``, as Ctrl-C) after
+    epoch ``stop_at``."""
     def interrupt(epoch, model, row):
         if epoch == stop_at:
             raise KeyboardInterrupt
@@ -67,8 +68,8 @@ def fit_fresh(spec, dataset: MultimodalDataset, data, task, checkpoint=None,
     torch.manual_seed(0)
     model = MultimodalNetwork(spec)
     model.fit_standardization(dataset["train"])
-    return model, fit(model, data.train, data.valid, task, checkpoint=checkpoint,
-                      on_epoch=interrupt, **options)
+    return model, fit(model, None, data, task, TrainConfig(**train), seed=seed,
+                      checkpoint=checkpoint, hooks=[interrupt])
 
 
 def fit_then_interrupt(spec, dataset: MultimodalDataset, data, task, stage, **options):

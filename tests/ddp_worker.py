@@ -24,7 +24,7 @@ from prefuse.config import RunConfig, TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
 from prefuse.engine import distributed, runtime
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.methods import Method, build_method
 from prefuse.methods.dgl import Dgl
 from prefuse.methods.multiloss import Multiloss
@@ -66,8 +66,8 @@ def train(seed_init: int, method: str = "plain") -> tuple[MultimodalNetwork, obj
     model = MultimodalNetwork(network_spec(dataset, config, task, "attention",
                                            step is not None and step.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
-    result = fit(model, data.train, data.valid, task, epochs=3, lr=1e-2, seed=0,
-                 batch_size=32, freeze_epochs=1, method=step)
+    result = fit(model, step, data, task,
+                 TrainConfig(epochs=3, lr=1e-2, batch_size=32, freeze_epochs=1), seed=0)
     return model, result
 
 
@@ -117,9 +117,10 @@ def train_shards(method: str | Method, case: str, seed_init: int) -> MultimodalN
                                            step.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
     lacking = case == "lacking"
-    fit(model, data.train, data.valid, task, epochs=SHARDS["epochs"], lr=1e-2, seed=0,
-        batch_size=SHARDS["batch_size"], freeze_epochs=int(lacking),
-        modality_dropout=SHARDS["modality_dropout"] if lacking else 0.0, method=step)
+    fit(model, step, data, task, TrainConfig(
+        epochs=SHARDS["epochs"], lr=1e-2, batch_size=SHARDS["batch_size"],
+        freeze_epochs=int(lacking),
+        modality_dropout=SHARDS["modality_dropout"] if lacking else 0.0), seed=0)
     return model
 
 

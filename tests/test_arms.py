@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from prefuse.config import ARMS, RunConfig, with_overrides
+from prefuse.config import ARMS, RunConfig, TrainConfig, with_overrides
 from prefuse.errors import ConfigError
+from prefuse.recipe import arms as arms_module
 from prefuse.recipe.arms import arm, expand
 from prefuse.recipe.checks import check_config
 
@@ -76,3 +79,33 @@ def test_check_config_expands_groups_and_rejects_bad_names():
     assert config.arms == BALANCE + ["mult"]
     with pytest.raises(ConfigError, match="arms"):
         check_config(with_overrides(RunConfig(), {"arms": ["pretrained+attention+magic"]}))
+
+
+def test_an_arm_trains_with_the_runs_config_less_stage_1_and_with_its_overrides():
+    t = TrainConfig(epochs=40, pretrain_epochs=15, encoder_lr=1e-4, freeze_epochs=3)
+    scratch = arm("scratch+attention").training(t)
+    assert (scratch.epochs, scratch.encoder_lr, scratch.freeze_epochs) == (40, 0.0, 0)
+    pretrained = arm("pretrained+attention").training(t)
+    assert (pretrained.epochs, pretrained.encoder_lr, pretrained.freeze_epochs) == \
+        (25, 1e-4, 3)
+    frozen = arm("frozen+attention").training(t)
+    assert (frozen.epochs, frozen.freeze_epochs) == (25, 25)
+    mult = arm("mult").training(t)
+    assert (mult.epochs, mult.lr, mult.batch_size, mult.grad_clip, mult.patience) == \
+        (40, 1e-3, 24, 0.8, t.patience)
+    assert t == TrainConfig(epochs=40, pretrain_epochs=15, encoder_lr=1e-4, freeze_epochs=3)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"learning_rate": 1e-3}, r"'arms': arm mult: train_overrides \['learning_rate'\] name no "
+                              "train field"),
+    ({"lr": -1.0}, r"'train.lr': arm mult: must be > 0, got -1.0")])
+def test_check_config_checks_each_arms_own_training_config(monkeypatch, overrides, match):
+    real = arms_module.arm
+    monkeypatch.setattr(arms_module, "arm", lambda name: replace(
+        real(name), train_overrides=overrides) if name == "mult" else real(name))
+    config = with_overrides(RunConfig(), {"arms": ["scratch+concat", "mult"]})
+    with pytest.raises(ConfigError, match=match) as caught:
+        check_config(config, "run.toml")
+    assert str(caught.value).startswith("run.toml: ")
+    check_config(with_overrides(RunConfig(), {"arms": ["scratch+concat"]}))

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from prefuse.analysis.tables import ablation_table, beyond_noise, ranked
+from prefuse.config import TrainConfig
 from prefuse.data.batching import Tensors, TensorSplit
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.engine.checkpoint import RunCheckpoints
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.errors import ConfigError
 from prefuse.methods import build_method
 from prefuse.models.combiners import COMBINERS, fit_blend
@@ -86,8 +87,8 @@ def test_gblend_reestimates_its_weights_at_super_epoch_boundaries_in_a_real_fit(
     torch.manual_seed(0)
     model = MultimodalNetwork(network_spec(tiny_synthetic, config, task, "attention",
                                            unimodal_heads=True))
-    result = fit(model, data.train, data.valid, task, epochs=5, lr=1e-3, seed=0,
-                 patience=10, method=method, checkpoint=stage)
+    result = fit(model, method, data, task, TrainConfig(epochs=5, lr=1e-3, patience=10),
+                 seed=0, checkpoint=stage)
 
     assert measured == [1, 3, 5]
     assert all(split is data.valid for split in seen)  # validation, never test

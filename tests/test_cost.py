@@ -8,7 +8,7 @@ from torch import nn
 
 from prefuse.data.batching import Batch, TensorSplit
 from prefuse.data.dataset import Split
-from prefuse.engine.loop import FitResult
+from prefuse.engine.fit import FitResult
 from prefuse.runs.cost import (
     cost_report,
     count_params,

@@ -1,6 +1,10 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
+import torch
 
+from prefuse.data.batching import Batch
 from prefuse.data.formats import load_dataset
 from prefuse.data.formats.npz import dataset_arrays, save_npz
 from prefuse.data.synthetic import make_synthetic
@@ -105,3 +109,20 @@ def test_synthetic_cues_follow_the_label_only_where_their_modality_dominates():
         agree = vote == sign
         assert agree[split.dominant == k].mean() > 0.9
         assert abs(agree[split.dominant != k].mean() - 0.5) < 0.1
+
+
+def test_batch_map_applies_to_every_tensor_and_host_lengths_only_when_asked():
+    batch = Batch(x={"a": torch.arange(8.0).reshape(4, 2)},
+                  lengths={"a": torch.tensor([2, 1, 2, 1])},
+                  present={"a": torch.tensor([True, False, True, True])},
+                  y=torch.tensor([0, 1, 2, 3]), complete=frozenset(),
+                  host_lengths={"a": torch.tensor([2, 1, 2, 1])})
+    odd = batch.map(lambda t: t[1::2])
+    assert odd.x["a"].tolist() == [[2.0, 3.0], [6.0, 7.0]]
+    assert odd.lengths["a"].tolist() == [1, 1] and odd.present["a"].tolist() == [False, True]
+    assert odd.y.tolist() == [1, 3] and odd.host_lengths is batch.host_lengths
+    both = batch.map(lambda t: t[1::2], host=lambda t: t[1::2])
+    assert both.host_lengths["a"].tolist() == [1, 1]
+    assert batch.y.tolist() == [0, 1, 2, 3]  # the batch itself is left as it was
+    kept = replace(batch, complete=frozenset({"a"})).to("cpu")
+    assert kept.complete == frozenset({"a"}) and kept.host_lengths is batch.host_lengths

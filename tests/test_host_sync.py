@@ -17,10 +17,11 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from prefuse.config import TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.engine import distributed
 from prefuse.engine.evaluation import evaluate
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.methods import build_method
 from prefuse.models.encoders import ENCODERS
 from prefuse.models.network import MultimodalNetwork
@@ -73,8 +74,9 @@ def test_a_fit_reads_device_values_per_epoch_not_per_step(tmp_path, reads, metho
     for batch_size in (8, 48):  # 12 steps an epoch, then 2
         model, data, task, method = _setup(tmp_path, method_name, encoder)
         reads.clear()
-        result = fit(model, data.train, data.valid, task, epochs=2, lr=1e-3, seed=0,
-                     patience=5, batch_size=batch_size, method=method)
+        result = fit(model, method, data, task,
+                     TrainConfig(epochs=2, lr=1e-3, patience=5, batch_size=batch_size),
+                     seed=0)
         assert result.epochs_run == 2
         counts.append(dict(reads))
     assert counts[0] == counts[1]

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from prefuse.config import TrainConfig
 from prefuse.data.batching import Batch, Tensors
 from prefuse.engine.checkpoint import RunCheckpoints
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.methods import METHODS, Method, build_method
 from prefuse.methods.umt import Umt
 from prefuse.models.network import MultimodalNetwork
@@ -172,8 +173,9 @@ def test_method_logs_per_epoch_and_its_state_is_checkpointed(tiny_synthetic, tmp
         torch.manual_seed(0)
         model = MultimodalNetwork(_network_spec(tiny_synthetic, config, task))
         method = Counting(task)
-        result = fit(model, data.train, data.valid, task, epochs=epochs, lr=1e-3, seed=0,
-                     patience=10, checkpoint=stage, method=method)
+        result = fit(model, method, data, task,
+                     TrainConfig(epochs=epochs, lr=1e-3, patience=10), seed=0,
+                     checkpoint=stage)
         return method, result.history
 
     first, history = run(2)

@@ -1,9 +1,12 @@
 import pytest
 import torch
 
+from prefuse.config import TrainConfig
 from prefuse.data.batching import Batch
 from prefuse.models.encoders import ENCODERS
+from prefuse.models.ensemble import UnimodalEnsemble
 from prefuse.models.fusion import Concatenation, ModalityAttention
+from prefuse.models.mult import MulT
 from prefuse.models.network import MultimodalNetwork, NetworkSpec
 
 
@@ -144,3 +147,25 @@ def test_saved_model_names_its_architecture(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(PrefuseError, match=str(tmp_path)):
         load_model(tmp_path)
+
+
+def test_the_network_gives_its_encoders_their_own_learning_rate():
+    model = MultimodalNetwork(_spec())
+    optimizer = model.configure_optimizer(TrainConfig(lr=1e-2, encoder_lr=1e-4,
+                                                      weight_decay=0.5))
+    rest, encoders = optimizer.param_groups
+    assert (rest["lr"], encoders["lr"]) == (1e-2, 1e-4)
+    assert rest["weight_decay"] == encoders["weight_decay"] == 0.5
+    assert [id(p) for p in encoders["params"]] == [id(p) for p in model.encoders.parameters()]
+    owned = {id(p) for p in model.encoders.parameters()}
+    assert [id(p) for p in rest["params"]] == \
+        [id(p) for p in model.parameters() if id(p) not in owned]
+    same = model.configure_optimizer(TrainConfig(lr=1e-2))  # encoder_lr 0: lr
+    assert [g["lr"] for g in same.param_groups] == [1e-2, 1e-2]
+
+
+def test_mult_and_the_ensemble_train_every_parameter_alike():
+    for model in (MulT(_spec(fusion="mult")), UnimodalEnsemble(_spec(fusion="ensemble"))):
+        (group,) = model.configure_optimizer(TrainConfig(lr=3e-3, encoder_lr=1e-5)).param_groups
+        assert group["lr"] == 3e-3
+        assert [id(p) for p in group["params"]] == [id(p) for p in model.parameters()]

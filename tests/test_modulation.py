@@ -10,9 +10,10 @@ from dataclasses import replace
 import pytest
 import torch
 
+from prefuse.config import TrainConfig
 from prefuse.data.batching import Batch, Tensors
 from prefuse.engine.checkpoint import RunCheckpoints
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.errors import ConfigError
 from prefuse.methods import build_method
 from prefuse.models.network import MultimodalNetwork, NetworkSpec
@@ -301,8 +302,9 @@ def test_resumed_fit_equals_an_uninterrupted_one(tiny_synthetic, tmp_path, name,
         model = MultimodalNetwork(network_spec(tiny_synthetic, config, task, "attention",
                                                method.request.unimodal_heads))
         model.fit_standardization(tiny_synthetic["train"])
-        result = fit(model, data.train, data.valid, task, epochs=epochs, lr=1e-2, seed=0,
-                     patience=10, checkpoint=stage, method=method)
+        result = fit(model, method, data, task,
+                     TrainConfig(epochs=epochs, lr=1e-2, patience=10), seed=0,
+                     checkpoint=stage)
         return model, result.history
 
     stage = RunCheckpoints(tmp_path).start(config, resume=False).stage(0, "arm", name)

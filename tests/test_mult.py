@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from prefuse.data.batching import Batch, TensorSplit
-from prefuse.data.dataset import Split
-from prefuse.engine.loop import fit
+from prefuse.config import TrainConfig
+from prefuse.data.batching import Batch, Tensors
+from prefuse.data.dataset import MultimodalDataset, Split
+from prefuse.engine.fit import fit
 from prefuse.models.mult import MulT
 from prefuse.models.network import NetworkSpec
 from prefuse.recipe.arms import arm as arm_named
@@ -116,8 +117,10 @@ def test_tiny_mult_learns():
     torch.manual_seed(0)
     model = MulT(spec({"text": 4, "audio": 3}, TINY))
     model.fit_standardization(train)
-    data = [TensorSplit(s, ["text", "audio"], regression=True) for s in (train, valid)]
-    result = fit(model, *data, task, epochs=15, lr=3e-3, seed=0, batch_size=16, patience=15)
+    dataset = MultimodalDataset(splits={"train": train, "valid": valid}, task="regression",
+                                modalities=["text", "audio"], label_names=["y"], name="tiny")
+    result = fit(model, None, Tensors(dataset, task), task,
+                 TrainConfig(epochs=15, lr=3e-3, batch_size=16, patience=15), seed=0)
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < 0.6 * losses[0], losses
 

@@ -25,7 +25,7 @@ from prefuse.data.formats import load_dataset
 from prefuse.data.formats.npz import dataset_arrays, save_npz
 from prefuse.data.inspect import check_file
 from prefuse.data.synthetic import make_synthetic
-from prefuse.engine import loop
+from prefuse.engine import fit as fit_module
 from prefuse.engine.checkpoint import RunCheckpoints
 from prefuse.engine.guards import check_finite
 from prefuse.errors import ConfigError, DataError, OutputError, PrefuseError, RunError
@@ -195,7 +195,7 @@ def test_divergence_in_a_later_arm_keeps_the_earlier_arms(tmp_path, monkeypatch,
         check_finite(torch.tensor(float("nan")) if "attention" in where else loss, where,
                      epoch)
 
-    monkeypatch.setattr(loop, "check_finite", poisoned)
+    monkeypatch.setattr(fit_module, "check_finite", poisoned)
     rc, _, err = cli(capsys, "run", "--out", tmp_path / "run", *TINY[:2], "--arms",
                      "scratch+concat", "scratch+attention", *TINY[4:], *SIZES)
     assert rc == 2 and "seed 0 scratch+attention, epoch 1" in err

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from prefuse.cli import main
+from prefuse.config import TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.formats.npz import save_npz
 from prefuse.engine.evaluation import evaluate
-from prefuse.engine.loop import fit
+from prefuse.engine.fit import fit
 from prefuse.models.network import MultimodalNetwork
 from prefuse.recipe.arms import arm as arm_named
 from prefuse.recipe.stages import network_spec, pretrain, train_arm
@@ -26,8 +27,8 @@ def test_a_tiny_run_learns(tmp_path):
     torch.manual_seed(0)
     model = MultimodalNetwork(network_spec(dataset, config, task, "attention"))
     model.fit_standardization(dataset["train"])
-    result = fit(model, data.train, data.valid, task, epochs=10, lr=3e-3, seed=0, patience=10,
-                 batch_size=16)
+    result = fit(model, None, data, task,
+                 TrainConfig(epochs=10, lr=3e-3, patience=10, batch_size=16), seed=0)
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < 0.5 * losses[0]
     chance = task.chance(dataset["test"].labels)["acc"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -43,15 +43,21 @@ class Batch:
                                       for m, p in self.present.items()},
                        complete=self.complete & frozenset(keep))
 
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor],
+            host: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Batch:
+        """This batch with ``fn`` applied to each of its tensors (features, lengths,
+        presence, labels) and ``host`` to its host lengths (None: kept as they are)."""
+        def each(f, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {m: f(v) for m, v in tensors.items()}
+
+        return replace(self, x=each(fn, self.x), lengths=each(fn, self.lengths),
+                       present=each(fn, self.present), y=fn(self.y),
+                       host_lengths=self.host_lengths if host is None
+                       else each(host, self.host_lengths))
+
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(
-            x={k: v.to(device) for k, v in self.x.items()},
-            lengths={k: v.to(device) for k, v in self.lengths.items()},
-            present={k: v.to(device) for k, v in self.present.items()},
-            y=self.y.to(device),
-            complete=self.complete,
-            host_lengths=self.host_lengths,
-        )
+        """This batch on ``device``; its host lengths stay on the host."""
+        return self.map(lambda t: t.to(device))
 
 
 class TensorSplit:

@@ -5,7 +5,7 @@ Layout of ``RUN_DIR/checkpoints/``, one pair of files per stage (a stage is one 
 
 - ``<stage>.epoch.pt``: the last complete epoch of a stage still training: model and
   optimizer state, the data-order generator and the global torch RNG (dropout) states,
-  the early-stopping state and the history so far.
+  the early-stopping state and the history so far (``fit.FitState``).
 - ``<stage>.done.pt``: a finished stage: its final (best) weights and its fit result.
 
 Files hold only tensors and plain containers: written with ``torch.save`` and read back
@@ -102,8 +102,9 @@ class StageCheckpoint:
 def training_state(model: nn.Module, optimizer: torch.optim.Optimizer,
                    generator: torch.Generator, **progress) -> dict:
     """Everything that shapes the epochs still to come, plus ``progress`` (epoch,
-    early-stopping state, history, seconds). The random states are the CPU's and, where
-    CUDA has been used, every GPU's (dropout on a GPU draws from those)."""
+    early-stopping state, history, seconds: ``fit.FitState.progress()``). The random
+    states are the CPU's and, where CUDA has been used, every GPU's (dropout on a GPU
+    draws from those)."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "generator": generator.get_state(), "rng": torch.get_rng_state(), **progress}
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -77,11 +77,7 @@ def shard(batch: Batch) -> Batch:
     if step == 1:
         return batch
     part = slice(rank(), None, step)
-    return Batch(x={k: v[part] for k, v in batch.x.items()},
-                 lengths={k: v[part] for k, v in batch.lengths.items()},
-                 present={k: v[part] for k, v in batch.present.items()},
-                 y=batch.y[part], complete=batch.complete,
-                 host_lengths={k: v[part] for k, v in batch.host_lengths.items()})
+    return batch.map(lambda t: t[part], host=lambda t: t[part])
 
 
 def sum_all(values: list[float]) -> list[float]:

@@ -1,10 +1,10 @@
 """Training methods: what changes in the training step beyond "fused loss, backward, step".
 
-The step (``prefuse.engine.loop.train_step``) runs, in order::
+The step (``prefuse.engine.step.train_step``) runs, in order::
 
     out  = network(batch, method.request)      # named outputs, extras as requested
     loss = method.loss(out, batch)             # fused loss plus whatever the method adds
-                                               # (these two: loop.Objective's forward)
+                                               # (these two: step.Objective's forward)
     loss.backward()
     method.after_backward(model)               # per-encoder gradient changes
     clip gradients; optimizer step
@@ -43,7 +43,7 @@ loaded, before anything trains.
 Rules a method keeps: everything it reads from the network comes out of the one forward
 (declare it in ``request``), so DistributedDataParallel averages every gradient (a loss
 may leave parameters out on some steps, such as the head of a modality the batch lacks:
-DDP looks for them from the loss, see ``loop.Objective``); anything
+DDP looks for them from the loss, see ``step.Objective``); anything
 it computes from the batch to change gradients (scores, ratios) is reduced across ranks
 with ``prefuse.engine.distributed.sum_all`` so every rank changes its gradients alike;
 state that matters for resuming goes through ``state_dict``/``load_state_dict`` as tensors

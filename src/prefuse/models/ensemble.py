@@ -15,11 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import TrainConfig
 from ..data.batching import Batch, TensorSplit
 from ..data.dataset import Split
 from ..tasks import Task
 from .combiners import COMBINERS, Combiner
 from .network import NETWORKS, MultimodalNetwork, NetworkSpec
+from .optim import adam
 from .outputs import PLAIN, NetworkOutput, Request, kept_by_masking, only_keep
 
 
@@ -49,6 +51,10 @@ class UnimodalEnsemble(nn.Module):
     def standardize(self) -> dict[str, nn.Module]:
         """Each member's feature standardisation, by modality (what ``model.json`` lists)."""
         return {m: self.members[m].standardize[m] for m in self.modalities}
+
+    def configure_optimizer(self, train: TrainConfig) -> torch.optim.Optimizer:
+        """Adam over every parameter alike (see ``optim.adam``)."""
+        return adam(self, train)
 
     def fit_standardization(self, train: Split) -> None:
         for member in self.members.values():

@@ -41,10 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import TrainConfig
 from ..data.batching import Batch
 from ..data.dataset import Split
 from .encoders import sinusoidal_positions, step_mask
 from .network import NETWORKS, NetworkSpec, Standardize
+from .optim import adam
 from .outputs import PLAIN, NetworkOutput, Request, kept_by_masking, only_keep
 
 DEFAULTS = {"width": 30, "layers": 5, "heads": 5, "kernel": 1, "attn_dropout": 0.1,
@@ -172,6 +174,10 @@ class MulT(nn.Module):
         self.proj1 = nn.Linear(combined, combined)
         self.proj2 = nn.Linear(combined, combined)
         self.out = nn.Linear(combined, spec.out_dim)
+
+    def configure_optimizer(self, train: TrainConfig) -> torch.optim.Optimizer:
+        """Adam over every parameter alike (see ``optim.adam``)."""
+        return adam(self, train)
 
     def fit_standardization(self, train: Split) -> None:
         """Take normalisation statistics from the training split only."""

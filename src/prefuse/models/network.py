@@ -18,11 +18,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..config import TrainConfig
 from ..data.batching import Batch
 from ..data.dataset import Split
 from ..registry import Registry
 from .encoders import ENCODERS, step_mask
 from .fusion import FUSIONS
+from .optim import adam
 from .outputs import PLAIN, NetworkOutput, Request
 
 
@@ -123,6 +125,10 @@ class MultimodalNetwork(nn.Module):
         if spec.unimodal_heads:
             self.unimodal_heads = nn.ModuleDict({m: _head(spec.width, spec)
                                                  for m in self.modalities})
+
+    def configure_optimizer(self, train: TrainConfig) -> torch.optim.Optimizer:
+        """Adam, the encoders at ``train.encoder_lr`` (see ``optim.adam``)."""
+        return adam(self, train, self.encoders)
 
     def fit_standardization(self, train: Split) -> None:
         """Take normalisation statistics from the training split only."""

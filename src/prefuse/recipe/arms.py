@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from torch import nn
 
-from ..config import ARMS
+from ..config import ARMS, TrainConfig
 from ..errors import ConfigError
 from ..methods import METHODS
 from ..models.ensemble import UnimodalEnsemble
@@ -49,15 +49,15 @@ INITS.register("frozen")(Init(loads=True, frozen=True, before="scratch"))
 class Arm:
     """One arm of the comparison and its traits.
 
-    ``build(spec)`` makes its network; ``train_overrides`` replaces training options for
-    this arm only (a published baseline's own learning rate; the epoch budget and early
-    stopping stay shared). ``has_weights``: its modality weights are learned (worth
-    analysing). ``headline``: the arm a run saves at its top level. ``before``: the arm
-    whose attention is this one's "before pre-training". ``uses_stage1``: it needs the
-    stage-1 networks, whose epochs then count against its budget. ``joint``: False for
-    an arm that trains nothing after stage 1 (its network is assembled from the stage-1
-    networks and calibrated on the validation split). ``balance``: a named arm that is a
-    balancing method, so part of the ``balance`` group.
+    ``build(spec)`` makes its network; ``train_overrides`` replaces ``TrainConfig`` fields
+    for this arm only (a published baseline's own learning rate; the epoch budget and early
+    stopping stay shared; see ``training``). ``has_weights``: its modality weights are
+    learned (worth analysing). ``headline``: the arm a run saves at its top level.
+    ``before``: the arm whose attention is this one's "before pre-training".
+    ``uses_stage1``: it needs the stage-1 networks, whose epochs then count against its
+    budget. ``joint``: False for an arm that trains nothing after stage 1 (its network is
+    assembled from the stage-1 networks and calibrated on the validation split).
+    ``balance``: a named arm that is a balancing method, so part of the ``balance`` group.
     """
 
     name: str
@@ -83,6 +83,18 @@ class Arm:
     @property
     def uses_stage1(self) -> bool:
         return self.loads_stage1 or METHODS.get(self.method).uses_stage1
+
+    def training(self, train: TrainConfig) -> TrainConfig:
+        """``train`` as this arm trains with it in stage 2: its epochs less stage 1's
+        where it uses stage 1; the encoders' own learning rate and frozen epochs only
+        where it loads stage-1 encoders (a frozen init keeps them fixed for every epoch);
+        then its own ``train_overrides``."""
+        epochs = train.epochs - (train.pretrain_epochs if self.uses_stage1 else 0)
+        encoders = {"encoder_lr": 0.0, "freeze_epochs": 0}
+        if self.loads_stage1:
+            encoders = {"encoder_lr": train.encoder_lr,
+                        "freeze_epochs": epochs if self.frozen else train.freeze_epochs}
+        return replace(train, epochs=epochs, **{**encoders, **self.train_overrides})
 
     def parts(self) -> dict[str, str]:
         """What ``metrics.json`` records of the arm."""

@@ -12,6 +12,19 @@ from ..models.encoders import ENCODERS
 from . import arms as arm_registry
 
 
+def _check_training(arm: arm_registry.Arm, config: RunConfig) -> None:
+    """``arm``'s own training config (``Arm.training``) checked as a config's would be."""
+    try:
+        train = arm.training(config.train)
+    except TypeError:  # an override that names no TrainConfig field
+        raise ConfigError("arms", f"arm {arm.name}: train_overrides "
+                          f"{sorted(arm.train_overrides)} name no train field") from None
+    try:
+        replace(config, train=train).validate()
+    except ConfigError as e:
+        raise ConfigError(e.field, f"arm {arm.name}: {str(e).split(': ', 1)[-1]}") from None
+
+
 def check_config(config: RunConfig, source: object = None) -> RunConfig:
     """``config`` with its arm groups expanded, once every registered name in it and the
     stage-1 budget are checked; a ``ConfigError`` naming ``source`` and the field otherwise."""
@@ -29,6 +42,8 @@ def check_config(config: RunConfig, source: object = None) -> RunConfig:
                               f"must lie in [1, epochs-1] = [1, {t.epochs - 1}] for arms that "
                               "use stage-1 networks (it counts against the budget), got "
                               f"{t.pretrain_epochs}")
+        for name in config.arms:
+            _check_training(arm_registry.arm(name), config)
     except ConfigError as e:
         if source is None or e.source is not None:
             raise

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import RunConfig
+from ..config import RunConfig, TrainConfig
 from ..data.batching import Tensors, TensorSplit
 from ..data.dataset import MultimodalDataset
 from ..engine import runtime
 from ..engine.checkpoint import RunCheckpoints, StageCheckpoint
 from ..engine.evaluation import Evaluation, evaluate
-from ..engine.loop import FitResult, fit
+from ..engine.fit import FitResult, Hook, fit
+from ..engine.method import Method
 from ..methods import build_method
 from ..metrics import direction
 from ..models.network import MultimodalNetwork, NetworkSpec
@@ -93,8 +94,8 @@ Observer = Callable[[EpochEvent], None]
 
 
 
-def usage_probe(data: Tensors, task: Task, modalities: list[str]):
-    """An ``on_epoch`` hook measuring how much the network uses each modality: the
+def usage_probe(data: Tensors, task: Task, modalities: list[str]) -> Hook:
+    """A ``fit`` hook measuring how much the network uses each modality: the
     validation metric with only that modality kept (the others masked)."""
     alone = tuple((m,) for m in modalities)
 
@@ -113,24 +114,21 @@ def without_each(model: nn.Module, split: TensorSplit, task: Task) -> dict[str, 
     return {f"without_{m}": kept[subset] for m, subset in rest.items()}
 
 
-def _observed(hook, observe: Observer | None, seed: int, stage: str, name: str,
-              valid: TensorSplit, task: Task):
-    """``hook`` (the usage probe, or None) followed by ``observe`` on the full row."""
+def _observing(observe: Observer | None, seed: int, stage: str, name: str,
+               valid: TensorSplit, task: Task) -> list[Hook]:
+    """A ``fit`` hook handing ``observe`` every epoch's full row (none without one)."""
     if observe is None:
-        return hook
+        return []
 
-    def on_epoch(epoch: int, model: nn.Module, row: dict) -> dict:
-        extra = hook(epoch, model, row) if hook is not None else {}
-        observe(EpochEvent(seed, stage, name, epoch, model, {**row, **extra}, valid, task))
-        return extra
+    def on_epoch(epoch: int, model: nn.Module, row: dict) -> None:
+        observe(EpochEvent(seed, stage, name, epoch, model, dict(row), valid, task))
 
-    return on_epoch
+    return [on_epoch]
 
 
-def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed: int,
-           epochs: int, desc: str, stage: StageCheckpoint | None = None,
-           observe: Observer | None = None, label: tuple[str, str] = ("", ""),
-           usage: bool = True, **overrides) -> StageResult:
+def _train(model: nn.Module, method: Method | None, data: Tensors, task: Task,
+           train: TrainConfig, seed: int, desc: str, stage: StageCheckpoint | None,
+           hooks: list[Hook]) -> StageResult:
     model.to(runtime.current().device)
     if stage is not None and (done := stage.load_done()) is not None:
         # Finished before an interruption: its weights and fit are kept; the evaluations
@@ -138,16 +136,8 @@ def _train(model: nn.Module, data: Tensors, task: Task, config: RunConfig, seed:
         model.load_state_dict(done["model"])
         result = FitResult(**done["fit"])
     else:
-        t = config.train
-        options = dict(lr=t.lr, batch_size=t.batch_size, patience=t.patience,
-                       grad_clip=t.grad_clip, weight_decay=t.weight_decay,
-                       modality_dropout=t.modality_dropout)
-        options.update(overrides)
-        probe = usage_probe(data, task, list(data.train.modalities)) \
-            if usage and len(model.spec.modalities) > 1 else None
-        options["on_epoch"] = _observed(probe, observe, seed, *label, data.valid, task)
-        result = fit(model, data.train, data.valid, task, epochs=epochs, seed=seed,
-                     desc=desc, checkpoint=stage, **options)
+        result = fit(model, method, data, task, train, seed=seed, checkpoint=stage,
+                     hooks=hooks, desc=desc)
         if stage is not None:
             stage.save_done(model, result)
     return StageResult(model, result, evaluate(model, data.valid, task),
@@ -173,15 +163,19 @@ def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunC
     """Stage 1: each modality's encoder with its own head, trained alone (resumed from
     ``checkpoints`` where given; ``observe`` sees every epoch)."""
     base = network_spec(dataset, config, task, "concat")
+    # Encoders trained alone: no encoder group of their own, none frozen.
+    train = replace(config.train, epochs=config.train.pretrain_epochs, encoder_lr=0.0,
+                    freeze_epochs=0)
     out = {}
     for modality in dataset.modalities:
         torch.manual_seed(seed)
         model = MultimodalNetwork(base.only(modality))
         model.fit_standardization(dataset["train"])
         stage = checkpoints.stage(seed, "pretrain", modality) if checkpoints else None
-        out[modality] = _train(model, data, task, config, seed, config.train.pretrain_epochs,
-                               f"seed {seed} pretrain {modality}", stage, observe,
-                               ("pretrain", modality))
+        out[modality] = _train(model, None, data, task, train, seed,
+                               f"seed {seed} pretrain {modality}", stage,
+                               _observing(observe, seed, "pretrain", modality, data.valid,
+                                          task))
     return out
 
 
@@ -206,20 +200,16 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
     model = spec.build(network_spec(dataset, config, task, spec.fusion,
                                     method.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
-    t = config.train
-    epochs, extra = t.epochs, {**spec.train_overrides, "method": method}
-    if spec.uses_stage1:
-        epochs -= t.pretrain_epochs
     if spec.loads_stage1:
         for modality, network in stage1.items():
             model.load_pretrained(modality, network)
-        extra.setdefault("encoder_lr", t.encoder_lr)
-        # A frozen init keeps the encoders fixed for every epoch of the fit.
-        extra.setdefault("freeze_epochs", epochs if spec.frozen else t.freeze_epochs)
     if spec.joint:
         stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
-        result = _train(model, data, task, config, seed, epochs, f"seed {seed} {arm}", stage,
-                        observe, ("joint", arm), usage, **extra)
+        hooks = [usage_probe(data, task, list(data.train.modalities))] \
+            if usage and len(dataset.modalities) > 1 else []
+        hooks += _observing(observe, seed, "joint", arm, data.valid, task)
+        result = _train(model, method, data, task, spec.training(config.train), seed,
+                        f"seed {seed} {arm}", stage, hooks)
     else:
         result = _assemble(model, data, task)
     if len(dataset.modalities) > 1 and data.test is not None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..data.batching import TensorSplit
-from ..engine.loop import FitResult
+from ..engine.fit import FitResult
 
 
 def count_params(model: nn.Module) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import PrefuseError
 from ..engine import distributed
-from ..engine.loop import evaluate
+from ..engine.evaluation import evaluate
 from ..recipe.stages import EpochEvent, Observer
 
 ROW_TAGS = {"train_loss": "loss/train", "valid_loss": "loss/valid",

@@ -16,8 +16,7 @@ import optuna
 from ..config import RunConfig
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
-from ..engine.loop import is_better
-from ..metrics import lower_is_better
+from ..metrics import is_better, lower_is_better
 from ..recipe.arms import arm as arm_named
 from ..recipe.stages import EpochEvent, Observer, StageResult, pretrain, train_arm
 from ..runs.tensorboard import TensorBoardLog
