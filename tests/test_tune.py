@@ -344,3 +344,39 @@ def test_skipping_the_usage_probe_changes_no_number_of_the_training(tmp_path):
                      for row in results[True].fit.history]
     assert without_usage == results[False].fit.history
     assert results[True].valid.metrics == results[False].valid.metrics
+
+
+def test_a_trial_places_its_splits_as_a_run_does(tiny_synthetic, tmp_path, monkeypatch):
+    import copy
+
+    import prefuse.tuning.objective as objective
+    from prefuse.engine import runtime
+    from prefuse.runs.experiment import run_experiment
+
+    placed = []  # (split given, split returned, runtime) for every placement
+
+    def place(split, where=None, share=0.5):
+        # A new object stands for "moved to the device", so a trial that trains on the
+        # host's copy instead is caught.
+        moved = copy.copy(split)
+        placed.append((split, moved, where))
+        return moved
+
+    monkeypatch.setattr(runtime, "place", place)
+    trained_on = []
+    train_on_valid = objective.train_on_valid
+
+    def spy(arm, dataset, data, *args, **kwargs):
+        trained_on.append(data)
+        return train_on_valid(arm, dataset, data, *args, **kwargs)
+
+    monkeypatch.setattr(objective, "train_on_valid", spy)
+    config = tiny_config(tmp_path / "run", arms=["scratch+concat"], **{"tune.trials": 1})
+    tune(config, tmp_path / "t", tiny_synthetic, log=lambda _: None)
+    assert len(trained_on) == 1 and trained_on[0].test is None
+    (train, moved_train, where), (valid, moved_valid, _) = placed
+    assert trained_on[0].train is moved_train and trained_on[0].valid is moved_valid
+    assert len(train) == 240 and len(valid) == 80 and where.device.type == "cpu"
+    placed.clear()
+    run_experiment(config, tiny_synthetic, log=lambda _: None)
+    assert [len(given) for given, _, _ in placed] == [240, 80, 120]

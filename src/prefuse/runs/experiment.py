@@ -19,7 +19,7 @@ from ..data.fingerprint import fingerprint
 from ..data.source import load_data
 from ..fileio import write_json, write_text
 from ..models.saving import save_model
-from ..tasks import Task, task_for
+from ..tasks import Task
 from ..engine import distributed, runtime
 from ..engine.checkpoint import RunCheckpoints
 from ..recipe.checks import check_config
@@ -27,6 +27,7 @@ from .pool import train_in_workers
 from ..recipe.stages import Observer, SeedResult, Unit, run_seed, run_unit
 from .files import attention_csv, history_csv
 from .summary import best_seed, headline_arm, summarize
+from .workspace import build_workspace
 
 
 def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Task,
@@ -89,8 +90,8 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
     check_modalities(config, dataset.modalities, dataset.source)
     checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
                                                    overwrite)
-    task = task_for(dataset)
-    data = runtime.place_splits(Tensors(dataset, task))
+    space = build_workspace(dataset, where)
+    task, data = space.task, space.data
     by_seed: dict[int, SeedResult] = {}
     if config.train.jobs > 1:
         def score(unit: Unit) -> None:
