@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from .. import rundir
 from ..config import RunConfig, check_modalities, config_to_toml
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
@@ -35,20 +36,20 @@ def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Ta
               where: runtime.Runtime | None = None) -> dict:
     """Write every file of the run directory; ``metrics.json`` last."""
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.toml", config_to_toml(config))
-    write_text(out / "history.csv", history_csv(results, dataset.modalities))
-    write_text(out / "attention.csv", attention_csv(dataset, results))
+    write_text(out / rundir.CONFIG_FILE, config_to_toml(config))
+    write_text(out / rundir.HISTORY_FILE, history_csv(results, dataset.modalities))
+    write_text(out / rundir.ATTENTION_FILE, attention_csv(dataset, results))
     headline = headline_arm(config.arms)
     for arm in config.arms:
         best = best_seed(results, arm, task.primary)
         extra = {"seed": best.seed, "dataset": dataset.name, "config": asdict(config)}
-        save_model(best.arms[arm].model, arm, task, out / "models" / arm, extra)
+        save_model(best.arms[arm].model, arm, task, out / rundir.MODELS_FOLDER / arm, extra)
         if arm == headline:
             save_model(best.arms[arm].model, arm, task, out, extra)
     summary = summarize(dataset, task, results, data)
     if where is not None:
         summary["runtime"] = {**where.describe(), "jobs": config.train.jobs}
-    write_json(out / "metrics.json", _finite(summary))
+    write_json(out / rundir.METRICS_FILE, _finite(summary))
     return summary
 
 

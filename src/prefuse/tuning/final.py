@@ -16,28 +16,36 @@ import json
 import shutil
 from pathlib import Path
 
-from ..analysis.tuning import TUNING_FILE
 from ..config import RunConfig, config_to_toml, load_config
 from ..data.dataset import MultimodalDataset
-from ..engine.checkpoint import FOLDER, config_differences
+from ..engine.checkpoint import config_differences
 from ..errors import PrefuseError
 from ..fileio import write_json, write_text
 from ..recipe.stages import Observer
+from ..rundir import (
+    ATTENTION_FILE,
+    CHECKPOINTS_FOLDER,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILES,
+    MODELS_FOLDER,
+    TUNING_FILE,
+)
 from ..runs.experiment import run_experiment
 from ..runs.summary import attention_shift, headline_arm
-
-MODEL_FILES = ("model.safetensors", "model.json")
 
 
 def _train(config: RunConfig, dataset: MultimodalDataset, log, observe) -> dict:
     """Run ``config`` into ``config.out``: reuse it when complete with the same config,
     resume it when interrupted, start it otherwise."""
     out = Path(config.out)
-    saved = out / "config.toml"
+    saved = out / CONFIG_FILE
     same = saved.is_file() and not config_differences(load_config(saved), config)
-    if same and (out / "metrics.json").is_file() and not (out / FOLDER).is_dir():
-        return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    return run_experiment(config, dataset, log=log, resume=same and (out / FOLDER).is_dir(),
+    unfinished = (out / CHECKPOINTS_FOLDER).is_dir()
+    if same and (out / METRICS_FILE).is_file() and not unfinished:
+        return json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
+    return run_experiment(config, dataset, log=log, resume=same and unfinished,
                           observe=observe)
 
 
@@ -63,7 +71,7 @@ def merge_runs(run_dir: str | Path, base: RunConfig, arm_dirs: dict[str, Path]) 
     """Write ``run_dir``'s ordinary files from the one-arm runs in ``arm_dirs``;
     ``metrics.json`` last. Returns the merged document."""
     run_dir = Path(run_dir)
-    summaries = {arm: json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+    summaries = {arm: json.loads((d / METRICS_FILE).read_text(encoding="utf-8"))
                  for arm, d in arm_dirs.items()}
     headline = headline_arm(list(arm_dirs))
     merged = dict(summaries[headline])
@@ -78,20 +86,20 @@ def merge_runs(run_dir: str | Path, base: RunConfig, arm_dirs: dict[str, Path]) 
         merged["robustness"] = robustness
     history = []
     for arm, d in arm_dirs.items():
-        columns, rows = _rows(d / "history.csv")
+        columns, rows = _rows(d / HISTORY_FILE)
         # Stage 1 differs per tuned config; the run shows the headline arm's.
         history.append((columns, [r for r in rows if arm == headline or r["stage"] != "pretrain"]))
-    write_text(run_dir / "history.csv", _merged_csv(history))
-    write_text(run_dir / "attention.csv",
-               _merged_csv([_rows(d / "attention.csv") for d in arm_dirs.values()]))
+    write_text(run_dir / HISTORY_FILE, _merged_csv(history))
+    write_text(run_dir / ATTENTION_FILE,
+               _merged_csv([_rows(d / ATTENTION_FILE) for d in arm_dirs.values()]))
     for arm, d in arm_dirs.items():
-        target = run_dir / "models" / arm
+        target = run_dir / MODELS_FOLDER / arm
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(d / "models" / arm, target)
+        shutil.copytree(d / MODELS_FOLDER / arm, target)
     for name in MODEL_FILES:
         shutil.copyfile(arm_dirs[headline] / name, run_dir / name)
-    write_text(run_dir / "config.toml", config_to_toml(base))
-    write_json(run_dir / "metrics.json", merged)
+    write_text(run_dir / CONFIG_FILE, config_to_toml(base))
+    write_json(run_dir / METRICS_FILE, merged)
     return merged
 
 

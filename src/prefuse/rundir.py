@@ -1,8 +1,12 @@
-"""Read a run directory back: ``metrics.json``, ``history.csv``, ``attention.csv``,
-``config.toml``.
+"""The run and tune directories: the names of their files, and a run directory read back.
 
-The report is rebuilt from these files alone, so every analysis takes a ``RunFiles``.
-``metrics.json`` is required; the others may be absent (their sections are skipped).
+Every module that writes or reads one of these directories takes its names from here (the
+README's "Run directory" table). Plain paths, rows and dicts only: ``runs/files.py`` turns
+a run's results into rows.
+
+The report is rebuilt from a run directory's files alone, so every analysis takes a
+``RunFiles``. ``metrics.json`` is required; the others may be absent (their sections are
+skipped).
 """
 
 from __future__ import annotations
@@ -13,7 +17,29 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import PrefuseError
+from .errors import PrefuseError
+
+# A run directory.
+CONFIG_FILE = "config.toml"
+DATA_FILE = "data.json"  # the data's fingerprint, checked on --resume
+METRICS_FILE = "metrics.json"  # written last: its presence marks a finished run
+HISTORY_FILE = "history.csv"
+ATTENTION_FILE = "attention.csv"
+MODEL_FILES = ("model.safetensors", "model.json")  # the headline arm's model
+MODELS_FOLDER = "models"  # models/<arm>/: each arm's best model
+CHECKPOINTS_FOLDER = "checkpoints"  # while a run is unfinished
+REPORT_FILES = ("report.html", "report.md")
+FIGURES_FOLDER = "figures"
+# What a run writes; a fresh run over any of these would mix two runs' results.
+RUN_FILES = (CONFIG_FILE, DATA_FILE, METRICS_FILE, HISTORY_FILE, ATTENTION_FILE,
+             *MODEL_FILES, MODELS_FOLDER, *REPORT_FILES, FIGURES_FOLDER, CHECKPOINTS_FOLDER)
+
+# A tune directory.
+STUDY_FILE = "study.db"  # the default (SQLite) storage
+TUNING_FILE = "tuning.json"  # also copied into the final run directory
+BEST_FOLDER = "best"  # best/<arm>.toml
+FINAL_FOLDER = "final"  # the run directory of the final seeds
+ARMS_FOLDER = "arms"  # final/arms/<arm>/: each tuned arm's own run
 
 
 @dataclass
@@ -56,7 +82,7 @@ def load_run(path: str | Path) -> RunFiles:
     """Parse the run directory at ``path``; a missing or broken ``metrics.json`` is an error
     naming it."""
     path = Path(path)
-    metrics = path / "metrics.json"
+    metrics = path / METRICS_FILE
     if not metrics.is_file():
         raise PrefuseError(f"{metrics}: not found; is {path} a prefuse run directory?")
     try:
@@ -67,7 +93,7 @@ def load_run(path: str | Path) -> RunFiles:
                if k not in summary]
     if missing:
         raise PrefuseError(f"{metrics}: missing keys {', '.join(missing)}")
-    config = path / "config.toml"
-    return RunFiles(path=path, summary=summary, history=_read_csv(path / "history.csv"),
-                    attention=_read_csv(path / "attention.csv"),
+    config = path / CONFIG_FILE
+    return RunFiles(path=path, summary=summary, history=_read_csv(path / HISTORY_FILE),
+                    attention=_read_csv(path / ATTENTION_FILE),
                     config=config.read_text(encoding="utf-8") if config.is_file() else "")
