@@ -12,12 +12,15 @@ skipped).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PrefuseError
+from .fileio import write_json, write_text
 
 # A run directory.
 CONFIG_FILE = "config.toml"
@@ -97,3 +100,63 @@ def load_run(path: str | Path) -> RunFiles:
     return RunFiles(path=path, summary=summary, history=_read_csv(path / HISTORY_FILE),
                     attention=_read_csv(path / ATTENTION_FILE),
                     config=config.read_text(encoding="utf-8") if config.is_file() else "")
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _merged_csv(parts: list[tuple[list[str], list[dict[str, str]]]]) -> str:
+    header: list[str] = []
+    for columns, _ in parts:
+        header += [c for c in columns if c not in header]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, header, restval="", lineterminator="\n")
+    writer.writeheader()
+    for _, rows in parts:
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def merged_summary(arm_dirs: dict[str, Path], headline: str) -> dict:
+    """The ``metrics.json`` of one-arm runs merged: the ``headline`` arm's run with every
+    run's own arm entry and robustness row. Fields derived from several arms (such as
+    ``attention``) are left as the headline run has them, for the caller to recompute."""
+    summaries = {arm: json.loads((d / METRICS_FILE).read_text(encoding="utf-8"))
+                 for arm, d in arm_dirs.items()}
+    merged = dict(summaries[headline])
+    merged["arms"], robustness = {}, {}
+    merged.pop("robustness", None)
+    for arm, summary in summaries.items():
+        merged["arms"][arm] = summary["arms"][arm]
+        if arm in summary.get("robustness", {}):
+            robustness[arm] = summary["robustness"][arm]
+    if robustness:
+        merged["robustness"] = robustness
+    return merged
+
+
+def write_merged_run(run_dir: str | Path, arm_dirs: dict[str, Path], headline: str,
+                     config_text: str, summary: dict) -> None:
+    """Write ``run_dir``'s files from the one-arm runs in ``arm_dirs``: their history
+    (stage 1 from the ``headline`` arm's run alone, since it differs per tuned config),
+    attention rows and models, the headline model, ``config_text`` as ``config.toml``
+    and ``summary`` as ``metrics.json``, last."""
+    run_dir = Path(run_dir)
+    history = []
+    for arm, d in arm_dirs.items():
+        columns, rows = _csv_rows(d / HISTORY_FILE)
+        history.append((columns, [r for r in rows if arm == headline or r["stage"] != "pretrain"]))
+    write_text(run_dir / HISTORY_FILE, _merged_csv(history))
+    write_text(run_dir / ATTENTION_FILE,
+               _merged_csv([_csv_rows(d / ATTENTION_FILE) for d in arm_dirs.values()]))
+    for arm, d in arm_dirs.items():
+        target = run_dir / MODELS_FOLDER / arm
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(d / MODELS_FOLDER / arm, target)
+    for name in MODEL_FILES:
+        shutil.copyfile(arm_dirs[headline] / name, run_dir / name)
+    write_text(run_dir / CONFIG_FILE, config_text)
+    write_json(run_dir / METRICS_FILE, summary)
