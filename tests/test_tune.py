@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 import prefuse
@@ -380,3 +381,17 @@ def test_a_trial_places_its_splits_as_a_run_does(tiny_synthetic, tmp_path, monke
     placed.clear()
     run_experiment(config, tiny_synthetic, log=lambda _: None)
     assert [len(given) for given, _, _ in placed] == [240, 80, 120]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_a_trial_keeps_its_splits_on_the_device(tiny_synthetic, tmp_path):
+    from prefuse.engine import runtime
+
+    config = tiny_config(tmp_path, **{"train.device": "cuda"})
+    where = runtime.resolve(config.train)
+    with runtime.using(where):
+        objective = Objective(config, "scratch+concat", tiny_synthetic, log=lambda _: None,
+                              where=where)
+    assert objective.data.train.y.device == where.device
+    assert objective.data.valid.y.device == where.device
+    assert objective.data.test is None
