@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from prefuse.config import RunConfig, TrainConfig
-from prefuse.data.batching import Tensors
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.engine import runtime
 from prefuse.engine.step import Objective, train_step
@@ -45,7 +44,7 @@ from prefuse.runs.cost import (
     peak_rss_mb,
     synchronize,
 )
-from prefuse.tasks import task_for
+from prefuse.runs.workspace import build_workspace
 
 SIZES = {"train": 1284, "valid": 229, "test": 686}
 STEPS = 50
@@ -74,11 +73,8 @@ def mosi_like(seed: int = 0) -> MultimodalDataset:
 def measure(name: str, epochs: int) -> dict:
     """Train ``name``'s model for ``epochs`` epochs and time it (run in a subprocess,
     on the active runtime's device)."""
-    where = runtime.current()
-    device = where.device
-    dataset = mosi_like()
-    task = task_for(dataset)
-    data = runtime.place_splits(Tensors(dataset, task))
+    space = build_workspace(mosi_like(), runtime.current())
+    dataset, task, data, device = space.dataset, space.task, space.data, space.runtime.device
     config = RunConfig()
     arm = arm_named(MODELS[name])
     # The arm's own training config and the model's own optimizer, as a run trains it.

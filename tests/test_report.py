@@ -13,9 +13,9 @@ import pytest
 from prefuse.analysis import attention as att
 from prefuse.analysis import convergence as conv
 from prefuse.analysis.report import write_report
-from prefuse.analysis.rundir import load_run
 from prefuse.cli import main
 from prefuse.errors import PrefuseError
+from prefuse.rundir import load_run
 
 HOSTILE = '<script>alert("x")</script> | **bold**'
 

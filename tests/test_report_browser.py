@@ -17,8 +17,8 @@ import pytest
 from matplotlib.image import imread
 
 from prefuse.analysis import attention as att
-from prefuse.analysis.rundir import load_run
 from prefuse.cli import main
+from prefuse.rundir import load_run
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",

@@ -9,8 +9,8 @@ import pytest
 
 from prefuse.analysis import attention as att
 from prefuse.analysis.report import write_report
-from prefuse.analysis.rundir import load_run
 from prefuse.data.dataset import MultimodalDataset
+from prefuse.rundir import load_run
 from prefuse.runs.experiment import run_experiment
 
 from .conftest import mixed_dataset, tiny_config

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 import prefuse
@@ -422,3 +423,53 @@ def test_a_tune_continues_with_other_jobs_and_its_best_configs_say_not_where_it_
         prepare_study(storage, with_overrides(config, {"tune.study": "p",
                                                        "train.precision": "bf16"}),
                       "scratch+concat", "maximize", data)
+
+
+def test_a_trial_places_its_splits_as_a_run_does(tiny_synthetic, tmp_path, monkeypatch):
+    import copy
+
+    import prefuse.tuning.objective as objective
+    from prefuse.engine import runtime
+    from prefuse.runs.experiment import run_experiment
+
+    placed = []  # (split given, split returned, runtime) for every placement
+
+    def place(split, where=None, share=0.5):
+        # A new object stands for "moved to the device", so a trial that trains on the
+        # host's copy instead is caught.
+        moved = copy.copy(split)
+        placed.append((split, moved, where))
+        return moved
+
+    monkeypatch.setattr(runtime, "place", place)
+    trained_on = []
+    train_on_valid = objective.train_on_valid
+
+    def spy(arm, dataset, data, *args, **kwargs):
+        trained_on.append(data)
+        return train_on_valid(arm, dataset, data, *args, **kwargs)
+
+    monkeypatch.setattr(objective, "train_on_valid", spy)
+    config = tiny_config(tmp_path / "run", arms=["scratch+concat"], **{"tune.trials": 1})
+    tune(config, tmp_path / "t", tiny_synthetic, log=lambda _: None)
+    assert len(trained_on) == 1 and trained_on[0].test is None
+    (train, moved_train, where), (valid, moved_valid, _) = placed
+    assert trained_on[0].train is moved_train and trained_on[0].valid is moved_valid
+    assert len(train) == 240 and len(valid) == 80 and where.device.type == "cpu"
+    placed.clear()
+    run_experiment(config, tiny_synthetic, log=lambda _: None)
+    assert [len(given) for given, _, _ in placed] == [240, 80, 120]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_a_trial_keeps_its_splits_on_the_device(tiny_synthetic, tmp_path):
+    from prefuse.engine import runtime
+
+    config = tiny_config(tmp_path, **{"train.device": "cuda"})
+    where = runtime.resolve(config.train)
+    with runtime.using(where):
+        objective = Objective(config, "scratch+concat", tiny_synthetic, log=lambda _: None,
+                              where=where)
+    assert objective.data.train.y.device == where.device
+    assert objective.data.valid.y.device == where.device
+    assert objective.data.test is None

@@ -120,7 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .tuning import FINAL_FOLDER, tune
+    from .rundir import FINAL_FOLDER
+    from .tuning import tune
 
     config = resolve_config(args)
     config, fixed = options.fix_flagged(args, config)
@@ -139,10 +140,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         _say(f"{arm}: best valid {entry['metric']} {best['value']:.4f} (trial "
              f"{best['number']}): {params}\n  config: {entry['config']}")
     if config.tune.final_seeds:
-        from .analysis.rundir import load_run
+        from .analysis.report import write_report
         from .analysis.tables import ablation_table
+        from .rundir import load_run
 
         run_dir = Path(args.tune_dir) / FINAL_FOLDER
+        write_report(run_dir)
         _say(f"\n{ablation_table(load_run(run_dir).summary)}")
         _say(f"\nrun directory: {run_dir.resolve()}")
     return 0

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..metrics import direction
-from .rundir import RunFiles, number
+from ..rundir import RunFiles, number
 
 
 def attention_arms(run: RunFiles) -> list[str]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..metrics import direction
-from .rundir import RunFiles, number
+from ..rundir import RunFiles, number
 
 
 @dataclass

@@ -9,11 +9,11 @@ import numpy as np
 
 from ..fileio import atomic_path, write_text
 from ..metrics import direction
+from ..rundir import FIGURES_FOLDER, RunFiles, load_run
 from . import attention as att
 from . import convergence as conv
 from . import plots, tables
 from .render import Block, Figure, Heading, Pre, Table, Text, to_html, to_markdown
-from .rundir import RunFiles, load_run
 from .tables import ablation_table, dominant_table, robustness_table
 from .tuning import tuning_section
 
@@ -267,7 +267,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     title, blocks = build_report(run)
     for block in blocks:
         if isinstance(block, Figure):
-            with atomic_path(run.path / "figures" / f"{block.name}.png") as tmp:
+            with atomic_path(run.path / FIGURES_FOLDER / f"{block.name}.png") as tmp:
                 tmp.write_bytes(block.png)
     html_path = write_text(run.path / "report.html", to_html(title, blocks))
     md_path = write_text(run.path / "report.md", to_markdown(title, blocks))

@@ -12,10 +12,9 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import PrefuseError
+from ..rundir import TUNING_FILE
 from .plots import _arm_colour, _png
 from .render import Block, Figure, Heading, Table, Text
-
-TUNING_FILE = "tuning.json"
 
 
 def load_tuning(run_dir: str | Path) -> dict | None:

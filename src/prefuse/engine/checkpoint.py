@@ -30,14 +30,8 @@ from ..config import RUNTIME_FIELDS, RunConfig, config_to_toml, load_config
 from ..data.fingerprint import differences as data_differences
 from ..errors import PrefuseError, RunError
 from ..fileio import atomic_path, write_json, write_text
+from ..rundir import CHECKPOINTS_FOLDER, CONFIG_FILE, DATA_FILE, METRICS_FILE, RUN_FILES
 from . import distributed
-
-FOLDER = "checkpoints"
-DATA_FILE = "data.json"
-# What a run writes; a fresh run over any of these would mix two runs' results.
-RUN_FILES = ("config.toml", DATA_FILE, "metrics.json", "history.csv", "attention.csv",
-             "model.safetensors", "model.json", "models", "report.html", "report.md",
-             "figures", FOLDER)
 
 
 def _save(state: dict, path: Path) -> None:
@@ -156,7 +150,7 @@ class RunCheckpoints:
 
     def __init__(self, out: str | Path):
         self.out = Path(out)
-        self.directory = self.out / FOLDER
+        self.directory = self.out / CHECKPOINTS_FOLDER
 
     def stage(self, seed: int, kind: str, name: str) -> StageCheckpoint:
         """The checkpoint of stage ``kind`` (``pretrain`` or ``arm``) ``name`` of ``seed``."""
@@ -169,7 +163,7 @@ class RunCheckpoints:
         data's fingerprint ``data`` (``prefuse.data.fingerprint``). A resumed run must
         find an unfinished run with the same config and, where ``data`` is given, the same
         data; the refusal lists every difference."""
-        saved_path = self.out / "config.toml"
+        saved_path = self.out / CONFIG_FILE
         if resume:
             self._check_resumable(config, data)
         elif distributed.is_main():
@@ -187,10 +181,10 @@ class RunCheckpoints:
         return self
 
     def _check_resumable(self, config: RunConfig, data: dict[str, str] | None) -> None:
-        saved_path = self.out / "config.toml"
+        saved_path = self.out / CONFIG_FILE
         if not saved_path.is_file():
             raise RunError(f"{self.out}: nothing to resume (no config.toml)")
-        if not self.directory.is_dir() and (self.out / "metrics.json").is_file():
+        if not self.directory.is_dir() and (self.out / METRICS_FILE).is_file():
             raise RunError(f"{self.out}: the run is already complete")
         differences = config_differences(load_config(saved_path), config)
         if differences:
@@ -214,7 +208,7 @@ class RunCheckpoints:
         if not found:
             return
         if not overwrite:
-            state = "a finished run" if (self.out / "metrics.json").exists() else \
+            state = "a finished run" if (self.out / METRICS_FILE).exists() else \
                 "an unfinished run (--resume continues it)"
             raise RunError(f"{self.out}: holds {state} ({', '.join(found)}); pass "
                            "--overwrite to replace it, or choose another --out")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from .. import rundir
 from ..config import RunConfig, check_modalities, config_to_toml
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
@@ -19,7 +20,7 @@ from ..data.fingerprint import fingerprint
 from ..data.source import load_data
 from ..fileio import write_json, write_text
 from ..models.saving import save_model
-from ..tasks import Task, task_for
+from ..tasks import Task
 from ..engine import distributed, runtime
 from ..engine.checkpoint import RunCheckpoints
 from ..recipe.checks import check_arms_data, check_config
@@ -27,6 +28,7 @@ from .pool import train_in_workers
 from ..recipe.stages import Observer, SeedResult, Unit, run_seed, run_unit
 from .files import attention_csv, history_csv
 from .summary import best_seed, headline_arm, summarize
+from .workspace import build_workspace
 
 
 def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Task,
@@ -34,20 +36,20 @@ def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Ta
               where: runtime.Runtime | None = None) -> dict:
     """Write every file of the run directory; ``metrics.json`` last."""
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.toml", config_to_toml(config))
-    write_text(out / "history.csv", history_csv(results, dataset.modalities))
-    write_text(out / "attention.csv", attention_csv(dataset, results))
+    write_text(out / rundir.CONFIG_FILE, config_to_toml(config))
+    write_text(out / rundir.HISTORY_FILE, history_csv(results, dataset.modalities))
+    write_text(out / rundir.ATTENTION_FILE, attention_csv(dataset, results))
     headline = headline_arm(config.arms)
     for arm in config.arms:
         best = best_seed(results, arm, task.primary)
         extra = {"seed": best.seed, "dataset": dataset.name, "config": asdict(config)}
-        save_model(best.arms[arm].model, arm, task, out / "models" / arm, extra)
+        save_model(best.arms[arm].model, arm, task, out / rundir.MODELS_FOLDER / arm, extra)
         if arm == headline:
             save_model(best.arms[arm].model, arm, task, out, extra)
     summary = summarize(dataset, task, results, data)
     if where is not None:
         summary["runtime"] = {**where.describe(), "jobs": config.train.jobs}
-    write_json(out / "metrics.json", _finite(summary))
+    write_json(out / rundir.METRICS_FILE, _finite(summary))
     return summary
 
 
@@ -90,8 +92,8 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
     check_arms_data(config, dataset.modalities, dataset.source)
     checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
                                                    overwrite)
-    task = task_for(dataset)
-    data = runtime.place_splits(Tensors(dataset, task))
+    space = build_workspace(dataset, where)
+    task, data = space.task, space.data
     by_seed: dict[int, SeedResult] = {}
     if config.train.jobs > 1:
         def score(unit: Unit) -> None:

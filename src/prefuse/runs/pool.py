@@ -26,14 +26,13 @@ from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 
 from ..config import RunConfig
-from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
 from ..errors import PrefuseError
-from ..tasks import task_for
 from ..engine import runtime
 from ..recipe.arms import arm as arm_named
 from ..engine.checkpoint import RunCheckpoints
 from ..recipe.stages import SeedResult, Unit, run_unit, units
+from .workspace import build_workspace
 
 
 def plan(config: RunConfig) -> dict[Unit, Unit | None]:
@@ -55,13 +54,11 @@ def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     try:
         train = replace(config.train, device=runtime.slot_device(config.train.device, slot))
-        runtime.activate(runtime.resolve(train))
-        task = task_for(dataset)
-        data = Tensors(dataset, task)
+        where = runtime.activate(runtime.resolve(train))
         # Workers only train: with no test split, the stages skip their test scores and
         # robustness table, which the main process computes from the checkpoints anyway.
-        data.test = None
-        data = runtime.place_splits(data)
+        space = build_workspace(dataset, where, test=False)
+        task, data = space.task, space.data
         checkpoints = RunCheckpoints(config.out)
     except BaseException as e:  # noqa: B036 - whatever stops a worker must reach the parent
         orders.send(_describe(e))

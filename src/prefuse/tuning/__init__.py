@@ -4,7 +4,8 @@
 Layout of a tune directory: ``study.db`` (the default storage), ``tuning.json`` (every
 trial, the best per arm, parameter importances), ``best/<arm>.toml`` (each arm's best
 config, ``prefuse run --config`` ready) and, with final seeds, ``final/``: an ordinary
-run directory whose report has a tuning section.
+run directory (the names: ``prefuse.rundir``). The CLI then writes its report, which has
+a tuning section.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..analysis.report import write_report
 from ..config import RunConfig, replace
 from ..data.dataset import MultimodalDataset
 from ..metrics import lower_is_better
 from ..recipe.checks import check_arms_data
+from ..rundir import FINAL_FOLDER
 from ..runs.experiment import load_data
 from ..runs.tensorboard import TensorBoardLog
 from ..tasks import task_for
@@ -26,13 +27,12 @@ from .space import check_tune
 from .study import data_shape, load_study, open_storage, prepare_study
 from .workers import work, work_in_processes
 
-FINAL_FOLDER = "final"
-
 
 def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | None = None,
          log: Callable[[str], None] = print, tensorboard: str = "") -> dict:
     """Search every arm of ``config`` (``config.tune``), write the results into
-    ``tune_dir`` and, with ``tune.final_seeds``, train and report the best configs.
+    ``tune_dir`` and, with ``tune.final_seeds``, train the best configs into
+    ``tune_dir/final`` (its report: ``analysis.report.write_report``, as the CLI does).
 
     Repeating the same call continues an interrupted tune; other workers (``--jobs``, or
     other machines on the same ``tune.storage``) may join at any time. Returns the
@@ -66,7 +66,6 @@ def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | N
                        out=str(run_dir))
         train_final(base, best, dataset, run_dir, tune_dir, log,
                     board.observer(f"{FINAL_FOLDER}/") if board else None)
-        write_report(run_dir)
     if board is not None:
         board.close()
     return doc

@@ -16,10 +16,12 @@ import optuna
 from ..config import RunConfig
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
+from ..engine import runtime
 from ..metrics import is_better, lower_is_better
 from ..recipe.arms import arm as arm_named
 from ..recipe.stages import EpochEvent, Observer, StageResult, pretrain, train_arm
 from ..runs.tensorboard import TensorBoardLog
+from ..runs.workspace import build_workspace
 from ..tasks import task_for
 from .space import configure, sample
 from .study import TICKET
@@ -89,11 +91,11 @@ class Objective:
 
     def __init__(self, config: RunConfig, arm: str, dataset: MultimodalDataset,
                  tensorboard: TensorBoardLog | None = None,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, where: runtime.Runtime | None = None):
         self.config, self.arm, self.log = config, arm, log
-        self.dataset = without_test(dataset)
-        self.task = task_for(self.dataset)
-        self.data = Tensors(self.dataset, self.task)
+        # Placed on the device as a run's splits are (default: the active runtime).
+        space = build_workspace(without_test(dataset), where or runtime.current())
+        self.dataset, self.task, self.data = space.dataset, space.task, space.data
         self.tensorboard = tensorboard
 
     def __call__(self, trial: optuna.Trial) -> float:

@@ -14,12 +14,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from ..analysis.tuning import TUNING_FILE
 from ..config import RunConfig, config_to_toml, replace
 from ..fileio import write_json, write_text
+from ..rundir import ARMS_FOLDER, BEST_FOLDER, TUNING_FILE
 from .space import configure
-
-BEST_FOLDER = "best"
 
 
 def _number(value: float | None) -> float | None:
@@ -81,7 +79,7 @@ def write_results(config: RunConfig, tune_dir: str | Path, studies: dict[str, op
         entry = arm_summary(study, arm, metric)
         if "best" in entry:
             best[arm] = best_config(config, arm, entry["best"]["params"],
-                                    Path(run_dir) / "arms" / arm)
+                                    Path(run_dir) / ARMS_FOLDER / arm)
             path = tune_dir / BEST_FOLDER / f"{arm}.toml"
             write_text(path, config_to_toml(best[arm], runtime=False))
             entry["config"] = str(path)

@@ -27,6 +27,7 @@ from ..config import RunConfig, TuneConfig, computed_fields
 from ..data.dataset import MultimodalDataset
 from ..errors import PrefuseError
 from ..registry import Registry
+from ..rundir import STUDY_FILE
 
 TICKET = "prefuse_ticket"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -47,7 +48,7 @@ def quiet() -> Iterator[None]:
 
 def storage_url(tune: TuneConfig, tune_dir: str | Path) -> str:
     """The storage URL: ``tune.storage``, or SQLite at ``TUNE_DIR/study.db``."""
-    return tune.storage or f"sqlite:///{(Path(tune_dir) / 'study.db').resolve()}"
+    return tune.storage or f"sqlite:///{(Path(tune_dir) / STUDY_FILE).resolve()}"
 
 
 def open_storage(tune: TuneConfig, tune_dir: str | Path) -> RDBStorage:
