@@ -15,6 +15,7 @@ from pathlib import Path
 from ..analysis.report import write_report
 from ..config import RunConfig, replace
 from ..data.dataset import MultimodalDataset
+from ..locks import hold
 from ..metrics import lower_is_better
 from ..runs.experiment import load_data
 from ..runs.tensorboard import TensorBoardLog
@@ -44,6 +45,13 @@ def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | N
     else:
         dataset.validate()
     tune_dir = str(tune_dir)
+    # Workers (--jobs) are this process's children and take no lock of their own.
+    with hold(tune_dir):
+        return _tune(config, tune_dir, dataset, log, tensorboard)
+
+
+def _tune(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
+          log: Callable[[str], None], tensorboard: str) -> dict:
     metric = task_for(dataset).primary
     direction = "minimize" if lower_is_better(metric) else "maximize"
     storage = open_storage(config.tune, tune_dir)
