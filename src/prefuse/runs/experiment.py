@@ -87,10 +87,11 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
 @contextmanager
 def _undone_on_failure(checkpoints: RunCheckpoints, resume: bool):
     """A fresh run that fails before any stage saved a checkpoint removes the files it
-    began the directory with, so the corrected command needs no --overwrite."""
+    began the directory with, so the corrected command needs no --overwrite. Ctrl-C is
+    not a failure: it leaves the run for --resume, as the interrupt message says."""
     try:
         yield
-    except BaseException:
+    except Exception:
         if not resume and distributed.is_main() and \
                 not any(checkpoints.directory.glob("*.pt")):
             shutil.rmtree(checkpoints.directory, ignore_errors=True)

@@ -17,6 +17,7 @@ from ..config import RunConfig, replace
 from ..data.dataset import MultimodalDataset
 from ..locks import hold
 from ..metrics import lower_is_better
+from ..redact import mask
 from ..runs.experiment import load_data
 from ..runs.tensorboard import TensorBoardLog
 from ..tasks import task_for
@@ -58,13 +59,15 @@ def _tune(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
     for arm in config.arms:
         prepare_study(storage, config, arm, direction, data_shape(dataset))
     log(f"tuning {len(config.arms)} arms, {config.tune.trials} trials each, on "
-        f"{dataset.name} (valid {metric}); storage {storage.url}")
+        f"{dataset.name} (valid {metric}); storage {mask(storage.url)}")
     board = TensorBoardLog(tensorboard) if tensorboard else None
     if config.tune.jobs > 1:
         work_in_processes(config, tune_dir, dataset, config.tune.jobs, tensorboard)
     else:
         work(config, tune_dir, dataset, board, log)
     run_dir = Path(tune_dir) / FINAL_FOLDER
+    # What is written (best/<arm>.toml, final/) never holds the storage's password.
+    config = replace(config, tune=replace(config.tune, storage=mask(config.tune.storage)))
     studies = {arm: load_study(storage, config.tune, arm) for arm in config.arms}
     doc, best = write_results(config, tune_dir, studies, metric, run_dir)
     if config.tune.final_seeds:

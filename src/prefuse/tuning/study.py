@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from ..config import RunConfig, TuneConfig
 from ..data.dataset import MultimodalDataset
 from ..errors import PrefuseError
+from ..redact import mask
 from ..registry import Registry
 
 TICKET = "prefuse_ticket"
@@ -76,8 +77,8 @@ def open_storage(tune: TuneConfig, tune_dir: str | Path) -> RDBStorage:
                     attempt + 1 < OPEN_ATTEMPTS:
                 time.sleep(0.5)
                 continue
-            raise PrefuseError(f"storage {url}: cannot open ({type(e).__name__}: {e})"
-                               ) from None
+            raise PrefuseError(mask(f"storage {url}: cannot open ({type(e).__name__}: {e})",
+                                    url)) from None
     if sqlite:
         from sqlalchemy import event
 
@@ -127,7 +128,7 @@ def prepare_study(storage: RDBStorage, config: RunConfig, arm: str, direction: s
     if saved is None:
         study.set_user_attr("settings", settings)
     elif saved != settings:
-        raise PrefuseError(f"study {name} in {storage.url} was made with other settings "
+        raise PrefuseError(f"study {name} in {mask(storage.url)} was made with other settings "
                            "(data, model, training or search space); use another --out, "
                            "--storage or --set tune.study=NAME")
     if study.direction.name.lower() != direction:
