@@ -42,3 +42,18 @@ def test_a_storage_that_cannot_be_opened_shows_no_password(tmp_path, capsys, url
     assert captured.err.startswith("prefuse: error: storage ") and "cannot open" in captured.err
     assert "***" in captured.err and "Traceback" not in captured.err
     assert not out.exists()  # a refused tune leaves no directory behind
+
+
+def test_a_tune_writes_and_prints_no_password(tmp_path, capsys):
+    # SQLite passes unknown URI parameters by; a password there stands for a server's.
+    out = tmp_path / "tune"
+    url = f"sqlite:///file:{out / 'study.db'}?mode=rwc&password=s3cretpw&uri=true"
+    out.mkdir()
+    assert main(["tune", "--out", str(out), *SIZES, "--arms", "scratch+concat", "--epochs", "2",
+                 "--trials", "1", "--final-seeds", "0", "--storage", url]) == 0
+    captured = capsys.readouterr()
+    assert "s3cretpw" not in captured.out + captured.err and "password=***" in captured.out
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert {"tuning.json", "config.toml", "scratch+concat.toml"} <= {p.name for p in written}
+    assert [p for p in written if b"s3cretpw" in p.read_bytes()] == []
+    assert 'password=***&uri=true"' in (out / "best" / "scratch+concat.toml").read_text()
