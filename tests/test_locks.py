@@ -116,3 +116,14 @@ def test_a_run_that_fails_before_any_stage_checkpoints_leaves_nothing_behind(
     monkeypatch.undo()
     run_experiment(config, small(), log=lambda _: None)  # no --overwrite needed
     assert (out / "metrics.json").is_file()
+
+
+def test_a_lock_file_left_by_a_dead_process_neither_blocks_nor_counts_as_a_run(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_FILE).write_text("4194304\n")  # no such live process holds it
+    config = with_overrides(RunConfig(), {
+        "out": str(out), "seeds": [0], "arms": ["scratch+concat"], "train.epochs": 2,
+        "train.pretrain_epochs": 1, "model.width": 8})
+    run_experiment(config, small(), log=lambda _: None)  # fresh: no --overwrite needed
+    assert (out / "metrics.json").is_file() and not (out / LOCK_FILE).exists()

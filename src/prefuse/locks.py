@@ -17,8 +17,8 @@ from pathlib import Path
 from .errors import OutputError, RunError
 
 LOCK_FILE = ".lock"
-# A lock file unlinked by its holder between our open and our flock is not the lock any
-# more; a fresh open finds the current one. Two misses in a row would take a race per try.
+# A lock file its holder unlinked between our open and our flock is no longer the lock;
+# a fresh open finds the current one. Each miss needs another holder to come and go.
 ATTEMPTS = 5
 
 

@@ -24,7 +24,7 @@ from ..tasks import task_for
 from .final import train_final
 from .results import write_results
 from .space import check_tune
-from .study import data_shape, load_study, open_storage, prepare_study
+from .study import data_shape, load_study, open_storage, prepare_study, storage_errors, storage_url
 from .workers import work, work_in_processes
 
 FINAL_FOLDER = "final"
@@ -46,8 +46,9 @@ def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | N
     else:
         dataset.validate()
     tune_dir = str(tune_dir)
-    # Workers (--jobs) are this process's children and take no lock of their own.
-    with hold(tune_dir):
+    # Workers (--jobs) are this process's children and take no lock of their own. A
+    # database that fails mid-tune ends in one line too, its password masked.
+    with hold(tune_dir), storage_errors(storage_url(config.tune, tune_dir)):
         return _tune(config, tune_dir, dataset, log, tensorboard)
 
 
