@@ -385,3 +385,44 @@ def test_a_file_without_valid_is_predicted_whole(run, tmp_path):
     assert list(got) == ["train", "test"]
     assert len(got["train"].ids) == SIZES["train"]
     np.testing.assert_array_equal(got["train"].ids, arrays["train/ids"].astype(str))
+
+
+def test_predict_and_evaluate_warn_on_input_that_carries_nothing(run, tmp_path, capsys):
+    run_dir, _ = run
+    arrays = dataset_arrays(make_synthetic(seed=0, **SIZES))
+    for split in SIZES:
+        for m in MODALITIES:
+            arrays[f"{split}/lengths/{m}"] = np.zeros(SIZES[split], dtype=np.int64)
+    empty = _write_npz(tmp_path / "empty.npz", arrays)
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(run_dir), "--data", str(empty), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    for split in SIZES:
+        for m in MODALITIES:
+            assert f"{empty} [{split}/present/{m}]: modality '{m}' is present in no " \
+                   f"sample of {split}" in err
+        assert f"{empty} [{split}]: {SIZES[split]} of {SIZES[split]} samples have no " \
+               "modality present" in err
+    rows = _rows(out)
+    assert len(rows) == sum(SIZES.values()) and {r["no_input"] for r in rows} == {"True"}
+    assert {float(r[f"weight_{m}"]) for r in rows for m in MODALITIES} == {0.0}
+    assert main(["evaluate", str(run_dir), "--data", str(empty)]) == 0
+    err = capsys.readouterr().err
+    assert f"{empty} [test/present/audio]: modality 'audio' is present in no sample" in err
+
+
+def test_predict_marks_only_the_samples_with_no_modality_present(run, tmp_path, capsys):
+    run_dir, _ = run
+    arrays = dataset_arrays(make_synthetic(seed=0, **SIZES))
+    for m in MODALITIES:
+        arrays[f"test/lengths/{m}"][:5] = 0  # samples 0-4 carry nothing
+    arrays["test/lengths/text"][5:9] = 0  # samples 5-8 lack text alone
+    data = _write_npz(tmp_path / "some.npz", arrays)
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", str(run_dir), "--data", str(data), "--split", "test",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"{data} [test]: 5 of {SIZES['test']} samples have no modality present" in err
+    assert "is present in no sample" not in err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["no_input"] for r in rows] == [True] * 5 + [False] * (SIZES["test"] - 5)

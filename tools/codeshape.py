@@ -25,7 +25,7 @@ MAX_PARAMS = 10
 EXEMPT = {"prefuse.cli.build_parser"}
 # Lowest first; a module may import from its own layer and those below it.
 LAYERS = [
-    ("errors", "registry", "config", "fileio", "metrics", "tasks", "rundir", "locks",
+    ("errors", "registry", "config", "fileio", "metrics", "tasks", "rundir", "locks", "redact",
      "secrets", "__init__"),
     ("data",),
     ("models",),

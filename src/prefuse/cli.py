@@ -14,6 +14,7 @@ from . import __version__, options
 from .config import RunConfig, SyntheticConfig, load_config, with_overrides
 from .errors import ConfigError, OutputError, PrefuseError, PrefuseWarning
 from .fileio import check_directory_writable, check_writable
+from .redact import mask
 
 
 def _parse_set(items: list[str]) -> dict[str, object]:
@@ -75,7 +76,7 @@ def _say(text: str) -> None:
     """Print a line of progress or results. A reader that went away (``prefuse run |
     head``) must cost only the output: training goes on and still writes its run."""
     try:
-        print(text, flush=True)
+        print(mask(text), flush=True)
     except BrokenPipeError:
         _silence_stdout()
 
@@ -397,7 +398,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     or settings, and prefuse's own file paths would only mislead."""
     kind = "" if issubclass(category, PrefuseWarning) else f"{category.__name__}: "
     try:
-        print(f"prefuse: warning: {kind}{message}", file=file or sys.stderr)
+        print(mask(f"prefuse: warning: {kind}{message}"), file=file or sys.stderr)
     except OSError:
         pass
 
@@ -412,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return args.func(args)
     except PrefuseError as e:
-        print(f"prefuse: error: {e}", file=sys.stderr)
+        print(f"prefuse: error: {mask(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         out = _interrupted_run[0]

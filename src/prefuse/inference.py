@@ -7,6 +7,10 @@ message listing every difference. A modality the data lacks altogether (left out
 sample, so attention renormalises over the modalities present; per-sample absence
 (``<split>/present/<modality>``) is honoured the same way.
 
+A modality present in no sample of a split is warned about, per split, as ``prefuse run``
+does; a sample with no modality present at all gets a prediction from no input (the
+network's bias alone), and the written predictions mark it (``no_input``).
+
 Data to predict on may be unlabelled: a generic NPZ file may hold only some splits, and
 a split may lack ``<split>/labels``. Such a split is predicted but cannot be scored.
 """
@@ -27,7 +31,7 @@ from .data.dataset import SPLITS, MultimodalDataset, Split
 from .data.formats import detect_format, load_dataset
 from .engine.evaluation import Evaluation, evaluate
 from .engine.runtime import device_for
-from .errors import DataError, OutputError, PrefuseError
+from .errors import DataError, OutputError, PrefuseError, warn
 from .fileio import check_writable, write_text
 from .models.network import NetworkSpec
 from .models.saving import load_model
@@ -40,7 +44,8 @@ Loaded = tuple[nn.Module, Task, dict]
 class Prediction:
     """A saved model's outputs on one split; ``masked`` lists the modalities the data
     lacked altogether. An unlabelled split has ``labels`` None and no scores in
-    ``evaluation`` (its ``loss`` and ``metrics`` are None)."""
+    ``evaluation`` (its ``loss`` and ``metrics`` are None). ``no_input`` marks the samples
+    with no modality present (their prediction comes from no input)."""
 
     split: str
     ids: np.ndarray
@@ -48,6 +53,7 @@ class Prediction:
     masked: list[str]
     evaluation: Evaluation
     source: str = "<memory>"
+    no_input: np.ndarray | None = None
 
 
 def load_data_file(path: str | Path, format: str = "auto", **options) -> MultimodalDataset:
@@ -152,8 +158,25 @@ def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
         part = dataset[name]
         inputs = model_inputs(part, network.spec, task, masked)
         out[name] = Prediction(name, np.asarray(part.ids), part.labels, masked,
-                               evaluate(network, inputs, task), dataset.source)
+                               evaluate(network, inputs, task), dataset.source,
+                               _warn_empty(dataset, name, network.spec.modalities))
     return out
+
+
+def _warn_empty(dataset: MultimodalDataset, name: str, modalities: list[str]) -> np.ndarray:
+    """Warn about what carries nothing in split ``name``; return which samples have no
+    modality present."""
+    part = dataset[name]
+    present = [part.present[m] for m in modalities if m in part.present]
+    for m in modalities:
+        if m in part.present and not part.present[m].any():
+            warn(f"{dataset.source} [{name}/present/{m}]: modality '{m}' is present in no "
+                 f"sample of {name}")
+    no_input = ~np.any(present, axis=0) if present else np.ones(len(part), dtype=bool)
+    if no_input.any():
+        warn(f"{dataset.source} [{name}]: {int(no_input.sum())} of {len(part)} samples have "
+             "no modality present: their predictions come from no input (marked no_input)")
+    return no_input
 
 
 def scores(predictions: dict[str, Prediction]) -> dict[str, dict]:
@@ -181,7 +204,8 @@ def prediction_records(predictions: dict[str, Prediction], task: Task,
                        modalities: list[str], digits: int | None = None) -> list[dict]:
     """One record per sample: split, id, label (None where the split has none),
     prediction, ``prob_<label>`` (classifier tasks), ``weight_<modality>`` (zero for
-    absent modalities; the rest sum to 1)."""
+    absent modalities; the rest sum to 1), ``no_input`` (true where no modality was
+    present: every weight is zero and the prediction carries nothing)."""
     records = []
     for p in predictions.values():
         e = p.evaluation
@@ -199,6 +223,7 @@ def prediction_records(predictions: dict[str, Prediction], task: Task,
                 row.update({f"prob_{name}": _value(s, digits)
                             for name, s in zip(task.label_names, scores[i])})
             row.update({f"weight_{m}": _value(w, digits) for m, w in zip(modalities, e.weights[i])})
+            row["no_input"] = bool(p.no_input[i]) if p.no_input is not None else False
             records.append(row)
     return records
 

@@ -9,6 +9,8 @@ headline model (``model.safetensors`` + ``model.json``) and each arm's best mode
 
 from __future__ import annotations
 
+import shutil
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from ..models.saving import save_model
 from ..tasks import Task
 from ..engine import distributed, runtime
 from ..engine.checkpoint import RunCheckpoints
+from ..locks import hold
 from ..recipe.checks import check_arms_data, check_config
 from .pool import train_in_workers
 from ..recipe.stages import Observer, SeedResult, Unit, run_seed, run_unit
@@ -77,8 +80,26 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     every epoch of every stage (e.g. a TensorBoard writer).
     """
     config = check_config(config)
-    with runtime.using(runtime.resolve(config.train)) as where:
+    # Ranks share the directory and only the main rank writes it: it alone holds it.
+    owner = hold(config.out) if distributed.is_main() else nullcontext()
+    with runtime.using(runtime.resolve(config.train)) as where, owner:
         return _run(config, dataset, log, resume, overwrite, observe, where)
+
+
+@contextmanager
+def _undone_on_failure(checkpoints: RunCheckpoints, resume: bool):
+    """A fresh run that fails before any stage saved a checkpoint removes the files it
+    began the directory with, so the corrected command needs no --overwrite. Ctrl-C is
+    not a failure: it leaves the run for --resume, as the interrupt message says."""
+    try:
+        yield
+    except Exception:
+        if not resume and distributed.is_main() and \
+                not any(checkpoints.directory.glob("*.pt")):
+            shutil.rmtree(checkpoints.directory, ignore_errors=True)
+            for name in (rundir.DATA_FILE, rundir.CONFIG_FILE):
+                (checkpoints.out / name).unlink(missing_ok=True)
+        raise
 
 
 def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool,
@@ -92,6 +113,13 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
     check_arms_data(config, dataset.modalities, dataset.source)
     checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
                                                    overwrite)
+    with _undone_on_failure(checkpoints, resume):
+        return _train_and_write(config, dataset, log, observe, where, checkpoints)
+
+
+def _train_and_write(config: RunConfig, dataset: MultimodalDataset, log,
+                     observe: Observer | None, where: runtime.Runtime,
+                     checkpoints: RunCheckpoints) -> dict:
     space = build_workspace(dataset, where)
     task, data = space.task, space.data
     by_seed: dict[int, SeedResult] = {}

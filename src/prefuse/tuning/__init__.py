@@ -15,8 +15,10 @@ from pathlib import Path
 
 from ..config import RunConfig, replace
 from ..data.dataset import MultimodalDataset
+from ..locks import hold
 from ..metrics import lower_is_better
 from ..recipe.checks import check_arms_data
+from ..redact import mask
 from ..rundir import FINAL_FOLDER
 from ..runs.experiment import load_data
 from ..runs.tensorboard import TensorBoardLog
@@ -24,7 +26,7 @@ from ..tasks import task_for
 from .final import train_final
 from .results import write_results
 from .space import check_tune
-from .study import data_shape, load_study, open_storage, prepare_study
+from .study import data_shape, load_study, open_storage, prepare_study, storage_errors, storage_url
 from .workers import work, work_in_processes
 
 
@@ -46,19 +48,29 @@ def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | N
         dataset.validate()
     check_arms_data(config, dataset.modalities, dataset.source)
     tune_dir = str(tune_dir)
+    # Workers (--jobs) are this process's children and take no lock of their own. A
+    # database that fails mid-tune ends in one line too, its password masked.
+    with hold(tune_dir), storage_errors(storage_url(config.tune, tune_dir)):
+        return _tune(config, tune_dir, dataset, log, tensorboard)
+
+
+def _tune(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
+          log: Callable[[str], None], tensorboard: str) -> dict:
     metric = task_for(dataset).primary
     direction = "minimize" if lower_is_better(metric) else "maximize"
     storage = open_storage(config.tune, tune_dir)
     for arm in config.arms:
         prepare_study(storage, config, arm, direction, data_shape(dataset))
     log(f"tuning {len(config.arms)} arms, {config.tune.trials} trials each, on "
-        f"{dataset.name} (valid {metric}); storage {storage.url}")
+        f"{dataset.name} (valid {metric}); storage {mask(storage.url)}")
     board = TensorBoardLog(tensorboard) if tensorboard else None
     if config.tune.jobs > 1:
         work_in_processes(config, tune_dir, dataset, config.tune.jobs, tensorboard)
     else:
         work(config, tune_dir, dataset, board, log)
     run_dir = Path(tune_dir) / FINAL_FOLDER
+    # What is written (best/<arm>.toml, final/) never holds the storage's password.
+    config = replace(config, tune=replace(config.tune, storage=mask(config.tune.storage)))
     studies = {arm: load_study(storage, config.tune, arm) for arm in config.arms}
     doc, best = write_results(config, tune_dir, studies, metric, run_dir)
     if config.tune.final_seeds:

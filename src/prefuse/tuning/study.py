@@ -21,11 +21,13 @@ import optuna
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ..config import RunConfig, TuneConfig, computed_fields
 from ..data.dataset import MultimodalDataset
 from ..errors import PrefuseError
+from ..redact import mask
 from ..registry import Registry
 from ..rundir import STUDY_FILE
 
@@ -57,6 +59,10 @@ def open_storage(tune: TuneConfig, tune_dir: str | Path) -> RDBStorage:
     sqlite = url.startswith("sqlite")
     if sqlite:
         Path(tune_dir).mkdir(parents=True, exist_ok=True)
+        path = _sqlite_file(url)
+        if path and Path(path).is_dir():
+            raise PrefuseError(f"{path}: is a directory, not a study database; remove it, "
+                               "or tune into another --out")
     for attempt in range(OPEN_ATTEMPTS):
         try:
             with quiet():
@@ -76,14 +82,48 @@ def open_storage(tune: TuneConfig, tune_dir: str | Path) -> RDBStorage:
                     attempt + 1 < OPEN_ATTEMPTS:
                 time.sleep(0.5)
                 continue
-            raise PrefuseError(f"storage {url}: cannot open ({type(e).__name__}: {e})"
-                               ) from None
+            raise storage_failure(url, e, "cannot open") from None
     if sqlite:
         from sqlalchemy import event
 
         event.listen(storage.engine, "begin",
                      lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     return storage
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL (``file:`` URIs too), else None."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: no file to name
+        return None
+    if not parsed.drivername.startswith("sqlite") or not parsed.database:
+        return None
+    return parsed.database.removeprefix("file:")
+
+
+def storage_failure(url: str, error: BaseException, doing: str = "failed") -> PrefuseError:
+    """One line for a storage that refused a read or write: the innermost cause (Optuna
+    and SQLAlchemy wrap the driver's error twice), the file or URL named, no password."""
+    root = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    reason = str(root).splitlines()[0] if str(root) else type(root).__name__
+    path = _sqlite_file(url)
+    if path is not None and "readonly" in reason:
+        return PrefuseError(f"{path}: the study database is read-only ({reason}): no "
+                            "permission to write it; make it writable, or tune into "
+                            "another --out")
+    return PrefuseError(mask(f"storage {url}: {doing} ({type(root).__name__}: {reason})", url))
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Storage errors (the database refused a read or write) as one ``PrefuseError``."""
+    try:
+        yield
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+        raise storage_failure(url, e) from None
 
 
 def study_name(tune: TuneConfig, arm: str) -> str:
@@ -118,6 +158,12 @@ def prepare_study(storage: RDBStorage, config: RunConfig, arm: str, direction: s
     trials (finished, running or waiting). A study made with other search settings or
     other data (``data_shape``) is refused: its trials would not answer this search."""
     name = study_name(config.tune, arm)
+    with storage_errors(storage.url):
+        return _prepare(storage, config, name, direction, data)
+
+
+def _prepare(storage: RDBStorage, config: RunConfig, name: str, direction: str,
+             data: dict) -> optuna.Study:
     study = optuna.create_study(storage=storage, study_name=name, direction=direction,
                                 load_if_exists=True)
     settings = _search_settings(config, data)
@@ -125,7 +171,7 @@ def prepare_study(storage: RDBStorage, config: RunConfig, arm: str, direction: s
     if saved is None:
         study.set_user_attr("settings", settings)
     elif saved != settings:
-        raise PrefuseError(f"study {name} in {storage.url} was made with other settings "
+        raise PrefuseError(f"study {name} in {mask(storage.url)} was made with other settings "
                            "(data, model, training or search space); use another --out, "
                            "--storage or --set tune.study=NAME")
     if study.direction.name.lower() != direction:
