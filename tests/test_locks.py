@@ -97,7 +97,7 @@ def test_a_run_that_fails_before_any_stage_checkpoints_leaves_nothing_behind(
         tmp_path, monkeypatch):
     # Placing the data (e.g. on a GPU too small for it) comes after the run began its
     # directory and before any stage saved a checkpoint.
-    def no_room(_):
+    def no_room(*_):
         raise RunError("cannot place the data: out of memory")
 
     monkeypatch.setattr(experiment.runtime, "place_splits", no_room)
