@@ -21,7 +21,7 @@ from ..runs.tensorboard import TensorBoardLog
 from ..tasks import task_for
 from .final import train_final
 from .results import write_results
-from .space import check_tune
+from .space import check_tune, fit_to_budget
 from .study import data_shape, load_study, open_storage, prepare_study
 from .workers import work, work_in_processes
 
@@ -37,7 +37,7 @@ def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | N
     other machines on the same ``tune.storage``) may join at any time. Returns the
     ``tuning.json`` document.
     """
-    config.validate()
+    config = fit_to_budget(config.validate())
     check_tune(config)
     if dataset is None:
         dataset = load_data(config)
