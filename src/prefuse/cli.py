@@ -251,9 +251,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", help=f"seeds, one run of every arm each "
                    f"(default: {' '.join(map(str, d.seeds))})")
     p.add_argument("--arms", nargs="+", help="arms to train: <init>+<fusion>[+<method>] "
-                   "(e.g. scratch+concat, pretrained+attention+umt), mult, ensemble, or the "
+                   "(e.g. scratch+concat, pretrained+attention+umt), mult, ensemble, "
+                   "alone-<modality> (one modality's network, the whole budget), or the "
                    "groups paper (the 2x2 ablation), balance (ensemble and each method on "
-                   f"pretrained+attention), all (default: {' '.join(d.arms)})")
+                   "pretrained+attention), alone (every modality alone), all (default: "
+                   f"{' '.join(d.arms)})")
     p.add_argument("--epochs", type=int, help=f"total epoch budget per arm (default: "
                    f"{t.epochs})")
     p.add_argument("--pretrain-epochs", type=int, help="stage-1 epochs, part of the budget "

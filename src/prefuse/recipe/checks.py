@@ -23,7 +23,8 @@ def check_config(config: RunConfig, source: object = None) -> RunConfig:
         for modality, kind in m.encoders.items():
             ENCODERS.get(kind, f"model.encoders.{modality}")
         check_options(config)
-        if any(arm_registry.arm(a).uses_stage1 for a in config.arms) and \
+        if any(arm_registry.arm(a).uses_stage1
+               for a in arm_registry.known_arms(config.arms)) and \
                 not 0 < t.pretrain_epochs < t.epochs:
             raise ConfigError("train.pretrain_epochs",
                               f"must lie in [1, epochs-1] = [1, {t.epochs - 1}] for arms that "
@@ -34,3 +35,16 @@ def check_config(config: RunConfig, source: object = None) -> RunConfig:
             raise
         raise ConfigError(e.field, str(e).split(": ", 1)[-1], source) from None
     return config
+
+
+def check_data_arms(config: RunConfig, modalities: list[str], source: object) -> RunConfig:
+    """``config`` with its data groups (``alone``) expanded for the data's ``modalities``;
+    a ``ConfigError`` naming ``arms`` and ``source`` for an ``alone-<m>`` arm whose
+    modality the data lacks."""
+    arms = arm_registry.expand(config.arms, modalities)
+    for name in arms:
+        modality = arm_registry.arm(name).alone
+        if modality is not None and modality not in modalities:
+            raise ConfigError("arms", f"arm {name}: no modality '{modality}' in {source}; "
+                              f"its modalities: {', '.join(modalities)}")
+    return replace(config, arms=arms)

@@ -22,7 +22,7 @@ from ..models.saving import save_model
 from ..tasks import Task, task_for
 from ..engine import distributed, runtime
 from ..engine.checkpoint import RunCheckpoints
-from ..recipe.checks import check_config
+from ..recipe.checks import check_config, check_data_arms
 from .pool import train_in_workers
 from ..recipe.stages import Observer, SeedResult, Unit, run_seed, run_unit
 from .files import attention_csv, history_csv
@@ -87,6 +87,7 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
         dataset.validate()  # one built in memory has not been through a loader's checks
     # After loading, so that data that cannot be read leaves no run directory behind.
     check_modalities(config, dataset.modalities, dataset.source)
+    config = check_data_arms(config, dataset.modalities, dataset.source)
     checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
                                                    overwrite)
     task = task_for(dataset)

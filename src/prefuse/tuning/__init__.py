@@ -16,6 +16,7 @@ from ..analysis.report import write_report
 from ..config import RunConfig, replace
 from ..data.dataset import MultimodalDataset
 from ..metrics import lower_is_better
+from ..recipe.checks import check_data_arms
 from ..runs.experiment import load_data
 from ..runs.tensorboard import TensorBoardLog
 from ..tasks import task_for
@@ -43,6 +44,7 @@ def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | N
         dataset = load_data(config)
     else:
         dataset.validate()
+    config = check_data_arms(config, dataset.modalities, dataset.source)
     tune_dir = str(tune_dir)
     metric = task_for(dataset).primary
     direction = "minimize" if lower_is_better(metric) else "maximize"
