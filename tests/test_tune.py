@@ -388,3 +388,16 @@ def test_a_written_range_that_cannot_fit_the_budget_is_refused(tmp_path):
                                           r"is refused.*\[1, 5\]"):
         tune(config, tmp_path / "t", log=lambda _: None)
     assert not (tmp_path / "t").exists()
+
+
+def test_trials_per_arm_records_what_the_study_holds(tuned, tmp_path):
+    import shutil
+
+    again = tmp_path / "t"
+    shutil.copytree(tuned, again)
+    # A shorter --trials on a study of 3 trials runs none and says 3, not 1.
+    assert main(["tune", "--config", str(_config_file(tmp_path)), "--arms", "scratch+concat",
+                 "pretrained+attention", "--trials", "1", "--out", str(again)]) == 0
+    doc = json.loads((again / "tuning.json").read_text())
+    assert doc["trials_per_arm"] == 3
+    assert all(len(entry["trials"]) == 3 for entry in doc["arms"].values())
