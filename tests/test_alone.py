@@ -102,3 +102,19 @@ def test_the_verdict_says_which_fused_arm_beats_the_best_alone_beyond_noise():
     s = _summary({"a": (0.85, 0.01)}, seeds=1)
     assert alone_verdict(s).endswith("with fewer than 2 seeds there is no noise estimate.")
     assert alone_verdict({"primary_metric": "acc", "arms": {}}) == ""
+
+
+def test_the_alone_group_is_tuned_with_the_shared_search(tmp_path):
+    from prefuse.config import SearchParam
+    from prefuse.tuning import tune
+
+    config = tiny_config(tmp_path, arms=["alone"], **{"tune.trials": 1})
+    config.tune.space = {"train.lr": SearchParam("log", 1e-3, 1e-2),
+                         "train.pretrain_epochs": SearchParam("int", 1, 3, stage1=True)}
+    doc = tune(config, tmp_path / "t", log=lambda _: None)
+    assert list(doc["arms"]) == ["alone-text", "alone-audio", "alone-vision"]
+    for entry in doc["arms"].values():
+        (trial,) = entry["trials"]
+        # The whole 6-epoch budget was its to spend; no stage-1 parameter to search.
+        assert trial["state"] == "complete" and set(trial["params"]) == {"train.lr"}
+        assert trial["last_step"] == 6
