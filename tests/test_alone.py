@@ -95,6 +95,9 @@ def test_the_verdict_says_which_fused_arm_beats_the_best_alone_beyond_noise():
     assert alone_verdict(s) == ("Beyond seed noise, a beats the best modality alone "
                                 "(alone-text, test acc 0.800 ± 0.010); the other fused arms "
                                 "do not.")
+    s = _summary({"a": (0.85, 0.01), "d": (0.90, 0.01)})
+    assert alone_verdict(s).startswith("Beyond seed noise, d, a beat the best modality alone "
+                                       "(alone-text, test acc 0.800 ± 0.010).")
     # Worse beyond noise is no win.
     s = _summary({"b": (0.81, 0.02), "c": (0.70, 0.01)})
     assert alone_verdict(s) == ("No fused arm beats the best modality alone (alone-text, "

@@ -118,8 +118,9 @@ def alone_verdict(summary: dict) -> str:
     if not fused:
         return f"No fused arm was trained to compare with {what}."
     if winners:
-        return (f"Beyond seed noise, {', '.join(winners)} beat{'s' if len(winners) == 1 else ''}"
-                f" {what}; the other fused arms do not.")
+        rest = "; the other fused arms do not" if len(winners) < len(fused) else ""
+        verb = "beats" if len(winners) == 1 else "beat"
+        return f"Beyond seed noise, {', '.join(winners)} {verb} {what}{rest}."
     if all(v is None for v in known.values()):
         return (f"Whether any fused arm beats {what} cannot be said: with fewer than 2 "
                 "seeds there is no noise estimate.")
@@ -146,7 +147,7 @@ def ranking_note(summary: dict) -> str:
         note += " With fewer than 2 seeds there is no noise estimate, so no * is given."
     if summary.get("best_alone"):
         note += (f" Δ best alone: the arm's mean minus that of the best modality alone "
-                 f"({summary['best_alone']}, best mean test {metric} of the alone-<m> arms), "
+                 f"({summary['best_alone']}, the best mean test {metric} of the alone arms), "
                  "* as for Δ.")
     return note + " s/epoch: seconds per joint-training epoch (– : no joint training)."
 
