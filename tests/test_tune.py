@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 import prefuse
 from prefuse.cli import main
-from prefuse.config import SearchParam, load_config, with_overrides
+from prefuse.config import RunConfig, SearchParam, load_config, with_overrides
 from prefuse.errors import ConfigError, PrefuseError
 from prefuse.tuning import tune
 from prefuse.tuning.objective import Objective
@@ -473,3 +473,60 @@ def test_on_cuda_a_trial_keeps_its_splits_on_the_device(tiny_synthetic, tmp_path
     assert objective.data.train.y.device == where.device
     assert objective.data.valid.y.device == where.device
     assert objective.data.test is None
+
+
+def test_the_built_in_space_follows_a_shorter_budget(tmp_path):
+    from prefuse.tuning.space import fit_to_budget
+
+    # 40 epochs (the built-in budget): the built-in ranges, unchanged.
+    forty = fit_to_budget(tiny_config(tmp_path, **{"train.epochs": 40}))
+    assert forty.tune.space == RunConfig().tune.space
+    # 6 epochs: stage 1 searches [5*6//40, 25*6//40] = [0, 3], raised to at least 1;
+    # freezing min(5*6//40, 6-3-1) = 0 epochs.
+    six = fit_to_budget(tiny_config(tmp_path))
+    pre, freeze = six.tune.space["train.pretrain_epochs"], six.tune.space["train.freeze_epochs"]
+    assert (pre.low, pre.high, pre.stage1) == (1, 3, True)
+    assert (freeze.low, freeze.high) == (0, 0)
+    # 16 epochs: [2, 10] and freezing up to min(2, 16-10-1) = 2.
+    sixteen = fit_to_budget(tiny_config(tmp_path, **{"train.epochs": 16})).tune.space
+    assert (sixteen["train.pretrain_epochs"].low, sixteen["train.pretrain_epochs"].high,
+            sixteen["train.freeze_epochs"].high) == (2, 10, 2)
+    # The other entries stay as they are.
+    assert {k: v for k, v in six.tune.space.items() if not k.endswith("_epochs")} == \
+        {k: v for k, v in RunConfig().tune.space.items() if not k.endswith("_epochs")}
+    check_tune(six)
+    with pytest.raises(ConfigError, match=r"tune\.space\.train\.pretrain_epochs"):
+        check_tune(tiny_config(tmp_path))  # the built-in ranges, unfitted
+
+
+def test_a_6_epoch_tune_with_the_built_in_space_runs(tmp_path):
+    config = tiny_config(tmp_path, **{"arms": ["pretrained+attention"], "tune.trials": 1,
+                                      "model.encoder": "gru"})
+    doc = tune(config, tmp_path / "t", log=lambda _: None)
+    (trial,) = doc["arms"]["pretrained+attention"]["trials"]
+    assert 1 <= trial["params"]["train.pretrain_epochs"] <= 3
+    assert trial["params"]["train.freeze_epochs"] == 0
+
+
+def test_a_written_range_that_cannot_fit_the_budget_is_refused(tmp_path):
+    # The built-in ranges, written out in a config with one entry more: kept as written.
+    config = tiny_config(tmp_path)
+    config.tune.space = {**RunConfig().tune.space,
+                         "train.weight_decay": SearchParam("float", 0.0, 0.1)}
+    with pytest.raises(ConfigError, match=r"'tune\.space\.train\.pretrain_epochs': value 25 "
+                                          r"is refused.*\[1, 5\]"):
+        tune(config, tmp_path / "t", log=lambda _: None)
+    assert not (tmp_path / "t").exists()
+
+
+def test_trials_per_arm_records_what_the_study_holds(tuned, tmp_path):
+    import shutil
+
+    again = tmp_path / "t"
+    shutil.copytree(tuned, again)
+    # A shorter --trials on a study of 3 trials runs none and says 3, not 1.
+    assert main(["tune", "--config", str(_config_file(tmp_path)), "--arms", "scratch+concat",
+                 "pretrained+attention", "--trials", "1", "--out", str(again)]) == 0
+    doc = json.loads((again / "tuning.json").read_text())
+    assert doc["trials_per_arm"] == 3
+    assert all(len(entry["trials"]) == 3 for entry in doc["arms"].values())

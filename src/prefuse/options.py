@@ -33,9 +33,10 @@ class Option:
 
 
 ARMS_HELP = ("arms to train, each with the same budget: <init>+<fusion>[+<method>] (e.g. "
-             "scratch+concat, pretrained+attention+umt), mult, ensemble, or the groups paper "
-             "(the 2x2 ablation), balance (ensemble and each method on pretrained+attention),"
-             " all (default: {default})")
+             "scratch+concat, pretrained+attention+umt), mult, ensemble, alone-<modality> (one "
+             "modality's network, the whole budget), or the groups paper (the 2x2 ablation), "
+             "balance (ensemble and each method on pretrained+attention), alone (every "
+             "modality alone), all (default: {default})")
 
 OPTIONS = (
     Option("--data", ("data.path",), "data file or folder (default: the built-in benchmark)"),

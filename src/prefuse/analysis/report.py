@@ -109,7 +109,7 @@ def _methods(run: RunFiles) -> list[Block]:
     blocks: list[Block] = [Heading("Methods compared: accuracy, cost, modality usage")]
     if not s["arms"]:
         return blocks + [Text("No arm in metrics.json.")]
-    metric, reference = run.primary, tables.reference_arm(s)
+    metric, reference, best = run.primary, tables.reference_arm(s), s.get("best_alone")
     usage = {arm: conv.usage_summary(curves, metric)["last"]
              for arm, curves in conv.usage_curves(run).items()}
     blocks.append(Text(
@@ -118,6 +118,8 @@ def _methods(run: RunFiles) -> list[Block]:
         "(mean over seeds; a balanced network keeps every modality useful). Attention: "
         "mean test weight per modality, for arms whose modality weights are learned. "
         "Arms that use stage-1 networks spent part of the same epoch budget in stage 1."))
+    if best:
+        blocks.append(Text(tables.alone_verdict(s)))
     rows = []
     for rank, arm in enumerate(tables.ranked(s), 1):
         entry = s["arms"][arm]
@@ -126,13 +128,16 @@ def _methods(run: RunFiles) -> list[Block]:
         rows.append(
             [str(rank), arm, parts.get("method", "n/a"),
              f"{_num(entry['mean'].get(metric))} ± {_num(entry['std'].get(metric))}",
-             tables.difference_cell(s, arm, reference), tables.seconds_cell(entry),
+             tables.difference_cell(s, arm, reference)]
+            + ([tables.difference_cell(s, arm, best)] if best else [])
+            + [tables.seconds_cell(entry),
              _relative_cost(entry, s["arms"].get(reference))]
             + [_num(usage[arm].get(m)) if arm in usage else "–" for m in run.modalities]
             + [f"{weights[m]:.2f}" if entry.get("has_weights") and m in weights else "–"
                for m in run.modalities])
-    blocks.append(Table(["rank", "arm", "method", f"test {metric}", f"Δ {metric}", "s/epoch",
-                         "cost"] + [f"only {m}" for m in run.modalities]
+    blocks.append(Table(["rank", "arm", "method", f"test {metric}", f"Δ {metric}"]
+                        + (["Δ best alone"] if best else []) + ["s/epoch", "cost"]
+                        + [f"only {m}" for m in run.modalities]
                         + [f"attention {m}" for m in run.modalities], rows))
     logged = conv.method_values(run)
     if logged:

@@ -101,6 +101,32 @@ def difference_cell(summary: dict, arm: str, reference: str | None) -> str:
     return f"{delta:+.3f}" + (" *" if beyond_noise(entry, ref, metric) else "")
 
 
+def alone_verdict(summary: dict) -> str:
+    """One sentence: whether any fused arm beats the best modality alone
+    (``best_alone``) beyond seed noise; empty when the run trained no ``alone-<m>`` arm."""
+    best = summary.get("best_alone")
+    if best is None:
+        return ""
+    metric = summary["primary_metric"]
+    ref = summary["arms"][best]
+    fused = [a for a in ranked(summary) if summary["arms"][a].get("alone") is None]
+    known = {a: beyond_noise(summary["arms"][a], ref, metric) for a in fused}
+    winners = [a for a in fused if known[a] and direction(metric) * (
+        _value(summary["arms"][a]["mean"], metric) - _value(ref["mean"], metric)) > 0]
+    score = _cell(ref["mean"].get(metric), ref["std"].get(metric))
+    what = f"the best modality alone ({best}, test {metric} {score})"
+    if not fused:
+        return f"No fused arm was trained to compare with {what}."
+    if winners:
+        rest = "; the other fused arms do not" if len(winners) < len(fused) else ""
+        verb = "beats" if len(winners) == 1 else "beat"
+        return f"Beyond seed noise, {', '.join(winners)} {verb} {what}{rest}."
+    if all(v is None for v in known.values()):
+        return (f"Whether any fused arm beats {what} cannot be said: with fewer than 2 "
+                "seeds there is no noise estimate.")
+    return f"No fused arm beats {what} beyond seed noise."
+
+
 def seconds_cell(entry: dict) -> str:
     """Seconds per epoch of joint training; "–" for an arm that trains nothing jointly."""
     value = _value(entry, "seconds_per_epoch")
@@ -119,6 +145,10 @@ def ranking_note(summary: dict) -> str:
     seeds = min((len(e.get("seeds", {})) for e in summary["arms"].values()), default=0)
     if seeds < 2:
         note += " With fewer than 2 seeds there is no noise estimate, so no * is given."
+    if summary.get("best_alone"):
+        note += (f" Δ best alone: the arm's mean minus that of the best modality alone "
+                 f"({summary['best_alone']}, the best mean test {metric} of the alone arms), "
+                 "* as for Δ.")
     return note + " s/epoch: seconds per joint-training epoch (– : no joint training)."
 
 
@@ -129,12 +159,14 @@ def ablation_table(summary: dict) -> str:
     parts = []
     if summary["arms"]:
         order = ranked(summary)
-        reference = reference_arm(summary)
+        reference, best = reference_arm(summary), summary.get("best_alone")
         entries = {arm: summary["arms"][arm] for arm in order}
         rows = _rows(entries, metrics)
         for row, (arm, entry) in zip(rows, entries.items()):
-            row += [difference_cell(summary, arm, reference),
-                    f"{entry['params']:,}", seconds_cell(entry),
+            row.append(difference_cell(summary, arm, reference))
+            if best:
+                row.append(difference_cell(summary, arm, best))
+            row += [f"{entry['params']:,}", seconds_cell(entry),
                     f"{entry['inference_samples_per_s']:,.0f}"
                     if "inference_samples_per_s" in entry else "",
                     f"{entry['peak_rss_mb']:,.0f}" if "peak_rss_mb" in entry else ""]
@@ -142,10 +174,11 @@ def ablation_table(summary: dict) -> str:
                 row.append(f"{entry['attention_agreement']:.3f}")
             else:
                 row.append("")
-        cost = [f"Δ {summary['primary_metric']}", "params", "s/epoch", "infer/s", "peak MiB",
-                "attn→dominant"]
+        cost = [f"Δ {summary['primary_metric']}"] + (["Δ best alone"] if best else []) + \
+            ["params", "s/epoch", "infer/s", "peak MiB", "attn→dominant"]
+        note = " ".join(filter(None, [ranking_note(summary), alone_verdict(summary)]))
         parts.append(_render(["arm"] + metrics + cost, rows) + "\n\n"
-                     + textwrap.fill(ranking_note(summary), NOTE_WIDTH))
+                     + textwrap.fill(note, NOTE_WIDTH))
     if summary["unimodal"]:
         rows = _rows(summary["unimodal"], metrics)
         for row, entry in zip(rows, summary["unimodal"].values()):

@@ -6,9 +6,12 @@
 - method (``prefuse.methods.METHODS``): ``none`` when absent.
 
 A whole architecture that is not such a composition (MulT, the unimodal ensemble) is a
-named arm in ``NAMED_ARMS``. Every arm declares its traits (``Arm``); no code reads them
-off its name. The groups ``paper`` (the 2x2 ablation), ``balance`` (the unimodal
-ensemble and each method on the headline arm) and ``all`` expand to lists of arms.
+named arm in ``NAMED_ARMS``; ``alone-<modality>`` is one modality's encoder and head (the
+stage-1 network) trained as an arm, the single-modality baseline. Every arm declares its
+traits (``Arm``); no code reads them off its name. The groups ``paper`` (the 2x2
+ablation), ``balance`` (the unimodal ensemble and each method on the headline arm) and
+``all`` expand to lists of arms; ``alone`` (every modality alone) depends on the data, so
+it expands once the data is known (``expand`` with the data's modalities).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ class Arm:
     ``uses_stage1``: it needs the stage-1 networks, whose epochs then count against its
     budget. ``joint``: False for an arm that trains nothing after stage 1 (its network is
     assembled from the stage-1 networks and calibrated on the validation split).
-    ``balance``: a named arm that is a balancing method, so part of the ``balance`` group.
+    ``balance``: a named arm that is a balancing method, so part of the ``balance`` group. ``alone``: the one modality the
+    arm sees (a single-modality baseline), None for a fused arm.
     """
 
     name: str
@@ -71,6 +75,7 @@ class Arm:
     before: str | None = None
     joint: bool = True
     balance: bool = False
+    alone: str | None = None
 
     @property
     def loads_stage1(self) -> bool:
@@ -121,6 +126,17 @@ NAMED_ARMS.register("ensemble")(Arm(
     "ensemble", init="frozen", fusion="ensemble", build=UnimodalEnsemble, joint=False,
     balance=True))
 
+ALONE = "alone-"
+
+
+def alone(modality: str) -> Arm:
+    """``alone-<modality>``: the stage-1 network of ``modality`` (its encoder and head)
+    trained as a stage-2 arm, with every arm's budget, early stopping and seeds, so it
+    compares like with like (the stage-1 table has a shorter budget)."""
+    return Arm(ALONE + modality, init="scratch", fusion="concat", alone=modality,
+               build=lambda spec: MultimodalNetwork(spec.only(modality)))
+
+
 # The paper's recipe, the arm a run leads with; balancing methods are tried on top of it.
 HEADLINE = ("pretrained", "attention")
 
@@ -130,6 +146,8 @@ def arm(name: str) -> Arm:
     ``arms`` and the choices otherwise."""
     if name in NAMED_ARMS:
         return NAMED_ARMS.get(name)
+    if name.startswith(ALONE) and len(name) > len(ALONE):
+        return alone(name[len(ALONE):])
     parts = name.split("+")
     if len(parts) in (2, 3) and parts[0] in INITS and parts[1] in FUSIONS and \
             (len(parts) == 2 or (parts[2] in METHODS and parts[2] != "none")):
@@ -137,7 +155,8 @@ def arm(name: str) -> Arm:
     raise ConfigError("arms", f"unknown arm '{name}'; an arm is <init>+<fusion>[+<method>] "
                       f"with init in {INITS.names()}, fusion in {FUSIONS.names()}, method in "
                       f"{[m for m in METHODS.names() if m != 'none']}, or one of "
-                      f"{NAMED_ARMS.names() + sorted(GROUPS)}")
+                      f"{NAMED_ARMS.names() + sorted(GROUPS) + sorted(DATA_GROUPS)}, or "
+                      f"{ALONE}<modality>")
 
 
 def _balance() -> list[str]:
@@ -152,12 +171,29 @@ GROUPS: dict[str, Callable[[], list[str]]] = {
 }
 
 
-def expand(names: list[str]) -> list[str]:
-    """``names`` with groups replaced by their arms, duplicates dropped, each checked."""
+# Groups whose arms depend on the data: given its modalities.
+DATA_GROUPS: dict[str, Callable[[list[str]], list[str]]] = {
+    "alone": lambda modalities: [ALONE + m for m in modalities],
+}
+
+
+def expand(names: list[str], modalities: list[str] | None = None) -> list[str]:
+    """``names`` with groups replaced by their arms, duplicates dropped, each checked.
+    Without ``modalities`` (the data not known yet) a data group stays as its name."""
     out: list[str] = []
     for name in names:
-        for each in GROUPS[name]() if name in GROUPS else [name]:
-            arm(each)
+        if name in DATA_GROUPS:
+            arms = [name] if modalities is None else DATA_GROUPS[name](modalities)
+        else:
+            arms = GROUPS[name]() if name in GROUPS else [name]
+        for each in arms:
+            if each not in DATA_GROUPS:
+                arm(each)
             if each not in out:
                 out.append(each)
     return out
+
+
+def known_arms(names: list[str]) -> list[str]:
+    """The arms of ``names`` that are known before the data is (data groups left out)."""
+    return [n for n in names if n not in DATA_GROUPS]

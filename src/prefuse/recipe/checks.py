@@ -36,7 +36,8 @@ def check_config(config: RunConfig, source: object = None) -> RunConfig:
         for modality, kind in m.encoders.items():
             ENCODERS.get(kind, f"model.encoders.{modality}")
         check_options(config)
-        if any(arm_registry.arm(a).uses_stage1 for a in config.arms) and \
+        if any(arm_registry.arm(a).uses_stage1
+               for a in arm_registry.known_arms(config.arms)) and \
                 not 0 < t.pretrain_epochs < t.epochs:
             raise ConfigError("train.pretrain_epochs",
                               f"must lie in [1, epochs-1] = [1, {t.epochs - 1}] for arms that "
@@ -51,9 +52,17 @@ def check_config(config: RunConfig, source: object = None) -> RunConfig:
     return config
 
 
-def check_arms_data(config: RunConfig, modalities: list[str], source: object) -> None:
-    """Every arm's method gets what it needs of the data (``Method.min_modalities``): run
-    right after the data is loaded, so that no arm trains (nor stage 1 for it) before an
-    arm that cannot use the data is refused; a ``ConfigError`` naming ``arms`` otherwise."""
-    arms = [arm_registry.arm(name) for name in arm_registry.expand(config.arms)]
-    check_data([(a.name, a.method) for a in arms], modalities, source)
+def check_arms_data(config: RunConfig, modalities: list[str], source: object) -> RunConfig:
+    """``config`` with its data groups (``alone``) expanded for the data's ``modalities``,
+    once every arm is known to get what it needs of the data: the modality of an
+    ``alone-<m>`` arm, and its method's ``min_modalities``. Run right after the data is
+    loaded, so that no arm trains (nor stage 1 for it) before one that cannot use the data
+    is refused; a ``ConfigError`` naming ``arms`` and ``source`` otherwise."""
+    arms = arm_registry.expand(config.arms, modalities)
+    for name in arms:
+        modality = arm_registry.arm(name).alone
+        if modality is not None and modality not in modalities:
+            raise ConfigError("arms", f"arm {name}: no modality '{modality}' in {source}; "
+                              f"its modalities: {', '.join(modalities)}")
+    check_data([(name, arm_registry.arm(name).method) for name in arms], modalities, source)
+    return replace(config, arms=arms)

@@ -212,7 +212,8 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
                         f"seed {seed} {arm}", stage, hooks)
     else:
         result = _assemble(model, data, task)
-    if len(dataset.modalities) > 1 and data.test is not None:
+    # A one-modality network (``alone-<m>``) has no modality to remove.
+    if len(result.model.spec.modalities) > 1 and data.test is not None:
         result.robustness = without_each(result.model, data.test, task)
     return result
 

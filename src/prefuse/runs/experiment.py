@@ -20,16 +20,16 @@ from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
 from ..data.fingerprint import fingerprint
 from ..data.source import load_data
-from ..fileio import write_json, write_text
-from ..models.saving import save_model
-from ..tasks import Task
 from ..engine import distributed, runtime
 from ..engine.checkpoint import RunCheckpoints
+from ..fileio import write_json, write_text
 from ..locks import hold
+from ..models.saving import save_model
 from ..recipe.checks import check_arms_data, check_config
-from .pool import train_in_workers
 from ..recipe.stages import Observer, SeedResult, Unit, run_seed, run_unit
+from ..tasks import Task
 from .files import attention_csv, history_csv
+from .pool import train_in_workers
 from .summary import best_seed, headline_arm, summarize
 from .workspace import build_workspace
 
@@ -110,7 +110,7 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
         dataset.validate()  # one built in memory has not been through a loader's checks
     # After loading, so that data that cannot be read leaves no run directory behind.
     check_modalities(config, dataset.modalities, dataset.source)
-    check_arms_data(config, dataset.modalities, dataset.source)
+    config = check_arms_data(config, dataset.modalities, dataset.source)
     checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
                                                    overwrite)
     with _undone_on_failure(checkpoints, resume):

@@ -27,10 +27,10 @@ from multiprocessing.connection import Connection, wait
 
 from ..config import RunConfig
 from ..data.dataset import MultimodalDataset
-from ..errors import PrefuseError
 from ..engine import runtime
-from ..recipe.arms import arm as arm_named
 from ..engine.checkpoint import RunCheckpoints
+from ..errors import PrefuseError
+from ..recipe.arms import arm as arm_named
 from ..recipe.stages import SeedResult, Unit, run_unit, units
 from .workspace import build_workspace
 

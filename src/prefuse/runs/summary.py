@@ -8,10 +8,10 @@ import numpy as np
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset, Split
 from ..metrics import direction
-from ..tasks import Task
 from ..recipe.arms import arm as arm_named
-from .cost import inference_throughput, peak_rss_mb
 from ..recipe.stages import SeedResult, StageResult, epochs_to_converge
+from ..tasks import Task
+from .cost import inference_throughput, peak_rss_mb
 
 
 def mean_std(rows: list[dict[str, float]]) -> tuple[dict, dict]:
@@ -70,10 +70,13 @@ def _arm_entry(arm: str, runs: list[StageResult], results: list[SeedResult],
         "seconds_per_epoch": seconds / epochs if epochs else float("nan"),
         "params": runs[0].params,
         "device": runs[0].fit.device,
-        "mean_weights": dict(zip(dataset.modalities,
+        # The network's own modalities: one for an ``alone-<m>`` arm.
+        "mean_weights": dict(zip(runs[0].model.spec.modalities,
                                  np.mean([run.test.weights.mean(axis=0) for run in runs],
                                          axis=0).tolist())),
     }
+    if traits.alone is not None:
+        entry["alone"] = traits.alone
     if data is not None:
         entry["inference_samples_per_s"] = float(np.mean(
             [inference_throughput(run.model, data.test) for run in runs]))
@@ -114,11 +117,25 @@ def summarize(dataset: MultimodalDataset, task: Task, results: list[SeedResult],
                                                                     task.primary)
                                                  for run in runs])),
         }
-    robustness = {arm: _robustness([r.arms[arm] for r in results]) for arm in results[0].arms}
-    if any(robustness.values()):
+    # A one-modality arm (``alone-<m>``) has nothing to remove: no entry.
+    robustness = {arm: found for arm in results[0].arms
+                  if (found := _robustness([r.arms[arm] for r in results]))}
+    if robustness:
         out["robustness"] = robustness
     out["attention"] = attention_shift(out["arms"])
+    best = best_alone(out["arms"], task.primary)
+    if best is not None:
+        out["best_alone"] = best
     return out
+
+
+def best_alone(arms: dict[str, dict], metric: str) -> str | None:
+    """The single-modality arm (``alone-<m>``) with the best mean test ``metric`` (the
+    first on ties; None without one): the strongest single-modality baseline, so a fused
+    arm said to beat it beats every modality alone."""
+    alone = [a for a, e in arms.items() if e.get("alone") is not None]
+    return max(alone, key=lambda a: direction(metric) * arms[a]["mean"][metric],
+               default=None)
 
 
 def attention_shift(arms: dict[str, dict]) -> dict:

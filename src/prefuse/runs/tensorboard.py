@@ -12,9 +12,9 @@ from __future__ import annotations
 import numbers
 from pathlib import Path
 
-from ..errors import PrefuseError
 from ..engine import distributed
 from ..engine.evaluation import evaluate
+from ..errors import PrefuseError
 from ..recipe.stages import EpochEvent, Observer
 
 ROW_TAGS = {"train_loss": "loss/train", "valid_loss": "loss/valid",

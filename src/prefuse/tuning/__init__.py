@@ -25,7 +25,7 @@ from ..runs.tensorboard import TensorBoardLog
 from ..tasks import task_for
 from .final import train_final
 from .results import write_results
-from .space import check_tune
+from .space import check_tune, fit_to_budget
 from .study import data_shape, load_study, open_storage, prepare_study, storage_errors, storage_url
 from .workers import work, work_in_processes
 
@@ -40,13 +40,13 @@ def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | N
     other machines on the same ``tune.storage``) may join at any time. Returns the
     ``tuning.json`` document.
     """
-    config.validate()
+    config = fit_to_budget(config.validate())
     check_tune(config)
     if dataset is None:
         dataset = load_data(config)
     else:
         dataset.validate()
-    check_arms_data(config, dataset.modalities, dataset.source)
+    config = check_arms_data(config, dataset.modalities, dataset.source)
     tune_dir = str(tune_dir)
     # Workers (--jobs) are this process's children and take no lock of their own. A
     # database that fails mid-tune ends in one line too, its password masked.

@@ -72,11 +72,13 @@ def write_results(config: RunConfig, tune_dir: str | Path, studies: dict[str, op
     ready; its run goes to ``run_dir/arms/<arm>``); return the document and the best
     config of each arm that has a complete trial."""
     tune_dir = Path(tune_dir)
-    doc = {"trials_per_arm": config.tune.trials, "tune_seeds": config.tune.tune_seeds,
-           "arms": {}}
+    entries = {arm: arm_summary(study, arm, metric) for arm, study in studies.items()}
+    # What the studies hold, not what this call asked for: a continued study may hold
+    # more trials than ``--trials``; the count every arm reached.
+    held = min((len(e["trials"]) for e in entries.values()), default=0)
+    doc = {"trials_per_arm": held, "tune_seeds": config.tune.tune_seeds, "arms": {}}
     best = {}
-    for arm, study in studies.items():
-        entry = arm_summary(study, arm, metric)
+    for arm, entry in entries.items():
         if "best" in entry:
             best[arm] = best_config(config, arm, entry["best"]["params"],
                                     Path(run_dir) / ARMS_FOLDER / arm)

@@ -7,10 +7,11 @@ with a stage 1 search (the others never read them).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import optuna
 
-from ..config import RunConfig, SearchParam, with_overrides
+from ..config import RunConfig, SearchParam, TrainConfig, default_space, with_overrides
 from ..errors import ConfigError
 from ..methods import METHODS
 from ..recipe.arms import arm as arm_named
@@ -55,6 +56,29 @@ def arm_space(config: RunConfig, arm: str) -> dict[str, SearchParam]:
     for option, param in METHODS.get(spec.method, "arms").search.items():
         space.setdefault(own + option, param)
     return space
+
+
+# The budget the built-in space's epoch ranges were written for.
+DEFAULT_BUDGET = TrainConfig().epochs
+
+
+def fit_to_budget(config: RunConfig) -> RunConfig:
+    """``config`` with the built-in space's epoch ranges scaled to ``train.epochs``:
+    stage-1 epochs within [1, epochs - 1], freeze epochs no more than the stage-2 epochs
+    the longest stage 1 leaves, less one. The built-in budget keeps the built-in ranges;
+    a space the config writes (anything but the built-in one) is kept as written, so a
+    range of it that cannot fit is refused by ``check_tune``."""
+    if config.tune.space != default_space():
+        return config
+    epochs = config.train.epochs
+    space = dict(config.tune.space)
+    pre, frozen = space["train.pretrain_epochs"], space["train.freeze_epochs"]
+    low = max(1, int(pre.low) * epochs // DEFAULT_BUDGET)
+    high = max(low, min(epochs - 1, int(pre.high) * epochs // DEFAULT_BUDGET))
+    space["train.pretrain_epochs"] = replace(pre, low=low, high=high)
+    freeze = max(0, min(int(frozen.high) * epochs // DEFAULT_BUDGET, epochs - high - 1))
+    space["train.freeze_epochs"] = replace(frozen, high=freeze)
+    return replace(config, tune=replace(config.tune, space=space))
 
 
 def check_tune(config: RunConfig) -> None:
