@@ -76,6 +76,16 @@ def test_run_refuses_a_comparing_method_on_one_modality_before_stage_1(
     assert not out.exists()
 
 
+def test_run_refuses_mult_on_one_modality_before_any_work(tmp_path, capsys, one_modality):
+    # MulT's cross-modal attention pairs modalities: one modality used to end in a
+    # ValueError traceback once training began.
+    out = tmp_path / "run"
+    line = _refused(capsys, ["run", "--data", str(one_modality), "--out", str(out),
+                             "--arms", "mult", *TINY], "arms")
+    assert "arm mult needs data with at least 2 modalities" in line
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("method", ["ogm-ge", "agm"])
 def test_tune_refuses_a_comparing_method_on_one_modality_before_its_study(
         tmp_path, capsys, one_modality, method):

@@ -60,8 +60,10 @@ class Arm:
     ``uses_stage1``: it needs the stage-1 networks, whose epochs then count against its
     budget. ``joint``: False for an arm that trains nothing after stage 1 (its network is
     assembled from the stage-1 networks and calibrated on the validation split).
-    ``balance``: a named arm that is a balancing method, so part of the ``balance`` group. ``alone``: the one modality the
-    arm sees (a single-modality baseline), None for a fused arm.
+    ``balance``: a named arm that is a balancing method, so part of the ``balance`` group.
+    ``alone``: the one modality the arm sees (a single-modality baseline), None for a
+    fused arm. ``min_modalities``: what its architecture needs of the data (MulT's
+    cross-modal attention pairs modalities); its method may need more.
     """
 
     name: str
@@ -76,6 +78,7 @@ class Arm:
     joint: bool = True
     balance: bool = False
     alone: str | None = None
+    min_modalities: int = 1
 
     @property
     def loads_stage1(self) -> bool:
@@ -119,7 +122,7 @@ def compose(init: str, fusion: str, method: str = "none") -> Arm:
 
 NAMED_ARMS: Registry[Arm] = Registry("arm")
 NAMED_ARMS.register("mult")(Arm(
-    "mult", init="scratch", fusion="mult", build=MulT,
+    "mult", init="scratch", fusion="mult", build=MulT, min_modalities=2,
     train_overrides={"lr": 1e-3, "batch_size": 24, "grad_clip": 0.8}))
 # UME (Du et al. 2023): the stage-1 models, frozen, their predictions combined.
 NAMED_ARMS.register("ensemble")(Arm(

@@ -43,7 +43,7 @@ def check_config(config: RunConfig, source: object = None) -> RunConfig:
                               f"must lie in [1, epochs-1] = [1, {t.epochs - 1}] for arms that "
                               "use stage-1 networks (it counts against the budget), got "
                               f"{t.pretrain_epochs}")
-        for name in config.arms:
+        for name in arm_registry.known_arms(config.arms):
             _check_training(arm_registry.arm(name), config)
     except ConfigError as e:
         if source is None or e.source is not None:
@@ -60,9 +60,13 @@ def check_arms_data(config: RunConfig, modalities: list[str], source: object) ->
     is refused; a ``ConfigError`` naming ``arms`` and ``source`` otherwise."""
     arms = arm_registry.expand(config.arms, modalities)
     for name in arms:
-        modality = arm_registry.arm(name).alone
-        if modality is not None and modality not in modalities:
-            raise ConfigError("arms", f"arm {name}: no modality '{modality}' in {source}; "
+        arm = arm_registry.arm(name)
+        if arm.alone is not None and arm.alone not in modalities:
+            raise ConfigError("arms", f"arm {name}: no modality '{arm.alone}' in {source}; "
                               f"its modalities: {', '.join(modalities)}")
+        if len(modalities) < arm.min_modalities:
+            raise ConfigError("arms", f"arm {name} needs data with at least "
+                              f"{arm.min_modalities} modalities; {source} has "
+                              f"{len(modalities)} ({', '.join(modalities)})")
     check_data([(name, arm_registry.arm(name).method) for name in arms], modalities, source)
     return replace(config, arms=arms)
