@@ -100,7 +100,6 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
     after stopping the other workers."""
     waiting = plan(config)
     total = len(waiting)
-    context = multiprocessing.get_context("spawn")
     workers: list[tuple[multiprocessing.Process, Connection]] = []
     busy: dict[Connection, Unit] = {}
     done: set[Unit] = set()
@@ -108,13 +107,7 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
     log(f"training {total} stages in {min(jobs, total)} worker processes")
     ok = False
     try:
-        for slot in range(min(jobs, total)):
-            here, there = context.Pipe()
-            process = context.Process(target=_serve, args=(slot, config, dataset, there),
-                                      name=f"prefuse worker {slot}")
-            process.start()
-            there.close()
-            workers.append((process, here))
+        workers += _start(config, dataset, min(jobs, total))
         while waiting or busy or unreported:
             idle = [conn for _, conn in workers if conn not in busy]
             ready = [u for u, need in waiting.items() if need is None or need in done]
@@ -144,16 +137,37 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                 log(f"  {unit}: trained ({len(done)} of {total})")
         ok = True
     finally:
-        for process, conn in workers:
-            if ok:
-                try:
-                    conn.send(None)
-                except OSError:
-                    pass  # already gone, with nothing left to do
-                # Not joined: a worker's exit (about a second with torch loaded) need
-                # not hold up the run directory; multiprocessing joins it at exit.
-            else:
-                process.kill()
-                process.join()
-            conn.close()
+        _stop(workers, ok)
+
+
+def _start(config: RunConfig, dataset: MultimodalDataset,
+           count: int) -> list[tuple[multiprocessing.Process, Connection]]:
+    """``count`` spawned workers (``_serve``), each with the parent's end of its pipe."""
+    context = multiprocessing.get_context("spawn")
+    workers = []
+    for slot in range(count):
+        here, there = context.Pipe()
+        process = context.Process(target=_serve, args=(slot, config, dataset, there),
+                                  name=f"prefuse worker {slot}")
+        process.start()
+        there.close()
+        workers.append((process, here))
+    return workers
+
+
+def _stop(workers: list[tuple[multiprocessing.Process, Connection]], ok: bool) -> None:
+    """Tell the workers to stop after a run that went well; kill them after one that
+    failed."""
+    for process, conn in workers:
+        if ok:
+            try:
+                conn.send(None)
+            except OSError:
+                pass  # already gone, with nothing left to do
+            # Not joined: a worker's exit (about a second with torch loaded) need
+            # not hold up the run directory; multiprocessing joins it at exit.
+        else:
+            process.kill()
+            process.join()
+        conn.close()
 
