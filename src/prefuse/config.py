@@ -74,7 +74,12 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The simple network: one encoder per modality, a fusion, a small head."""
+    """The simple network: one encoder per modality, a fusion, a small head.
+
+    ``context`` (``none``, ``gru``, ``lstm``, ``transformer``) adds context over each
+    group's utterances (a video or dialogue), per modality and after fusion; groups longer
+    than ``context_window`` utterances are cut into windows of at most that many.
+    """
 
     encoder: str = "lstm"
     vector_encoder: str = "mlp"
@@ -83,6 +88,8 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.1
     head_hidden: int = 64
+    context: str = "none"
+    context_window: int = 32
 
 
 @dataclass

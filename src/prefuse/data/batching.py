@@ -16,6 +16,23 @@ if TYPE_CHECKING:
     from ..tasks import Task
 
 
+@dataclass(frozen=True)
+class Windows:
+    """Where each utterance of a batch sits in its group's context: the batch holds
+    ``count`` whole windows (consecutive utterances of one group, in order), and utterance
+    ``i`` is at position ``slot[i]`` of window ``window[i]``; ``size`` is the longest
+    window's length. Models see utterances as rows ``(B, ...)`` and use these to scatter
+    them to ``(count, size, ...)`` and gather them back."""
+
+    window: torch.Tensor
+    slot: torch.Tensor
+    count: int
+    size: int
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Windows:
+        return replace(self, window=fn(self.window), slot=fn(self.slot))
+
+
 @dataclass
 class Batch:
     """A batch: features, lengths and presence ``(B,)`` per modality, and labels.
@@ -32,6 +49,7 @@ class Batch:
     y: torch.Tensor
     complete: frozenset[str] = field(default_factory=frozenset)
     host_lengths: dict[str, torch.Tensor] = field(default_factory=dict)
+    windows: Windows | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -53,7 +71,8 @@ class Batch:
         return replace(self, x=each(fn, self.x), lengths=each(fn, self.lengths),
                        present=each(fn, self.present), y=fn(self.y),
                        host_lengths=self.host_lengths if host is None
-                       else each(host, self.host_lengths))
+                       else each(host, self.host_lengths),
+                       windows=None if self.windows is None else self.windows.map(fn))
 
     def to(self, device: torch.device | str) -> Batch:
         """This batch on ``device``; its host lengths stay on the host."""

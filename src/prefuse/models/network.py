@@ -43,6 +43,7 @@ class NetworkSpec:
     dropout: float = 0.1
     head_hidden: int = 64
     unimodal_heads: bool = False
+    context: str = "none"
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -55,7 +56,7 @@ class NetworkSpec:
             sequence={modality: self.sequence[modality]},
             encoders={modality: self.encoders[modality]}, fusion="concat",
             out_dim=self.out_dim, width=self.width, layers=self.layers, dropout=self.dropout,
-            head_hidden=self.head_hidden)
+            head_hidden=self.head_hidden, context=self.context)
 
 
 class Standardize(nn.Module):
