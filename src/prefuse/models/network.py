@@ -44,6 +44,7 @@ class NetworkSpec:
     head_hidden: int = 64
     unimodal_heads: bool = False
     context: str = "none"
+    context_window: int = 0
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -56,7 +57,8 @@ class NetworkSpec:
             sequence={modality: self.sequence[modality]},
             encoders={modality: self.encoders[modality]}, fusion="concat",
             out_dim=self.out_dim, width=self.width, layers=self.layers, dropout=self.dropout,
-            head_hidden=self.head_hidden, context=self.context)
+            head_hidden=self.head_hidden, context=self.context,
+            context_window=self.context_window)
 
 
 class Standardize(nn.Module):
