@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from prefuse.analysis import attention as att
-from prefuse.analysis.report import build_report, write_report
 from prefuse.analysis.render import Figure
+from prefuse.analysis.report import build_report, write_report
 from prefuse.cli import main
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.data.formats.npz import load_npz, save_npz
