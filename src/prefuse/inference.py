@@ -35,6 +35,7 @@ from .errors import DataError, OutputError, PrefuseError, warn
 from .fileio import check_writable, write_text
 from .models.network import NetworkSpec
 from .models.saving import load_model
+from .rundir import GROUP_COLUMNS
 from .tasks import Task
 
 Loaded = tuple[nn.Module, Task, dict]
@@ -54,6 +55,8 @@ class Prediction:
     evaluation: Evaluation
     source: str = "<memory>"
     no_input: np.ndarray | None = None
+    group: np.ndarray | None = None  # the data's groups and orders, written when present
+    order: np.ndarray | None = None
 
 
 def load_data_file(path: str | Path, format: str = "auto", **options) -> MultimodalDataset:
@@ -159,7 +162,8 @@ def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
         inputs = model_inputs(part, network.spec, task, masked)
         out[name] = Prediction(name, np.asarray(part.ids), part.labels, masked,
                                evaluate(network, inputs, task), dataset.source,
-                               _warn_empty(dataset, name, network.spec.modalities))
+                               _warn_empty(dataset, name, network.spec.modalities),
+                               group=part.group, order=part.order)
     return out
 
 
@@ -202,7 +206,8 @@ def _value(x, digits: int | None):
 
 def prediction_records(predictions: dict[str, Prediction], task: Task,
                        modalities: list[str], digits: int | None = None) -> list[dict]:
-    """One record per sample: split, id, label (None where the split has none),
+    """One record per sample: split, id, ``group`` and ``order`` (where the data has
+    groups), label (None where the split has none),
     prediction, ``prob_<label>`` (classifier tasks), ``weight_<modality>`` (zero for
     absent modalities; the rest sum to 1), ``no_input`` (true where no modality was
     present: every weight is zero and the prediction carries nothing)."""
@@ -217,8 +222,10 @@ def prediction_records(predictions: dict[str, Prediction], task: Task,
                                "probability columns; model.json does not fit its weights")
         for i in range(len(p.ids)):
             label = None if p.labels is None else _value(p.labels[i], digits)
-            row = {"split": p.split, "id": str(p.ids[i]), "label": label,
-                   "prediction": _value(e.predictions[i], digits)}
+            row = {"split": p.split, "id": str(p.ids[i])}
+            if p.group is not None:
+                row.update(zip(GROUP_COLUMNS, (str(p.group[i]), int(p.order[i]))))
+            row.update(label=label, prediction=_value(e.predictions[i], digits))
             if task.kind != "regression":
                 row.update({f"prob_{name}": _value(s, digits)
                             for name, s in zip(task.label_names, scores[i])})

@@ -28,6 +28,10 @@ DATA_FILE = "data.json"  # the data's fingerprint, checked on --resume
 METRICS_FILE = "metrics.json"  # written last: its presence marks a finished run
 HISTORY_FILE = "history.csv"
 ATTENTION_FILE = "attention.csv"
+# Where a sample sits in its video or dialogue: columns of attention.csv and of the
+# predictions file, after ``id``, only when the data has groups (so files of data without
+# groups keep their columns).
+GROUP_COLUMNS = ("group", "order")
 MODEL_FILES = ("model.safetensors", "model.json")  # the headline arm's model
 MODELS_FOLDER = "models"  # models/<arm>/: each arm's best model
 CHECKPOINTS_FOLDER = "checkpoints"  # while a run is unfinished
@@ -62,6 +66,11 @@ class RunFiles:
     @property
     def primary(self) -> str:
         return str(self.summary["primary_metric"])
+
+    @property
+    def grouped(self) -> bool:
+        """Whether ``attention.csv`` places each test sample in its group (``GROUP_COLUMNS``)."""
+        return bool(self.attention) and all(c in self.attention[0] for c in GROUP_COLUMNS)
 
 
 def number(text: str | None) -> float:

@@ -1,10 +1,12 @@
 """Modality attention on the test split, from ``attention.csv``: mean weights per arm,
-their distributions, their means per class, and the samples worth looking at."""
+their distributions, their means per class, the samples worth looking at, and (for data
+with groups) a few groups followed utterance by utterance."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -161,3 +163,61 @@ def disagreements(run: RunFiles, seed: str, before_arm: str, after_arm: str,
             "top_before": run.modalities[int(wb[i].argmax())],
             "top_after": run.modalities[int(wa[i].argmax())]} for i in order]
     return out, len(differ)
+
+
+TIMELINE_GROUPS = 3  # how many test groups the report's timeline follows
+TIMELINE_ARM = "pretrained+attention"  # the arm the timeline prefers
+
+
+@dataclass
+class Timeline:
+    """One test group of one arm and seed, its utterances sorted by ``order``: their ids,
+    labels and predictions as numbers (the mean of a vector label), and ``(N, M)``
+    weights."""
+
+    group: str
+    order: np.ndarray
+    ids: list[str]
+    labels: np.ndarray
+    predictions: np.ndarray
+    weights: np.ndarray
+
+
+def timeline_arm(run: RunFiles) -> str | None:
+    """The arm the timeline follows: ``pretrained+attention`` when it has learned weights,
+    else the first arm that has them, else the headline or first arm of ``attention.csv``."""
+    learned = attention_arms(run)
+    if TIMELINE_ARM in learned:
+        return TIMELINE_ARM
+    if learned:
+        return learned[0]
+    present = [r["arm"] for r in run.attention]
+    return headline(run) if headline(run) in present else next(iter(present), None)
+
+
+def _mean_value(text: str) -> float:
+    return float(np.mean(_label_values(text))) if text != "" else np.nan
+
+
+def timelines(run: RunFiles, arm: str, seed: str | None = None,
+              k: int = TIMELINE_GROUPS) -> list[Timeline]:
+    """The ``k`` test groups with the most utterances (ties by group name) of ``arm`` and
+    ``seed`` (the first seed of ``attention.csv`` unless given), each along ``order``.
+    Empty when ``attention.csv`` has no groups."""
+    rows = rows_of(run, arm)
+    if not run.grouped or not rows:
+        return []
+    seed = rows[0]["seed"] if seed is None else seed
+    by_group: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows_of(run, arm, seed):
+        by_group[row["group"]].append(row)
+    chosen = sorted(by_group, key=lambda g: (-len(by_group[g]), g))[:k]
+    out = []
+    for g in chosen:
+        members = sorted(by_group[g], key=lambda r: int(r["order"]))
+        out.append(Timeline(g, np.array([int(r["order"]) for r in members]),
+                            [r["id"] for r in members],
+                            np.array([_mean_value(r["label"]) for r in members]),
+                            np.array([_mean_value(r["prediction"]) for r in members]),
+                            weights(members, run.modalities)))
+    return out

@@ -13,6 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .attention import Timeline
 from .convergence import Curve
 
 DPI = 100
@@ -204,5 +205,47 @@ def group_means_figure(per_arm: dict[str, dict[str, tuple[dict[str, float], int]
         _legend(ax, title="modality", fontsize="small", ncols=len(modalities),
                 loc="upper left")
         ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def _outcome(ax, line: Timeline, classes: bool) -> None:
+    """Label and prediction along the group; for classes, wrong predictions in red."""
+    if classes:
+        ax.plot(line.order, line.labels, "o", color="black", fillstyle="none",
+                markersize=8, label="true class")
+        wrong = line.predictions != line.labels
+        ax.plot(line.order[~wrong], line.predictions[~wrong], "x", color="C2",
+                label="predicted (right)")
+        ax.plot(line.order[wrong], line.predictions[wrong], "x", color="C3",
+                label="predicted (wrong)")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax.plot(line.order, line.labels, "o-", color="black", label="label")
+        ax.plot(line.order, line.predictions, "x--", color="C3", label="prediction")
+
+
+def timeline_figure(lines: list[Timeline], modalities: list[str], classes: bool,
+                    title: str) -> bytes:
+    """One column per group along ``order``: the modality weights stacked (top) and the
+    label against the prediction (bottom; classes when ``classes``, else values)."""
+    c = colours(modalities)
+    fig = Figure(figsize=(max(5.0, 4.5 * len(lines)), 5.6), layout="constrained")
+    axes = fig.subplots(2, len(lines), sharex="col", squeeze=False, height_ratios=[3, 2])
+    for k, line in enumerate(lines):
+        top, bottom = axes[0, k], axes[1, k]
+        top.stackplot(line.order, line.weights.T, colors=[c[m] for m in modalities],
+                      labels=modalities, alpha=0.85, step="mid")
+        top.set(title=f"{line.group} ({len(line.ids)} utterances)", ylim=(0, 1),
+                ylabel="attention weight" if k == 0 else None)
+        _outcome(bottom, line, classes)
+        bottom.set(xlabel="order in the group",
+                   ylabel=("class" if classes else "value") if k == 0 else None)
+        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    _legend(axes[0, 0], fontsize="small", loc="lower left", ncols=len(modalities),
+            framealpha=0.9)
+    _legend(axes[1, 0], fontsize="small")
     fig.suptitle(title)
     return _png(fig)

@@ -192,6 +192,33 @@ def _attention(run: RunFiles, arms: list[str]) -> list[Block]:
     return blocks
 
 
+def _timeline(run: RunFiles) -> list[Block]:
+    """A few test groups followed utterance by utterance; nothing for data without groups."""
+    arm = att.timeline_arm(run) if run.grouped else None
+    lines = att.timelines(run, arm) if arm else []
+    if not lines:
+        return []
+    seed = att.rows_of(run, arm)[0]["seed"]
+    classes = run.summary["task"] in ("binary", "multiclass")
+    learned = run.summary["arms"].get(arm, {}).get("has_weights")
+    outcome = ("the true class (circle) and the predicted one (cross: green when right, red "
+               "when wrong)" if classes else
+               "the label and the prediction (the mean of each vector, for vector labels)")
+    return [Heading("Timeline: test groups utterance by utterance"),
+            Figure("timeline", f"Timeline of {arm}, seed {seed}: the "
+                   f"{len(lines)} longest test groups",
+                   plots.timeline_figure(lines, run.modalities, classes,
+                                         f"{arm}, seed {seed}: attention and prediction "
+                                         "along each group")),
+            Text(f"The {len(lines)} test groups (videos or dialogues) with the most "
+                 f"utterances, ties by name; arm {arm}, the first seed ({seed}). Each column "
+                 "is one group, its utterances left to right by their order in it. Top: "
+                 "each modality's attention weight, stacked to 1"
+                 + ("" if learned else " (this arm's weights are fixed, not learned)")
+                 + f". Bottom: {outcome}. Runs of utterances where one modality takes over, "
+                 "or where errors cluster, show what the model does within a group.")]
+
+
 def _short(text: str) -> str:
     return text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS - 1] + "…"
 
@@ -259,7 +286,7 @@ def build_report(run: RunFiles) -> tuple[str, list[Block]]:
     title = f"prefuse report: {run.summary.get('dataset', run.path.name)} ({run.path.name})"
     arms = att.attention_arms(run) if run.attention else []
     blocks = _overview(run) + tuning_section(run.path) + _convergence(run) + _usage(run) + \
-        _methods(run) + _attention(run, arms) + _examples(run, arms)
+        _methods(run) + _attention(run, arms) + _timeline(run) + _examples(run, arms)
     if run.config:
         blocks += [Heading("Configuration (config.toml)"), Pre(run.config)]
     return title, blocks

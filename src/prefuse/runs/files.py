@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data.dataset import MultimodalDataset
 from ..recipe.stages import SeedResult
+from ..rundir import GROUP_COLUMNS
 
 # history.csv's fixed columns; any other column comes from a method's or a probe's values.
 HISTORY = ["train_loss", "valid_loss", "train_metric", "valid_metric"]
@@ -44,18 +45,22 @@ def _label_text(value) -> str:
 
 
 def attention_csv(dataset: MultimodalDataset, results: list[SeedResult]) -> str:
-    """Per arm, seed and test sample: id, label, prediction, one weight per modality."""
+    """Per arm, seed and test sample: id, its group and order (when the data has groups),
+    label, prediction, one weight per modality."""
     test = dataset["test"]
     extra = [c for c, v in (("dominant", test.dominant), ("text_raw", test.text_raw))
              if v is not None]
-    header = ["arm", "seed", "id", "label", "prediction"] + extra + \
+    place = list(GROUP_COLUMNS) if test.group is not None else []
+    header = ["arm", "seed", "id"] + place + ["label", "prediction"] + extra + \
         [f"weight_{m}" for m in dataset.modalities]
     rows = []
     for r in results:
         for arm, run in r.arms.items():
             for i in range(len(test)):
-                row = [arm, r.seed, test.ids[i], _label_text(test.labels[i]),
-                       _label_text(np.round(run.test.predictions[i], 6))]
+                row = [arm, r.seed, test.ids[i]]
+                row += [test.group[i], int(test.order[i])] if place else []
+                row += [_label_text(test.labels[i]),
+                        _label_text(np.round(run.test.predictions[i], 6))]
                 row += [test.dominant[i] if c == "dominant" else test.text_raw[i] for c in extra]
                 row += [f"{w:.6f}" for w in run.test.weights[i]]
                 rows.append(row)
