@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 
 import pytest
@@ -220,10 +219,9 @@ def test_tune_workers_take_their_slots_gpu(monkeypatch, tmp_path):
     gpus(monkeypatch, 2)
     seen = []
     monkeypatch.setattr(workers, "work", lambda config, *args: seen.append(config.train.device))
-    results: queue.Queue = queue.Queue()
     config = with_overrides(RunConfig(), {"train.device": "auto"})
-    for slot in range(3):
-        workers._worker(slot, config, str(tmp_path), None, "", threading.Barrier(1), results)
+    # None: each worked by itself and finished (``runs.workers`` then answers None).
+    assert [workers._worker(slot, config, str(tmp_path), None, "", threading.Barrier(1))
+            for slot in range(3)] == [None] * 3
     assert seen == ["cuda:0", "cuda:1", "cuda:0"]
-    assert [results.get_nowait() for _ in range(3)] == [None] * 3
     assert config.train.device == "auto"  # the caller's config is left alone

@@ -17,21 +17,16 @@ job slot takes the GPUs in turn.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import replace
-from multiprocessing.connection import Connection, wait
 
 from ..config import RunConfig
 from ..data.dataset import MultimodalDataset
 from ..engine import runtime
 from ..engine.checkpoint import RunCheckpoints
-from ..errors import PrefuseError
 from ..recipe.arms import arm as arm_named
 from ..recipe.stages import SeedResult, Unit, run_unit, units
+from .workers import WorkerPool
 from .workspace import build_workspace
 
 
@@ -47,47 +42,27 @@ def plan(config: RunConfig) -> dict[Unit, Unit | None]:
     return out
 
 
-def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
-           orders: Connection) -> None:
+def _serve(slot: int, config: RunConfig,
+           dataset: MultimodalDataset) -> Callable[[Unit], None]:
     """A worker process: set up once, then train each unit the parent sends into the
-    run's checkpoints and answer None (trained) or the error's text; stop on None."""
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
-    try:
-        train = replace(config.train, device=runtime.slot_device(config.train.device, slot))
-        where = runtime.activate(runtime.resolve(train))
-        # Workers only train: with no test split, the stages skip their test scores and
-        # robustness table, which the main process computes from the checkpoints anyway.
-        space = build_workspace(dataset, where, test=False)
-        task, data = space.task, space.data
-        checkpoints = RunCheckpoints(config.out)
-    except BaseException as e:  # noqa: B036 - whatever stops a worker must reach the parent
-        orders.send(_describe(e))
-        return
+    run's checkpoints (see ``workers.WorkerPool``)."""
+    train = replace(config.train, device=runtime.slot_device(config.train.device, slot))
+    where = runtime.activate(runtime.resolve(train))
+    # Workers only train: with no test split, the stages skip their test scores and
+    # robustness table, which the main process computes from the checkpoints anyway.
+    space = build_workspace(dataset, where, test=False)
+    task, data = space.task, space.data
+    checkpoints = RunCheckpoints(config.out)
     waits_for = plan(config)
-    while (unit := orders.recv()) is not None:
-        try:
-            result = SeedResult(unit.seed)
-            if (stage1 := waits_for[unit]) is not None:
-                # Done already: this only loads the encoders the arm starts from.
-                run_unit(stage1, dataset, data, task, config, result, checkpoints)
-            run_unit(unit, dataset, data, task, config, result, checkpoints)
-        except BaseException as e:  # noqa: B036
-            orders.send(_describe(e))
-            return
-        orders.send(None)
 
+    def train_unit(unit: Unit) -> None:
+        result = SeedResult(unit.seed)
+        if (stage1 := waits_for[unit]) is not None:
+            # Done already: this only loads the encoders the arm starts from.
+            run_unit(stage1, dataset, data, task, config, result, checkpoints)
+        run_unit(unit, dataset, data, task, config, result, checkpoints)
 
-def _exit_with_parent() -> None:
-    # A parent killed outright must not leave workers training into its checkpoints,
-    # where a resumed run would meet them.
-    wait([multiprocessing.parent_process().sentinel])
-    os._exit(1)
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, PrefuseError):
-        return str(error)
-    return f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+    return train_unit
 
 
 def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
@@ -100,23 +75,18 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
     after stopping the other workers."""
     waiting = plan(config)
     total = len(waiting)
-    workers: list[tuple[multiprocessing.Process, Connection]] = []
-    busy: dict[Connection, Unit] = {}
+    count = min(jobs, total)
+    busy: dict[int, Unit] = {}
     done: set[Unit] = set()
     unreported: list[Unit] = []
-    log(f"training {total} stages in {min(jobs, total)} worker processes")
-    ok = False
-    try:
-        workers += _start(config, dataset, min(jobs, total))
+    log(f"training {total} stages in {count} worker processes")
+    with WorkerPool(_serve, [(slot, config, dataset) for slot in range(count)],
+                    name="--jobs worker") as pool:
         while waiting or busy or unreported:
-            idle = [conn for _, conn in workers if conn not in busy]
             ready = [u for u, need in waiting.items() if need is None or need in done]
-            for conn, unit in zip(idle, ready):
-                try:
-                    conn.send(unit)
-                except OSError:
-                    pass  # the worker has ended: what it said last is read below
-                busy[conn] = unit
+            for worker, unit in zip(pool.idle(), ready):
+                pool.send(worker, unit, doing=f"--jobs worker training {unit}")
+                busy[worker] = unit
                 del waiting[unit]
             # With every worker busy, this process scores the units already trained, in
             # the order they finished (a seed's stage 1 before its arms).
@@ -124,50 +94,8 @@ def train_in_workers(config: RunConfig, dataset: MultimodalDataset, jobs: int,
                 unit_done(unreported.pop(0))
             if not busy:
                 continue
-            for conn in wait(list(busy)):
-                unit = busy.pop(conn)
-                try:
-                    message = conn.recv()
-                except EOFError:  # the worker ended without a word: killed
-                    message = "the worker process died"
-                if message is not None:
-                    raise PrefuseError(f"--jobs worker training {unit} failed: {message}")
+            for worker in pool.answers():
+                unit = busy.pop(worker)
                 done.add(unit)
                 unreported.append(unit)
                 log(f"  {unit}: trained ({len(done)} of {total})")
-        ok = True
-    finally:
-        _stop(workers, ok)
-
-
-def _start(config: RunConfig, dataset: MultimodalDataset,
-           count: int) -> list[tuple[multiprocessing.Process, Connection]]:
-    """``count`` spawned workers (``_serve``), each with the parent's end of its pipe."""
-    context = multiprocessing.get_context("spawn")
-    workers = []
-    for slot in range(count):
-        here, there = context.Pipe()
-        process = context.Process(target=_serve, args=(slot, config, dataset, there),
-                                  name=f"prefuse worker {slot}")
-        process.start()
-        there.close()
-        workers.append((process, here))
-    return workers
-
-
-def _stop(workers: list[tuple[multiprocessing.Process, Connection]], ok: bool) -> None:
-    """Tell the workers to stop after a run that went well; kill them after one that
-    failed."""
-    for process, conn in workers:
-        if ok:
-            try:
-                conn.send(None)
-            except OSError:
-                pass  # already gone, with nothing left to do
-            # Not joined: a worker's exit (about a second with torch loaded) need
-            # not hold up the run directory; multiprocessing joins it at exit.
-        else:
-            process.kill()
-            process.join()
-        conn.close()
-

@@ -7,7 +7,6 @@ storage URL), share the studies; each runs one trial at a time, arm after arm.
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from ..data.dataset import MultimodalDataset
 from ..engine import runtime
 from ..errors import PrefuseError
 from ..runs.tensorboard import TensorBoardLog
+from ..runs.workers import run_workers
 from .objective import Objective, SurplusTrial
 from .study import FINISHED, counts, load_study, open_storage, quiet
 
@@ -68,55 +68,24 @@ def _work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
 
 
 def _worker(slot: int, config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
-            tensorboard: str, start, results: multiprocessing.Queue) -> None:
+            tensorboard: str, start) -> None:
+    """A worker process (``runs.workers.run_workers``): ``work`` on slot ``slot``."""
     # Workers begin together (after their slow imports), so the first one up does not
     # take a head start of trials that the others would have shared.
     try:
         start.wait(timeout=START_SECONDS)
     except threading.BrokenBarrierError:
         pass  # a worker that never came up must not hold the others back
-    try:
-        # Each slot its own GPU where there are several, as a run's --jobs workers.
-        config = replace(config, train=replace(
-            config.train, device=runtime.slot_device(config.train.device, slot)))
-        work(config, tune_dir, dataset, TensorBoardLog(tensorboard) if tensorboard else None)
-    except PrefuseError as e:
-        results.put(str(e))  # the message, not the exception: not every error pickles
-        return
-    except BaseException as e:
-        results.put(f"{type(e).__name__}: {e}")
-        raise
-    results.put(None)
+    # Each slot its own GPU where there are several, as a run's --jobs workers.
+    config = replace(config, train=replace(
+        config.train, device=runtime.slot_device(config.train.device, slot)))
+    work(config, tune_dir, dataset, TensorBoardLog(tensorboard) if tensorboard else None)
 
 
 def work_in_processes(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
                       jobs: int, tensorboard: str = "") -> None:
-    """``work`` in ``jobs`` processes. The first worker to fail stops the others and its
-    message is raised."""
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    start = context.Barrier(jobs)
-    processes = [context.Process(target=_worker, args=(slot, config, tune_dir, dataset,
-                                                       tensorboard, start, results))
-                 for slot in range(jobs)]
-    for p in processes:
-        p.start()
-    error, reported = None, 0
-    try:
-        while reported < jobs and error is None:
-            try:
-                message = results.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                dead = [p for p in processes if p.exitcode not in (None, 0)]
-                if dead and results.empty():
-                    error = f"a worker died (exit code {dead[0].exitcode})"
-                continue
-            reported += 1
-            error = message
-    finally:
-        for p in processes:
-            if error is not None and p.is_alive():
-                p.terminate()
-            p.join()
-    if error is not None:
-        raise PrefuseError(error)
+    """``work`` in ``jobs`` processes. The first worker to fail stops the others and is
+    raised (``PrefuseError``: "tune worker K failed: ...")."""
+    start = multiprocessing.get_context("spawn").Barrier(jobs)
+    run_workers(_worker, [(slot, config, tune_dir, dataset, tensorboard, start)
+                          for slot in range(jobs)], name="tune worker")
