@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from prefuse.config import RunConfig, with_overrides
+from prefuse.config import RunConfig, TrainConfig, with_overrides
 from prefuse.data.batching import Batch, Windows
 from prefuse.engine.step import Objective, train_step
 from prefuse.errors import ConfigError
@@ -130,7 +130,11 @@ def test_every_modality_has_its_own_context_layer_and_the_fused_vectors_one():
     assert model.fused_context.out.out_features == 3 * 8
     # Each modality's context is in its encoder's module: the encoder group of the
     # optimizer (encoder_lr, freezing) takes it along.
-    assert any("encoders.a.context." in n for n, _ in model.named_parameters())
+    optimizer = model.configure_optimizer(TrainConfig(lr=1e-3, encoder_lr=1e-4))
+    encoder_group = {id(p) for p in optimizer.param_groups[1]["params"]}
+    assert optimizer.param_groups[1]["lr"] == 1e-4
+    assert all(id(p) in encoder_group for c in layers for p in c.parameters())
+    assert not any(id(p) in encoder_group for p in model.fused_context.parameters())
 
 
 def test_without_context_nothing_is_built_and_windows_change_nothing():
