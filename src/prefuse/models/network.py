@@ -5,6 +5,11 @@
     z, alpha = fusion(H, present)      (B, M*m), (B, M)
     y = head(z)                        FC -> ReLU -> FC
 
+With ``spec.context`` (and a batch that carries ``windows``), each h_i passes through its
+modality's own context layer over the utterances of its window (absent modalities' vectors
+zeroed first), before the fusion, and z through one more before the head; the attention
+weights stay one per utterance and modality. Without context nothing of this is built.
+
 ``forward`` returns a ``NetworkOutput``; a training method's ``Request`` adds auxiliary
 per-modality logits, logits with modalities masked, or a fused path on detached features.
 """
@@ -19,9 +24,10 @@ from torch import nn
 from torch.func import functional_call
 
 from ..config import TrainConfig
-from ..data.batching import Batch
+from ..data.batching import Batch, Windows
 from ..data.dataset import Split
 from ..registry import Registry
+from .context import CONTEXTS, alone
 from .encoders import ENCODERS, step_mask
 from .fusion import FUSIONS
 from .optim import adam
@@ -106,10 +112,32 @@ def _detached(module: nn.Module, *args):
     return functional_call(module, params, args)
 
 
+class Contextual(nn.Module):
+    """A modality's encoder and its own context layer as one module, in the network's
+    ``encoders``: whatever treats a modality's encoder as its sub-network (stage-1
+    loading, the encoder learning rate and freezing, the methods that scale or modulate a
+    modality's gradients) then takes its context layer along."""
+
+    def __init__(self, encoder: nn.Module, context: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.context = context
+
+
+def _encoder(modality: str, spec: NetworkSpec) -> nn.Module:
+    encoder = ENCODERS.get(spec.encoders[modality], f"model.encoders.{modality}")(
+        spec.dims[modality], spec.width, spec.layers, spec.dropout)
+    if spec.context == "none":
+        return encoder
+    return Contextual(encoder, CONTEXTS.get(spec.context, "model.context")(spec.width,
+                                                                           spec.dropout))
+
+
 @NETWORKS.register("simple")
 class MultimodalNetwork(nn.Module):
     """Encoders, a fusion and a head (and, with ``spec.unimodal_heads``, one auxiliary
-    head per modality shaped like a stage-1 head). ``forward`` returns a ``NetworkOutput``."""
+    head per modality shaped like a stage-1 head; with ``spec.context``, context layers:
+    see the module's docstring). ``forward`` returns a ``NetworkOutput``."""
 
     architecture = "simple"
 
@@ -118,16 +146,17 @@ class MultimodalNetwork(nn.Module):
         self.spec = spec
         self.modalities = list(spec.modalities)
         self.standardize = nn.ModuleDict({m: Standardize(spec.dims[m]) for m in self.modalities})
-        self.encoders = nn.ModuleDict({
-            m: ENCODERS.get(spec.encoders[m], f"model.encoders.{m}")(
-                spec.dims[m], spec.width, spec.layers, spec.dropout)
-            for m in self.modalities
-        })
+        self.encoders = nn.ModuleDict({m: _encoder(m, spec) for m in self.modalities})
         self.fusion = FUSIONS.get(spec.fusion, "fusion")(len(self.modalities), spec.width)
         self.head = _head(len(self.modalities) * spec.width, spec)
         if spec.unimodal_heads:
             self.unimodal_heads = nn.ModuleDict({m: _head(spec.width, spec)
                                                  for m in self.modalities})
+        if spec.context != "none":
+            # Over the fused vectors; a stage-1 network has one too, but this one always
+            # starts fresh (``load_pretrained`` leaves it).
+            self.fused_context = CONTEXTS.get(spec.context, "model.context")(
+                len(self.modalities) * spec.width, spec.dropout)
 
     def configure_optimizer(self, train: TrainConfig) -> torch.optim.Optimizer:
         """Adam, the encoders at ``train.encoder_lr`` (see ``optim.adam``)."""
@@ -139,21 +168,40 @@ class MultimodalNetwork(nn.Module):
             self.standardize[m].fit(train.features[m], train.lengths[m], train.present[m])
 
     def encode(self, batch: Batch) -> torch.Tensor:
-        """``H``: the stacked modality features ``(B, M, m)``."""
+        """``H``: the stacked modality features ``(B, M, m)``, each modality's through its
+        context layer where the network has them."""
         return torch.stack([self._encode(m, batch) for m in self.modalities], dim=1)
+
+    def _windows(self, batch: Batch) -> Windows | None:
+        """The batch's windows for the context layers: None without context; a batch
+        without windows is read as utterances each alone in its window (what the layers
+        give an utterance with no neighbour)."""
+        if self.spec.context == "none":
+            return None
+        return batch.windows if batch.windows is not None else alone(len(batch), batch.y.device)
 
     def _encode(self, modality: str, batch: Batch) -> torch.Tensor:
         encoder, lengths = self.encoders[modality], batch.lengths[modality]
+        windows = self._windows(batch)
+        if windows is not None:
+            encoder = encoder.encoder
         x = self.standardize[modality](batch.x[modality], lengths)
         if getattr(encoder, "uses_host_lengths", False):
-            return encoder(x, lengths, batch.host_lengths.get(modality))
-        return encoder(x, lengths)
+            h = encoder(x, lengths, batch.host_lengths.get(modality))
+        else:
+            h = encoder(x, lengths)
+        if windows is None:
+            return h
+        # An absent modality's vector (the encoding of zeros) must tell its neighbours
+        # nothing.
+        h = h * batch.present[modality].unsqueeze(-1).to(h.dtype)
+        return self.encoders[modality].context(h, windows)
 
     def forward(self, batch: Batch, request: Request = PLAIN) -> NetworkOutput:
         present = torch.stack([batch.present[m] for m in self.modalities], dim=1)
-        h = self.encode(batch)
+        h, windows = self.encode(batch), self._windows(batch)
         z, weights = self.fusion(h.detach() if request.detach_fused else h, present)
-        out = NetworkOutput(self.head(z), weights, h)
+        out = NetworkOutput(self._classify(z, windows), weights, h)
         if request.unimodal_heads:
             seen = h.detach() if request.detach_unimodal else h
             out.unimodal_logits = {m: self.unimodal_heads[m](seen[:, k] * present[:, k, None])
@@ -163,19 +211,31 @@ class MultimodalNetwork(nn.Module):
             # NaN); the caller's loss skips the samples that lack it.
             for k, m in enumerate(self.modalities):
                 only = (torch.arange(len(self.modalities), device=h.device) == k).expand_as(present)
-                out.unimodal_logits[m] = _detached(self.head, _detached(self.fusion, h, only)[0])
+                out.unimodal_logits[m] = self._classify(_detached(self.fusion, h, only)[0],
+                                                        windows, detached=True)
         positions = torch.arange(len(self.modalities), device=h.device)
         for keep in request.keep:
             # Made on the device: a mask built on the host is a copy that waits for it.
             mask = torch.zeros_like(positions, dtype=torch.bool)
             for k in (k for k, m in enumerate(self.modalities) if m in keep):
                 mask |= positions == k
-            out.kept_logits[keep] = self.head(self.fusion(h, present & mask)[0])
+            out.kept_logits[keep] = self._classify(self.fusion(h, present & mask)[0], windows)
         return out
 
+    def _classify(self, z: torch.Tensor, windows: Windows | None,
+                  detached: bool = False) -> torch.Tensor:
+        """The head's logits for fused vectors ``z``, through the fused context layer first
+        where there is one (``windows`` not None); ``detached``: with their parameters
+        detached, so gradients flow to ``z`` only."""
+        if windows is not None:
+            z = _detached(self.fused_context, z, windows) if detached \
+                else self.fused_context(z, windows)
+        return _detached(self.head, z) if detached else self.head(z)
+
     def load_pretrained(self, modality: str, unimodal: MultimodalNetwork) -> None:
-        """Start ``modality``'s encoder (and its statistics) from a stage-1 network;
-        its head starts the auxiliary head where there is one, else it is dropped."""
+        """Start ``modality``'s encoder (its context layer included, where there is one)
+        and its statistics from a stage-1 network; its head starts the auxiliary head
+        where there is one, else it is dropped, and so is its fused context layer."""
         self.encoders[modality].load_state_dict(unimodal.encoders[modality].state_dict())
         self.standardize[modality].load_state_dict(unimodal.standardize[modality].state_dict())
         if self.spec.unimodal_heads:

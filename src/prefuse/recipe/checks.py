@@ -8,6 +8,7 @@ from dataclasses import replace
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..methods import check_data, check_options
+from ..models.context import CONTEXTS
 from ..models.encoders import ENCODERS
 from . import arms as arm_registry
 
@@ -35,6 +36,8 @@ def check_config(config: RunConfig, source: object = None) -> RunConfig:
         ENCODERS.get(m.vector_encoder, "model.vector_encoder")
         for modality, kind in m.encoders.items():
             ENCODERS.get(kind, f"model.encoders.{modality}")
+        if m.context != "none":
+            CONTEXTS.get(m.context, "model.context")
         check_options(config)
         if any(arm_registry.arm(a).uses_stage1
                for a in arm_registry.known_arms(config.arms)) and \

@@ -70,7 +70,8 @@ def network_spec(dataset: MultimodalDataset, config: RunConfig, task: Task,
                        sequence=sequence, encoders=encoders, fusion=fusion,
                        out_dim=task.out_dim, width=m.width, layers=m.layers,
                        dropout=m.dropout, head_hidden=m.head_hidden,
-                       unimodal_heads=unimodal_heads)
+                       unimodal_heads=unimodal_heads, context=m.context,
+                       context_window=m.context_window)
 
 
 @dataclass
