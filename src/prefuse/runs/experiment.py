@@ -20,6 +20,7 @@ from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
 from ..data.fingerprint import fingerprint
 from ..data.source import load_data
+from ..data.windows import window_for
 from ..engine import distributed, runtime
 from ..engine.checkpoint import RunCheckpoints
 from ..fileio import write_json, write_text
@@ -120,7 +121,7 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
 def _train_and_write(config: RunConfig, dataset: MultimodalDataset, log,
                      observe: Observer | None, where: runtime.Runtime,
                      checkpoints: RunCheckpoints) -> dict:
-    space = build_workspace(dataset, where)
+    space = build_workspace(dataset, where, context_window=window_for(config.model))
     task, data = space.task, space.data
     by_seed: dict[int, SeedResult] = {}
     if config.train.jobs > 1:

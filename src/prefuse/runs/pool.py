@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection, wait
 
 from ..config import RunConfig
 from ..data.dataset import MultimodalDataset
+from ..data.windows import window_for
 from ..engine import runtime
 from ..engine.checkpoint import RunCheckpoints
 from ..errors import PrefuseError
@@ -57,7 +58,8 @@ def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
         where = runtime.activate(runtime.resolve(train))
         # Workers only train: with no test split, the stages skip their test scores and
         # robustness table, which the main process computes from the checkpoints anyway.
-        space = build_workspace(dataset, where, test=False)
+        space = build_workspace(dataset, where, test=False,
+                                context_window=window_for(config.model))
         task, data = space.task, space.data
         checkpoints = RunCheckpoints(config.out)
     except BaseException as e:  # noqa: B036 - whatever stops a worker must reach the parent
