@@ -7,6 +7,9 @@ are one longer). A group of at most ``W`` utterances is one window. Every uttera
 exactly one window; a context layer sees a window as a sequence, so equal lengths waste
 no padding and no window is left with one or two utterances and almost no context.
 
+A sample whose group is the empty name has none: it is a window of its own, without
+context (``prefuse predict`` gives every sample of a split without groups that name).
+
 Batches are made of whole windows (``pack``): windows go into a batch in the order given
 until the next one would take it past the batch size; a window longer than the batch size
 gets a batch of its own, so that no window is ever cut.
@@ -63,16 +66,16 @@ class WindowPlan:
         return [self.index[a:b] for a, b in zip(self.starts[:-1], self.starts[1:])]
 
 
-def plan_windows(group: np.ndarray, order: np.ndarray, size: int,
-                 alone: np.ndarray | None = None) -> WindowPlan:
+def plan_windows(group: np.ndarray, order: np.ndarray, size: int) -> WindowPlan:
     """The windows of ``size`` (at most) of a split whose samples lie in ``group`` at
-    position ``order``; a sample marked in ``alone`` is a group, and so a window, of its
-    own whatever its group says (one without a group). Ties in ``order`` keep file
-    order."""
+    position ``order``; a sample whose group is ``""`` is a window of its own. Ties in
+    ``order`` keep file order."""
     n = len(group)
-    _, codes = np.unique(np.asarray(group).astype(str), return_inverse=True)
+    group = np.asarray(group).astype(str)
+    _, codes = np.unique(group, return_inverse=True)
     codes = codes.astype(np.int64).reshape(n)
-    if alone is not None and alone.any():
+    alone = group == ""
+    if alone.any():
         codes = codes.copy()
         codes[alone] = codes.max(initial=-1) + 1 + np.arange(int(alone.sum()))
     index = np.lexsort((np.arange(n), np.asarray(order, dtype=np.int64), codes))

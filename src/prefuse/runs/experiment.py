@@ -111,7 +111,7 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
         dataset.validate()  # one built in memory has not been through a loader's checks
     # After loading, so that data that cannot be read leaves no run directory behind.
     check_modalities(config, dataset.modalities, dataset.source)
-    config = check_arms_data(config, dataset.modalities, dataset.source)
+    config = check_arms_data(config, dataset.modalities, dataset.source, dataset.splits)
     checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
                                                    overwrite)
     with _undone_on_failure(checkpoints, resume):
