@@ -337,3 +337,16 @@ def test_a_run_with_context_trains_on_whole_windows(tmp_path, monkeypatch):
         metrics = run_experiment(config, dataset, log=lambda *_: None)
     assert set(metrics["arms"]) == {"ensemble", "pretrained+attention+gblend"}
     assert seen and all(w is not None and w.size <= 4 for w in seen)
+
+
+def test_a_tune_cannot_search_the_context_settings():
+    from prefuse.config import SearchParam
+    from prefuse.tuning.space import check_tune
+
+    for key, param in (("model.context_window", SearchParam("int", low=4, high=16)),
+                       ("model.context", SearchParam("choice", choices=["none", "gru"]))):
+        config = with_overrides(RunConfig(), {"model.context": "gru"})
+        config.tune.space = {key: param}
+        with pytest.raises(ConfigError) as caught:
+            check_tune(config)
+        assert caught.value.field == f"tune.space.{key}" and "--context" in str(caught.value)
