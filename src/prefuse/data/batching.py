@@ -176,7 +176,7 @@ class TensorSplit:
         else:
             sequence = torch.randperm(self.plan.count, generator=generator).numpy() \
                 if generator is not None else np.arange(self.plan.count)
-            layout = _Layout(self.plan, pack(self.plan, sequence, batch_size), self.device)
+            layout = _Layout(pack(self.plan, sequence, batch_size), self.device)
             host_order, parts = layout.host_order, layout.parts
         order = host_order.to(self.device)
         if drop_modality > 0:
@@ -206,7 +206,7 @@ class _Layout:
     """One pass's windows packed into batches (``windows.pack``), the window and slot of
     every position on the split's device, copied there once per pass."""
 
-    def __init__(self, plan: WindowPlan, packing: Packing, device: torch.device):
+    def __init__(self, packing: Packing, device: torch.device):
         self.host_order = torch.from_numpy(packing.order)
         self.parts = [slice(int(a), int(b))
                       for a, b in zip(packing.bounds[:-1], packing.bounds[1:])]
