@@ -31,6 +31,7 @@ import torch
 
 from prefuse.config import RunConfig, TrainConfig
 from prefuse.data.dataset import MultimodalDataset, Split
+from prefuse.data.windows import window_for
 from prefuse.engine import runtime
 from prefuse.engine.step import Objective, train_step
 from prefuse.errors import PrefuseError
@@ -73,9 +74,10 @@ def mosi_like(seed: int = 0) -> MultimodalDataset:
 def measure(name: str, epochs: int) -> dict:
     """Train ``name``'s model for ``epochs`` epochs and time it (run in a subprocess,
     on the active runtime's device)."""
-    space = build_workspace(mosi_like(), runtime.current())
-    dataset, task, data, device = space.dataset, space.task, space.data, space.runtime.device
     config = RunConfig()
+    space = build_workspace(mosi_like(), runtime.current(),
+                            context_window=window_for(config.model))
+    dataset, task, data, device = space.dataset, space.task, space.data, space.runtime.device
     arm = arm_named(MODELS[name])
     # The arm's own training config and the model's own optimizer, as a run trains it.
     train = arm.training(config.train)

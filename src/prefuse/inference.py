@@ -13,6 +13,11 @@ network's bias alone), and the written predictions mark it (``no_input``).
 
 Data to predict on may be unlabelled: a generic NPZ file may hold only some splits, and
 a split may lack ``<split>/labels``. Such a split is predicted but cannot be scored.
+
+A model trained with context (``spec.context``) sees the new data's groups cut into
+windows as in training (``spec.context_window``, ``data.windows``); a sample without a
+group (a split with none, or an empty group name) is a window of its own, scored without
+context, and one warning counts them.
 """
 
 from __future__ import annotations
@@ -120,8 +125,19 @@ def check_compatible(spec: NetworkSpec, task: Task, dataset: MultimodalDataset) 
     return missing
 
 
+def context_window(spec: NetworkSpec) -> int:
+    """The window length the model's context was trained with (0: it uses none)."""
+    return spec.context_window if spec.context != "none" else 0
+
+
+def ungrouped(split: Split) -> int:
+    """How many samples of ``split`` have no group (a window of their own under context)."""
+    return len(split) if split.group is None else int((split.group == "").sum())
+
+
 def model_inputs(split: Split, spec: NetworkSpec, task: Task, masked: list[str]) -> TensorSplit:
-    """``split`` as the model's tensors; each ``masked`` modality is a placeholder marked
+    """``split`` as the model's tensors, in windows where the model uses context (a sample
+    without a group alone in its own); each ``masked`` modality is a placeholder marked
     absent for every sample (its values are never used: the fusion masks it)."""
     n = len(split)
     features, lengths, present = dict(split.features), dict(split.lengths), dict(split.present)
@@ -130,9 +146,13 @@ def model_inputs(split: Split, spec: NetworkSpec, task: Task, masked: list[str])
         features[m] = np.zeros(shape, dtype=np.float32)
         lengths[m] = np.zeros(n, dtype=np.int64)
         present[m] = np.zeros(n, dtype=bool)
+    window = context_window(spec)
+    group, order = split.group, split.order
+    if window and group is None:
+        group, order = np.full(n, ""), np.zeros(n, dtype=np.int64)
     full = Split(features=features, labels=split.labels, lengths=lengths, present=present,
-                 ids=split.ids)
-    return TensorSplit(full, spec.modalities, task.kind == "regression")
+                 ids=split.ids, group=group, order=order)
+    return TensorSplit(full, spec.modalities, task.kind == "regression", window)
 
 
 def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
@@ -156,6 +176,8 @@ def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
         if split not in dataset.splits:
             raise PrefuseError(f"{dataset.source}: no split '{split}' (has {', '.join(names)})")
         names = [split]
+    if context_window(network.spec):
+        _warn_ungrouped(dataset, names)
     out = {}
     for name in names:
         part = dataset[name]
@@ -165,6 +187,16 @@ def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
                                _warn_empty(dataset, name, network.spec.modalities),
                                group=part.group, order=part.order)
     return out
+
+
+def _warn_ungrouped(dataset: MultimodalDataset, names: list[str]) -> None:
+    """One warning for every sample of splits ``names`` that no group places."""
+    alone = sum(ungrouped(dataset[name]) for name in names)
+    if alone:
+        total = sum(len(dataset[name]) for name in names)
+        warn(f"{dataset.source}: {alone} of {total} samples have no group (video or "
+             "dialogue): the model's context cannot reach them, so each is scored without "
+             "context, as a window of its own")
 
 
 def _warn_empty(dataset: MultimodalDataset, name: str, modalities: list[str]) -> np.ndarray:

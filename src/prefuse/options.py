@@ -64,6 +64,12 @@ OPTIONS = (
            "transformer, conv or mlp (default: {default})"),
     Option("--width", ("model.width",), "modality feature width m (default: {default})",
            int),
+    Option("--context", ("model.context",), "context over each video's or dialogue's "
+           "utterances, per modality and after fusion: none, gru, lstm or transformer (the "
+           "data must give each sample's group; default: {default})"),
+    Option("--context-window", ("model.context_window",), "utterances per context window: "
+           "a longer group is cut into near-equal windows of at most this many (default: "
+           "{default})", int),
     Option("--device", ("train.device",), "auto (a GPU when CUDA is available), cpu, cuda "
            "or cuda:N (default: {default})"),
     # No argparse choices: config.py alone checks the syntax, naming the field.

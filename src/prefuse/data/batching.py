@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .dataset import SPLITS, MultimodalDataset, Split
+from .windows import Packing, WindowPlan, pack, plan_windows
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -84,9 +85,21 @@ class TensorSplit:
 
     An unlabelled split gets zeros for ``y`` (so that batches know their size) and
     ``labelled`` False: those zeros must never be scored.
+
+    ``context_window`` > 0 cuts each group of the split (``split.group``, which it then
+    needs) into windows of at most that many utterances (``windows.plan_windows``), and
+    ``batches`` are made of whole windows, each batch carrying its ``Batch.windows``;
+    ``restore`` puts the outputs of a pass in fixed order back in sample order. 0: no
+    windows, plain batches of utterances.
     """
 
-    def __init__(self, split: Split, modalities: list[str], regression: bool):
+    def __init__(self, split: Split, modalities: list[str], regression: bool,
+                 context_window: int = 0):
+        self.plan: WindowPlan | None = None
+        if context_window > 0:
+            if split.group is None:
+                raise ValueError("context windows need the split's groups")
+            self.plan = plan_windows(split.group, split.order, context_window)
         self.modalities = list(modalities)
         self.x = {m: torch.from_numpy(np.ascontiguousarray(split.features[m], np.float32))
                   for m in modalities}
@@ -144,26 +157,71 @@ class TensorSplit:
                 drop_modality: float = 0.0) -> Iterator[Batch]:
         """Batches in order, or shuffled by ``generator``.
 
+        With context windows, batches hold whole windows, at most ``batch_size`` samples
+        (a longer window is a batch of its own): ``generator`` shuffles the windows, not
+        the samples, and without it the windows come in plan order (group by group), which
+        ``restore`` undoes.
+
         ``drop_modality`` masks each present modality of each sample with that
         probability (keeping at least one), to train for missing modalities.
         """
         n = len(self)
-        # Drawn on the CPU wherever the data lives: the same seed gives the same order on
-        # every device.
-        host_order = torch.randperm(n, generator=generator) if generator is not None \
-            else torch.arange(n)
+        layout = None
+        if self.plan is None:
+            # Drawn on the CPU wherever the data lives: the same seed gives the same order
+            # on every device.
+            host_order = torch.randperm(n, generator=generator) if generator is not None \
+                else torch.arange(n)
+            parts = [slice(start, start + batch_size) for start in range(0, n, batch_size)]
+        else:
+            sequence = torch.randperm(self.plan.count, generator=generator).numpy() \
+                if generator is not None else np.arange(self.plan.count)
+            layout = _Layout(pack(self.plan, sequence, batch_size), self.device)
+            host_order, parts = layout.host_order, layout.parts
         order = host_order.to(self.device)
         if drop_modality > 0:
             # The epoch's masking draws at once, after the order: the numbers that drawing
             # batch by batch gives, copied to the device once rather than once a step.
             draws = torch.rand((n, len(self.modalities)), generator=generator).to(self.device)
-        for start in range(0, n, batch_size):
-            part = slice(start, start + batch_size)
+        for b, part in enumerate(parts):
             batch = self.batch(order[part], host_order[part])
+            if layout is not None:
+                batch.windows = layout.windows(b)
             if drop_modality > 0:
                 batch.present = _drop(batch.present, draws[part], drop_modality)
                 batch.complete = frozenset()
             yield batch
+
+    def restore(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows``, one per sample in the order of a pass over ``batches`` without a
+        generator, in the split's sample order (itself without context windows)."""
+        if self.plan is None:
+            return rows
+        out = torch.empty_like(rows)
+        out[torch.from_numpy(self.plan.index).to(rows.device)] = rows
+        return out
+
+
+class _Layout:
+    """One pass's windows packed into batches (``windows.pack``), the window and slot of
+    every position on the split's device, copied there once per pass."""
+
+    def __init__(self, packing: Packing, device: torch.device):
+        self.host_order = torch.from_numpy(packing.order)
+        self.parts = [slice(int(a), int(b))
+                      for a, b in zip(packing.bounds[:-1], packing.bounds[1:])]
+        self.window = torch.from_numpy(packing.window).to(device)
+        self.slot = torch.from_numpy(packing.slot).to(device)
+        self.window_bounds = packing.window_bounds.tolist()
+        self.longest = [int(packing.slot[part].max()) + 1 if part.stop > part.start else 0
+                        for part in self.parts]
+
+    def windows(self, b: int) -> Windows:
+        """Batch ``b``'s windows, numbered from 0 within the batch."""
+        part = self.parts[b]
+        first, last = self.window_bounds[b], self.window_bounds[b + 1]
+        return Windows(window=self.window[part] - first, slot=self.slot[part],
+                       count=last - first, size=self.longest[b])
 
 
 def to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -190,8 +248,8 @@ class Tensors:
     """The splits as tensors, built once per experiment; a split the dataset lacks is
     None (tuning's datasets hold no test split)."""
 
-    def __init__(self, dataset: MultimodalDataset, task: Task):
+    def __init__(self, dataset: MultimodalDataset, task: Task, context_window: int = 0):
         regression = task.kind == "regression"
         self.train, self.valid, self.test = (
-            TensorSplit(dataset[s], dataset.modalities, regression)
+            TensorSplit(dataset[s], dataset.modalities, regression, context_window)
             if s in dataset.splits else None for s in SPLITS)

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from ..data.batching import Batch
+from ..errors import PrefuseError
 from . import runtime
 
 
@@ -72,10 +73,16 @@ def barrier() -> None:
 
 
 def shard(batch: Batch) -> Batch:
-    """This rank's share of a batch that every rank drew identically."""
+    """This rank's share of a batch that every rank drew identically. A batch of context
+    windows is refused: taking every n-th row would cut its windows apart (the config
+    check refuses context under torchrun before any training)."""
     step = world_size()
     if step == 1:
         return batch
+    if batch.windows is not None:
+        raise PrefuseError(f"context windows cannot be shared over {step} processes: each "
+                           "rank's rows would cut them apart; train with context in one "
+                           "process")
     part = slice(rank(), None, step)
     return batch.map(lambda t: t[part], host=lambda t: t[part])
 

@@ -34,7 +34,12 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
     """Run ``model`` on ``data`` and score it where ``data`` has labels (else ``loss`` and
     ``metrics`` are None). For each subset of modalities in ``keep``, ``kept[subset]``
     scores the model with every other modality masked in every sample; the network
-    answers them in the same pass (the simple network encodes each batch once for all)."""
+    answers them in the same pass (the simple network encodes each batch once for all).
+
+    With context windows the split is run window by window in a fixed order
+    (``TensorSplit.batches`` without a generator) and every output is put back in the
+    split's sample order (``TensorSplit.restore``), so that predictions line up with the
+    samples whether the model uses context or not."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -44,10 +49,8 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
     logits, weights = [], []
     kept: dict[tuple[str, ...], list[torch.Tensor]] = {subset: [] for subset in keep}
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for start in range(0, len(data), batch_size):
-        stop = min(start + batch_size, len(data))
-        index = torch.arange(start, stop, device=data.device)
-        batch = data.batch(index, torch.arange(start, stop)).to(device)
+    for batch in data.batches(batch_size):
+        batch = batch.to(device)
         with runtime.autocast():
             out = model(batch, request)
         out = out.float()
@@ -58,14 +61,17 @@ def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 
         for subset in keep:
             kept[subset].append(out.kept_logits[subset])
     model.train(was_training)
-    predictions, scores = task.decode(torch.cat(logits).cpu().numpy())
+    def joined(parts: list[torch.Tensor]) -> np.ndarray:
+        return data.restore(torch.cat(parts)).cpu().numpy()
+
+    predictions, scores = task.decode(joined(logits))
     y = data.y.cpu().numpy() if data.labelled else None
     return Evaluation(
         loss=float(total) / len(data) if data.labelled else None,
         metrics=task.metrics(predictions, y) if data.labelled else None,
         predictions=predictions,
         scores=scores,
-        weights=torch.cat(weights).cpu().numpy(),
-        kept={subset: task.metrics(task.decode(torch.cat(parts).cpu().numpy())[0], y)
+        weights=joined(weights),
+        kept={subset: task.metrics(task.decode(joined(parts))[0], y)
               for subset, parts in kept.items()} if data.labelled else {},
     )

@@ -136,8 +136,8 @@ class GradientBlend(Method):
         model.eval()
         device = next(model.parameters()).device
         totals, counts = [0.0] * len(self.branches), [0] * len(self.branches)
-        for start in range(0, len(valid), batch_size):
-            batch = valid.batch(torch.arange(start, min(start + batch_size, len(valid))))
+        # Whole context windows where the split has them; sums need no sample order.
+        for batch in valid.batches(batch_size):
             batch = batch.to(device)
             sizes = [len(batch)] + [int(batch.present[m].sum()) for m in self.modalities]
             for k, (value, n) in enumerate(zip(self.branch_losses(model(batch, self.request),

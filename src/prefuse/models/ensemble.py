@@ -72,15 +72,19 @@ class UnimodalEnsemble(nn.Module):
         device = next(self.parameters()).device
         outputs: list[list[np.ndarray]] = [[] for _ in self.modalities]
         present = []
-        for start in range(0, len(valid), batch_size):
-            batch = valid.batch(torch.arange(start, min(start + batch_size, len(valid))))
+        # Whole context windows where the split has them, put back in sample order to
+        # line up with the labels.
+        for batch in valid.batches(batch_size):
             batch = batch.to(device)
             for k, m in enumerate(self.modalities):
-                outputs[k].append(self.members[m](batch).logits.cpu().numpy())
-            present.append(self._present(batch).cpu().numpy())
+                outputs[k].append(self.members[m](batch).logits)
+            present.append(self._present(batch))
+
+        def joined(parts: list[torch.Tensor]) -> np.ndarray:
+            return valid.restore(torch.cat(parts)).cpu().numpy()
+
         combiner = COMBINERS.get(task.kind, "combiner")()
-        combiner.fit([np.concatenate(o) for o in outputs], valid.y.cpu().numpy(),
-                     np.concatenate(present))
+        combiner.fit([joined(o) for o in outputs], valid.y.cpu().numpy(), joined(present))
         self.combiner = combiner
         self.spec.extra["combiner"] = {"kind": task.kind, "fitted": combiner.to_dict()}
         self.train(was_training)

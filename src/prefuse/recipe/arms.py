@@ -63,7 +63,8 @@ class Arm:
     ``balance``: a named arm that is a balancing method, so part of the ``balance`` group.
     ``alone``: the one modality the arm sees (a single-modality baseline), None for a
     fused arm. ``min_modalities``: what its architecture needs of the data (MulT's
-    cross-modal attention pairs modalities); its method may need more.
+    cross-modal attention pairs modalities); its method may need more. ``no_context``:
+    why its network cannot take utterance context (``model.context``), None where it can.
     """
 
     name: str
@@ -79,6 +80,7 @@ class Arm:
     balance: bool = False
     alone: str | None = None
     min_modalities: int = 1
+    no_context: str | None = None
 
     @property
     def loads_stage1(self) -> bool:
@@ -123,7 +125,9 @@ def compose(init: str, fusion: str, method: str = "none") -> Arm:
 NAMED_ARMS: Registry[Arm] = Registry("arm")
 NAMED_ARMS.register("mult")(Arm(
     "mult", init="scratch", fusion="mult", build=MulT, min_modalities=2,
-    train_overrides={"lr": 1e-3, "batch_size": 24, "grad_clip": 0.8}))
+    train_overrides={"lr": 1e-3, "batch_size": 24, "grad_clip": 0.8},
+    no_context="its cross-modal transformers attend over the time steps within one "
+               "utterance, and prefuse has no level of context across utterances for it"))
 # UME (Du et al. 2023): the stage-1 models, frozen, their predictions combined.
 NAMED_ARMS.register("ensemble")(Arm(
     "ensemble", init="frozen", fusion="ensemble", build=UnimodalEnsemble, joint=False,

@@ -3,10 +3,13 @@ module itself checks only types and ranges, since it sits below every registry."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from ..config import RunConfig
-from ..errors import ConfigError
+from ..data.dataset import Split
+from ..engine import distributed
+from ..errors import ConfigError, DataError
 from ..methods import check_data, check_options
 from ..models.context import CONTEXTS
 from ..models.encoders import ENCODERS
@@ -26,6 +29,30 @@ def _check_training(arm: arm_registry.Arm, config: RunConfig) -> None:
         raise ConfigError(e.field, f"arm {arm.name}: {str(e).split(': ', 1)[-1]}") from None
 
 
+def _check_context(config: RunConfig) -> None:
+    """What context (``model.context``) needs before any data: a window of at least one
+    utterance, arms whose networks can take it, and one process (torchrun's sharding
+    splits each batch by rows, which would cut its windows apart)."""
+    m = config.model
+    if m.context_window < 1:
+        raise ConfigError("model.context_window", "must be at least 1 (utterances per "
+                          f"context window), got {m.context_window}")
+    if m.context == "none":
+        return
+    CONTEXTS.get(m.context, "model.context")
+    for name in arm_registry.known_arms(config.arms):
+        reason = arm_registry.arm(name).no_context
+        if reason is not None:
+            raise ConfigError("model.context", f"arm {name} cannot use context "
+                              f"({m.context}): {reason}; leave it out of the arms or train "
+                              "without context")
+    if distributed.world_size() > 1:
+        raise ConfigError("model.context", f"context ({m.context}) trains in one process "
+                          f"only, not {distributed.world_size()} (torchrun): each rank "
+                          "takes every n-th row of a batch, which would cut the context "
+                          "windows apart")
+
+
 def check_config(config: RunConfig, source: object = None) -> RunConfig:
     """``config`` with its arm groups expanded, once every registered name in it and the
     stage-1 budget are checked; a ``ConfigError`` naming ``source`` and the field otherwise."""
@@ -36,8 +63,7 @@ def check_config(config: RunConfig, source: object = None) -> RunConfig:
         ENCODERS.get(m.vector_encoder, "model.vector_encoder")
         for modality, kind in m.encoders.items():
             ENCODERS.get(kind, f"model.encoders.{modality}")
-        if m.context != "none":
-            CONTEXTS.get(m.context, "model.context")
+        _check_context(config)
         check_options(config)
         if any(arm_registry.arm(a).uses_stage1
                for a in arm_registry.known_arms(config.arms)) and \
@@ -55,12 +81,29 @@ def check_config(config: RunConfig, source: object = None) -> RunConfig:
     return config
 
 
-def check_arms_data(config: RunConfig, modalities: list[str], source: object) -> RunConfig:
+def _check_groups(context: str, splits: Mapping[str, Split], source: object) -> None:
+    """With ``context``, every split must give each sample's group."""
+    if context == "none":
+        return
+    for name, split in splits.items():
+        if split.group is None:
+            raise DataError(source, f"context ({context}) runs over the utterances of each "
+                            f"video or dialogue, but split '{name}' does not say which "
+                            "group each sample belongs to (no group field, nor ids of the "
+                            "form <video>_<n>)", f"{name}/group")
+
+
+def check_arms_data(config: RunConfig, modalities: list[str], source: object,
+                    splits: Mapping[str, Split] | None = None) -> RunConfig:
     """``config`` with its data groups (``alone``) expanded for the data's ``modalities``,
     once every arm is known to get what it needs of the data: the modality of an
     ``alone-<m>`` arm, and its method's ``min_modalities``. Run right after the data is
     loaded, so that no arm trains (nor stage 1 for it) before one that cannot use the data
-    is refused; a ``ConfigError`` naming ``arms`` and ``source`` otherwise."""
+    is refused; a ``ConfigError`` naming ``arms`` and ``source`` otherwise. With context
+    (``model.context``), every split of ``splits`` must say which group (video or
+    dialogue) each sample belongs to: a ``DataError`` naming ``source`` and the split's
+    ``group`` field otherwise."""
+    _check_groups(config.model.context, splits or {}, source)
     arms = arm_registry.expand(config.arms, modalities)
     for name in arms:
         arm = arm_registry.arm(name)

@@ -20,6 +20,7 @@ from torch import nn
 from ..config import RunConfig, TrainConfig
 from ..data.batching import Tensors, TensorSplit
 from ..data.dataset import MultimodalDataset
+from ..data.windows import window_for
 from ..engine import runtime
 from ..engine.checkpoint import RunCheckpoints, StageCheckpoint
 from ..engine.evaluation import Evaluation, evaluate
@@ -71,7 +72,7 @@ def network_spec(dataset: MultimodalDataset, config: RunConfig, task: Task,
                        out_dim=task.out_dim, width=m.width, layers=m.layers,
                        dropout=m.dropout, head_hidden=m.head_hidden,
                        unimodal_heads=unimodal_heads, context=m.context,
-                       context_window=m.context_window)
+                       context_window=window_for(m))
 
 
 @dataclass
@@ -258,7 +259,7 @@ def run_seed(dataset: MultimodalDataset, config: RunConfig, seed: int,
     stages finished before an interruption are taken from ``checkpoints``; ``observe``
     sees every epoch."""
     task = task_for(dataset)
-    data = data or Tensors(dataset, task)
+    data = data or Tensors(dataset, task, window_for(config.model))
     result = SeedResult(seed)
     for unit in units(config, seed):
         run_unit(unit, dataset, data, task, config, result, checkpoints, observe)

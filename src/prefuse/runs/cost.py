@@ -29,8 +29,7 @@ def inference_throughput(model: nn.Module, data: TensorSplit, batch_size: int = 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    batches = [data.batch(torch.arange(start, min(start + batch_size, len(data)))).to(device)
-               for start in range(0, len(data), batch_size)]
+    batches = [batch.to(device) for batch in data.batches(batch_size)]
     model(batches[0])
     best = float("inf")
     for _ in range(repeats):

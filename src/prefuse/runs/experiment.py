@@ -20,6 +20,7 @@ from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
 from ..data.fingerprint import fingerprint
 from ..data.source import load_data
+from ..data.windows import window_for
 from ..engine import distributed, runtime
 from ..engine.checkpoint import RunCheckpoints
 from ..fileio import write_json, write_text
@@ -110,7 +111,7 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
         dataset.validate()  # one built in memory has not been through a loader's checks
     # After loading, so that data that cannot be read leaves no run directory behind.
     check_modalities(config, dataset.modalities, dataset.source)
-    config = check_arms_data(config, dataset.modalities, dataset.source)
+    config = check_arms_data(config, dataset.modalities, dataset.source, dataset.splits)
     checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
                                                    overwrite)
     with _undone_on_failure(checkpoints, resume):
@@ -120,7 +121,7 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
 def _train_and_write(config: RunConfig, dataset: MultimodalDataset, log,
                      observe: Observer | None, where: runtime.Runtime,
                      checkpoints: RunCheckpoints) -> dict:
-    space = build_workspace(dataset, where)
+    space = build_workspace(dataset, where, context_window=window_for(config.model))
     task, data = space.task, space.data
     by_seed: dict[int, SeedResult] = {}
     if config.train.jobs > 1:

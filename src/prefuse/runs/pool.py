@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from ..config import RunConfig
 from ..data.dataset import MultimodalDataset
+from ..data.windows import window_for
 from ..engine import runtime
 from ..engine.checkpoint import RunCheckpoints
 from ..recipe.arms import arm as arm_named
@@ -50,7 +51,7 @@ def _serve(slot: int, config: RunConfig,
     where = runtime.activate(runtime.resolve(train))
     # Workers only train: with no test split, the stages skip their test scores and
     # robustness table, which the main process computes from the checkpoints anyway.
-    space = build_workspace(dataset, where, test=False)
+    space = build_workspace(dataset, where, test=False, context_window=window_for(config.model))
     task, data = space.task, space.data
     checkpoints = RunCheckpoints(config.out)
     waits_for = plan(config)

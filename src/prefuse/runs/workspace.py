@@ -27,12 +27,14 @@ class Workspace:
 
 
 def build_workspace(dataset: MultimodalDataset, runtime: runtimes.Runtime,
-                    test: bool = True) -> Workspace:
+                    test: bool = True, context_window: int = 0) -> Workspace:
     """``dataset``'s workspace on ``runtime``: its splits as tensors, each placed on the
-    runtime's device when it fits (``runtime.place_splits``). ``test=False`` leaves the
-    test split out (None), so nothing that trains in this process can score it."""
+    runtime's device when it fits (``runtime.place_splits``), cut into context windows of
+    ``context_window`` (0: none; ``windows.window_for`` a config's model). ``test=False``
+    leaves the test split out (None), so nothing that trains in this process can score
+    it."""
     task = task_for(dataset)
-    data = Tensors(dataset, task)
+    data = Tensors(dataset, task, context_window)
     if not test:
         data.test = None
     runtimes.place_splits(data, runtime)

@@ -46,7 +46,7 @@ def tune(config: RunConfig, tune_dir: str | Path, dataset: MultimodalDataset | N
         dataset = load_data(config)
     else:
         dataset.validate()
-    config = check_arms_data(config, dataset.modalities, dataset.source)
+    config = check_arms_data(config, dataset.modalities, dataset.source, dataset.splits)
     tune_dir = str(tune_dir)
     # Workers (--jobs) are this process's children and take no lock of their own. A
     # database that fails mid-tune ends in one line too, its password masked.

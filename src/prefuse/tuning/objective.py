@@ -16,6 +16,7 @@ import optuna
 from ..config import RunConfig
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
+from ..data.windows import window_for
 from ..engine import runtime
 from ..metrics import is_better, lower_is_better
 from ..recipe.arms import arm as arm_named
@@ -94,7 +95,8 @@ class Objective:
                  log: Callable[[str], None] = print, where: runtime.Runtime | None = None):
         self.config, self.arm, self.log = config, arm, log
         # Placed on the device as a run's splits are (default: the active runtime).
-        space = build_workspace(without_test(dataset), where or runtime.current())
+        space = build_workspace(without_test(dataset), where or runtime.current(),
+                                context_window=window_for(config.model))
         self.dataset, self.task, self.data = space.dataset, space.task, space.data
         self.tensorboard = tensorboard
 

@@ -107,6 +107,11 @@ def check_tune(config: RunConfig) -> None:
     PRUNERS.get(t.pruner, "tune.pruner")
     for key, p in config.tune.space.items():
         field = f"tune.space.{key}"
+        if key in ("model.context", "model.context_window"):
+            # The splits are cut into windows once per worker, for all its trials.
+            raise ConfigError(field, "cannot be searched: every trial of a tune uses the "
+                              "same context windows; set it with --context or "
+                              "--context-window")
         DISTRIBUTIONS.get(p.kind, f"{field}.kind")
         if p.kind == "choice":
             if not p.choices:
