@@ -32,7 +32,7 @@ from ..engine.checkpoint import RunCheckpoints
 from ..errors import PrefuseError
 from ..recipe.arms import arm as arm_named
 from ..recipe.stages import SeedResult, Unit, run_unit, units
-from .workspace import build_workspace
+from ..recipe.workspace import build_workspace
 
 
 def plan(config: RunConfig) -> dict[Unit, Unit | None]:
@@ -54,12 +54,11 @@ def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     try:
         train = replace(config.train, device=runtime.slot_device(config.train.device, slot))
-        where = runtime.activate(runtime.resolve(train))
+        where = runtime.apply(runtime.resolve(train))
         # Workers only train: with no test split, the stages skip their test scores and
         # robustness table, which the main process computes from the checkpoints anyway.
         space = build_workspace(dataset, where, test=False)
-        task, data = space.task, space.data
-        checkpoints = RunCheckpoints(config.out)
+        checkpoints = RunCheckpoints(config.out, where)
     except BaseException as e:  # noqa: B036 - whatever stops a worker must reach the parent
         orders.send(_describe(e))
         return
@@ -69,8 +68,8 @@ def _serve(slot: int, config: RunConfig, dataset: MultimodalDataset,
             result = SeedResult(unit.seed)
             if (stage1 := waits_for[unit]) is not None:
                 # Done already: this only loads the encoders the arm starts from.
-                run_unit(stage1, dataset, data, task, config, result, checkpoints)
-            run_unit(unit, dataset, data, task, config, result, checkpoints)
+                run_unit(stage1, space, config, result, checkpoints)
+            run_unit(unit, space, config, result, checkpoints)
         except BaseException as e:  # noqa: B036
             orders.send(_describe(e))
             return
