@@ -70,8 +70,8 @@ def test_gblend_reestimates_its_weights_at_super_epoch_boundaries_in_a_real_fit(
 
     # Every epoch reads each branch's training mean once, fused first.
     for k, mean in enumerate(method.train_losses):
-        def scripted(k=k, real=mean.mean):
-            real()  # the real reduction still runs (and resets) every epoch
+        def scripted(runtime, k=k, real=mean.mean):
+            real(runtime)  # the real reduction still runs (and resets) every epoch
             if k == 0:
                 epoch["now"] += 1
             return TRAIN[epoch["now"]][k]
