@@ -38,6 +38,7 @@ from prefuse.errors import PrefuseError
 from prefuse.methods import build_method
 from prefuse.recipe.arms import arm as arm_named
 from prefuse.recipe.stages import network_spec
+from prefuse.recipe.workspace import build_workspace
 from prefuse.runs.cost import (
     count_params,
     inference_throughput,
@@ -45,7 +46,6 @@ from prefuse.runs.cost import (
     peak_rss_mb,
     synchronize,
 )
-from prefuse.runs.workspace import build_workspace
 
 SIZES = {"train": 1284, "valid": 229, "test": 686}
 STEPS = 50
@@ -71,12 +71,11 @@ def mosi_like(seed: int = 0) -> MultimodalDataset:
                              name="mosi-like")
 
 
-def measure(name: str, epochs: int) -> dict:
-    """Train ``name``'s model for ``epochs`` epochs and time it (run in a subprocess,
-    on the active runtime's device)."""
+def measure(name: str, epochs: int, where: runtime.Runtime) -> dict:
+    """Train ``name``'s model for ``epochs`` epochs on the runtime ``where`` and time it
+    (run in a subprocess)."""
     config = RunConfig()
-    space = build_workspace(mosi_like(), runtime.current(),
-                            context_window=window_for(config.model))
+    space = build_workspace(mosi_like(), where, context_window=window_for(config.model))
     dataset, task, data, device = space.dataset, space.task, space.data, space.runtime.device
     arm = arm_named(MODELS[name])
     # The arm's own training config and the model's own optimizer, as a run trains it.
@@ -89,8 +88,8 @@ def measure(name: str, epochs: int) -> dict:
     model.to(device)
     optimizer = model.configure_optimizer(train)
     generator = torch.Generator().manual_seed(0)
-    method.start(model, 0)
-    objective = Objective(model, method)
+    method.start(model, 0, where)
+    objective = Objective(model, method, where)
     data_seconds = compute_seconds = 0.0
     model.train()
     for _ in range(epochs):
@@ -142,17 +141,17 @@ def main() -> None:
     parser.add_argument("--worker", choices=list(MODELS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
-        runtime.activate(runtime.resolve(TrainConfig(
+        where = runtime.apply(runtime.resolve(TrainConfig(
             device=args.device, precision=args.precision,
             threads=args.threads or torch.get_num_threads())))
     except PrefuseError as e:
         sys.exit(f"cost.py: {e}")
     if args.worker:
-        print(json.dumps(measure(args.worker, args.epochs)))
+        print(json.dumps(measure(args.worker, args.epochs, where)))
         return
 
     print(f"MOSI-sized data: {SIZES}, T={STEPS}, dims {DIMS}; {args.epochs} epochs, "
-          f"{torch.get_num_threads()} thread(s), device {runtime.current().device}, "
+          f"{torch.get_num_threads()} thread(s), device {where.device}, "
           f"{args.precision}")
     results = {name: run_worker(name, args) for name in MODELS}
     rows = [("parameters", "params", "{:,.0f}"), ("batch size", "batch_size", "{}"),

@@ -15,8 +15,8 @@ from prefuse.models.network import MultimodalNetwork
 
 # Small models, single-threaded: the suite runs on 2 cores. On the CPU even where a GPU
 # is present, so that every result is the same on any machine; tests of the GPU path ask
-# for it by name.
-runtime.activate(runtime.resolve(TrainConfig(device="cpu", threads=1), env={}))
+# for it by name. Tests hand ``CPU`` to what takes a runtime.
+CPU = runtime.apply(runtime.resolve(TrainConfig(device="cpu", threads=1), env={}))
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +68,7 @@ def fit_fresh(spec, dataset: MultimodalDataset, data, task, checkpoint=None,
     torch.manual_seed(0)
     model = MultimodalNetwork(spec)
     model.fit_standardization(dataset["train"])
-    return model, fit(model, None, data, task, TrainConfig(**train), seed=seed,
+    return model, fit(model, None, data, task, TrainConfig(**train), CPU, seed=seed,
                       checkpoint=checkpoint, hooks=[interrupt])
 
 

@@ -43,16 +43,20 @@ class ReducedScale(Dgl):
         return loss
 
     def after_backward(self, model):
-        total, count = distributed.sum_all(self.seen)
+        total, count = distributed.sum_all(self.seen, self.runtime)
         for p in model.encoders.parameters():
             if p.grad is not None:
                 p.grad.mul_(1.0 / (1.0 + total / count))
 
 
+def on_cpu() -> runtime.Runtime:
+    """This process's runtime: gloo on the CPU, whether or not a GPU is present."""
+    return runtime.apply(runtime.resolve(TrainConfig(device="cpu", threads=1)))
+
+
 def train(seed_init: int, method: str = "plain") -> tuple[MultimodalNetwork, object]:
     """The tiny training both this worker and the one-process reference run."""
-    # gloo on the CPU, whether or not a GPU is present.
-    runtime.activate(runtime.resolve(TrainConfig(device="cpu", threads=1)))
+    where = on_cpu()
     dataset = make_synthetic(seed=0, train=96, valid=32, test=32)
     task = task_for(dataset)
     data = Tensors(dataset, task)
@@ -67,7 +71,8 @@ def train(seed_init: int, method: str = "plain") -> tuple[MultimodalNetwork, obj
                                            step is not None and step.request.unimodal_heads))
     model.fit_standardization(dataset["train"])
     result = fit(model, step, data, task,
-                 TrainConfig(epochs=3, lr=1e-2, batch_size=32, freeze_epochs=1), seed=0)
+                 TrainConfig(epochs=3, lr=1e-2, batch_size=32, freeze_epochs=1), where,
+                 seed=0)
     return model, result
 
 
@@ -90,7 +95,7 @@ class HeadProbe(Multiloss):
         return super().loss(out, batch)
 
     def after_backward(self, model):
-        anywhere = distributed.sum_all([float(h) for h in self.here])
+        anywhere = distributed.sum_all([float(h) for h in self.here], self.runtime)
         for m, here, ranks in zip(self.modalities, self.here, anywhere):
             where = "here" if here else "elsewhere" if ranks else "nowhere"
             grad = model.unimodal_heads[m][0].weight.grad is not None
@@ -102,7 +107,7 @@ def train_shards(method: str | Method, case: str, seed_init: int) -> MultimodalN
     method object) trained on ``SHARDS``: ``lacking``, with modality dropout and the
     encoders frozen for the first epoch; ``complete``, with every modality and nothing
     frozen (where DDP expects a gradient for every parameter at every step)."""
-    runtime.activate(runtime.resolve(TrainConfig(device="cpu", threads=1)))
+    where = on_cpu()
     dataset = make_synthetic(seed=0, train=SHARDS["train"], valid=16, test=16)
     task = task_for(dataset)
     data = Tensors(dataset, task)
@@ -120,26 +125,28 @@ def train_shards(method: str | Method, case: str, seed_init: int) -> MultimodalN
     fit(model, step, data, task, TrainConfig(
         epochs=SHARDS["epochs"], lr=1e-2, batch_size=SHARDS["batch_size"],
         freeze_epochs=int(lacking),
-        modality_dropout=SHARDS["modality_dropout"] if lacking else 0.0), seed=0)
+        modality_dropout=SHARDS["modality_dropout"] if lacking else 0.0), where, seed=0)
     return model
 
 
 def main(out: Path, method: str, *more: str) -> None:
+    where = on_cpu()
+    rank = where.rank
     if method == "shards":
         for name in more:
             for case in CASES:
-                model = train_shards(name, case, seed_init=distributed.rank())
-                torch.save(model.state_dict(), out / f"{case}-{name}-{distributed.rank()}.pt")
+                model = train_shards(name, case, seed_init=rank)
+                torch.save(model.state_dict(), out / f"{case}-{name}-{rank}.pt")
         dataset = make_synthetic(seed=0, train=SHARDS["train"], valid=16, test=16)
         probe = HeadProbe(task_for(dataset), modalities=tuple(dataset.modalities))
-        train_shards(probe, "lacking", seed_init=distributed.rank())
-        (out / f"heads-{distributed.rank()}.json").write_text(json.dumps(probe.counts))
+        train_shards(probe, "lacking", seed_init=rank)
+        (out / f"heads-{rank}.json").write_text(json.dumps(probe.counts))
         return
-    model, result = train(seed_init=distributed.rank(), method=method)
-    torch.save(model.state_dict(), out / f"weights-{distributed.rank()}.pt")
-    if distributed.is_main():
+    model, result = train(seed_init=rank, method=method)
+    torch.save(model.state_dict(), out / f"weights-{rank}.pt")
+    if rank == 0:
         with open(out / "result.json", "x", encoding="utf-8") as f:
-            json.dump({"world_size": distributed.world_size(), "epochs_run": result.epochs_run,
+            json.dump({"world_size": where.world_size, "epochs_run": result.epochs_run,
                        "history": result.history}, f)
 
 

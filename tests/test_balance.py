@@ -23,7 +23,7 @@ from prefuse.models.saving import load_model, save_model
 from prefuse.recipe.stages import network_spec
 from prefuse.tasks import make_task, task_for
 
-from .conftest import tiny_config
+from .conftest import CPU, tiny_config
 from .test_models import _batch, _spec
 
 TASK = make_task("multiclass", 2, ["n", "y"])
@@ -70,8 +70,8 @@ def test_gblend_reestimates_its_weights_at_super_epoch_boundaries_in_a_real_fit(
 
     # Every epoch reads each branch's training mean once, fused first.
     for k, mean in enumerate(method.train_losses):
-        def scripted(k=k, real=mean.mean):
-            real()  # the real reduction still runs (and resets) every epoch
+        def scripted(runtime, k=k, real=mean.mean):
+            real(runtime)  # the real reduction still runs (and resets) every epoch
             if k == 0:
                 epoch["now"] += 1
             return TRAIN[epoch["now"]][k]
@@ -83,12 +83,12 @@ def test_gblend_reestimates_its_weights_at_super_epoch_boundaries_in_a_real_fit(
         return VALID[epoch["now"]]
 
     monkeypatch.setattr(method, "valid_losses", valid_losses)
-    stage = RunCheckpoints(tmp_path).start(config, resume=False).stage(0, "arm", "g")
+    stage = RunCheckpoints(tmp_path, CPU).start(config, resume=False).stage(0, "arm", "g")
     torch.manual_seed(0)
     model = MultimodalNetwork(network_spec(tiny_synthetic, config, task, "attention",
                                            unimodal_heads=True))
     result = fit(model, method, data, task, TrainConfig(epochs=5, lr=1e-3, patience=10),
-                 seed=0, checkpoint=stage)
+                 CPU, seed=0, checkpoint=stage)
 
     assert measured == [1, 3, 5]
     assert all(split is data.valid for split in seen)  # validation, never test

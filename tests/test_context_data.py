@@ -11,20 +11,20 @@ import torch
 from torch import nn
 
 from prefuse.cli import main
-from prefuse.config import RunConfig, with_overrides
+from prefuse.config import RunConfig, TrainConfig, with_overrides
 from prefuse.data.batching import Batch, Tensors, TensorSplit
 from prefuse.data.dataset import MultimodalDataset, Split
 from prefuse.data.windows import pack, plan_windows, window_for, window_lengths
-from prefuse.engine import distributed
+from prefuse.engine import distributed, runtime
 from prefuse.engine.evaluation import evaluate
 from prefuse.errors import ConfigError, DataError, PrefuseError
 from prefuse.inference import predict
 from prefuse.models.network import NetworkSpec
 from prefuse.models.outputs import PLAIN, NetworkOutput, Request
-from prefuse.recipe.checks import check_arms_data, check_config
+from prefuse.recipe.checks import check_arms_data, check_config, check_runtime
 from prefuse.tasks import task_for
 
-from .conftest import tiny_config
+from .conftest import CPU, tiny_config
 
 
 @pytest.mark.parametrize("n, size, expected", [
@@ -173,7 +173,7 @@ def test_evaluation_puts_every_output_back_in_sample_order():
     split = _grouped_split([70, 3, 12, 40, 1, 9])
     task = task_for(_dataset({"train": split}))
     model = RowId()
-    out = evaluate(model, TensorSplit(split, ["a"], True, 16), task, batch_size=20,
+    out = evaluate(model, TensorSplit(split, ["a"], True, 16), task, CPU, batch_size=20,
                    keep=(("a",),))
     assert all(b.windows is not None for b in model.seen)
     # The pass went window by window (not in sample order), and the outputs came back.
@@ -183,7 +183,7 @@ def test_evaluation_puts_every_output_back_in_sample_order():
     np.testing.assert_array_equal(out.weights[:, 1], np.arange(len(split)))
     assert out.loss == 0.0 and out.metrics["mae"] == 0.0
     assert out.kept[("a",)]["mae"] == 0.0
-    plain = evaluate(RowId(), TensorSplit(split, ["a"], True), task, batch_size=20)
+    plain = evaluate(RowId(), TensorSplit(split, ["a"], True), task, CPU, batch_size=20)
     np.testing.assert_array_equal(plain.predictions, out.predictions)
 
 
@@ -284,18 +284,17 @@ def test_mult_with_context_is_refused_with_the_reason():
     check_config(with_overrides(RunConfig(), {"arms": ["mult"]}))  # without context: fine
 
 
-def test_context_under_torchrun_is_refused(monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "0")
+def test_context_under_torchrun_is_refused():
+    two = runtime.resolve(TrainConfig(device="cpu"), env={"WORLD_SIZE": "2", "RANK": "0"})
     with pytest.raises(ConfigError, match="one process only, not 2"):
-        check_config(_context())
-    check_config(RunConfig())  # without context, torchrun trains as before
+        check_runtime(_context(), two)
+    check_runtime(RunConfig(), two)  # without context, torchrun trains as before
     data = TensorSplit(_grouped_split([4, 4]), ["a"], True, 4)
     batch = next(data.batches(8))
     with pytest.raises(PrefuseError, match="cut them apart"):
-        distributed.shard(batch)
+        distributed.shard(batch, two)
     plain = next(TensorSplit(_grouped_split([4, 4]), ["a"], True).batches(8))
-    assert len(distributed.shard(plain)) == 4
+    assert len(distributed.shard(plain, two)) == 4
 
 
 def test_the_context_flags_set_their_fields_in_run_and_tune(tmp_path, capsys, monkeypatch):

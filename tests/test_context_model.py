@@ -21,7 +21,7 @@ from prefuse.recipe.arms import arm
 from prefuse.recipe.checks import check_config
 from prefuse.tasks import make_task
 
-from .conftest import tiny_config
+from .conftest import CPU, tiny_config
 from .test_models import _batch, _spec
 
 KINDS = ["gru", "lstm", "transformer"]
@@ -268,12 +268,12 @@ def test_every_method_trains_a_context_network(name):
                           _stage1(_context_spec("gru")))
     torch.manual_seed(0)
     model = MultimodalNetwork(_context_spec("gru", unimodal_heads=method.request.unimodal_heads))
-    method.start(model, 0)
+    method.start(model, 0, CPU)
     batch = _context_batch()
     batch.y = torch.tensor([0, 1, 1, 0, 1, 0])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    loss, out = train_step(Objective(model, method), batch, optimizer, grad_clip=1.0)
+    loss, out = train_step(Objective(model, method, CPU), batch, optimizer, grad_clip=1.0)
     assert torch.isfinite(loss) and out.logits.shape == (6, 2)
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     for part in ("encoders.a.context.", "encoders.c.context.", "fused_context."):

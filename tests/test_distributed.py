@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from prefuse.config import TrainConfig
 from prefuse.data.batching import Tensors
 from prefuse.data.synthetic import make_synthetic
-from prefuse.engine import distributed
+from prefuse.engine import distributed, runtime
 from prefuse.methods import METHODS
 from prefuse.tasks import task_for
 
@@ -49,11 +50,14 @@ def worker():
     return ddp_worker
 
 
-def test_single_process_helpers_are_no_ops(monkeypatch):
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.delenv("RANK", raising=False)
-    assert distributed.world_size() == 1 and distributed.is_main() and not distributed.active()
-    assert distributed.sum_all([1.0, 2.0]) == [1.0, 2.0]
+def test_single_process_helpers_are_no_ops():
+    one = runtime.resolve(TrainConfig(device="cpu"), env={})
+    assert one.world_size == 1 and one.is_main and not one.distributed
+    assert distributed.sum_all([1.0, 2.0], one) == [1.0, 2.0]
+    tensor = torch.tensor([3.0])
+    assert distributed.average_all_(tensor, one) is tensor and tensor.item() == 3.0
+    distributed.init(one)  # joins nothing
+    distributed.barrier(one)
 
 
 # OGM-GE: scores summed across ranks and noise drawn alike; MMPareto: gradients that

@@ -22,13 +22,14 @@ from prefuse.data.batching import Tensors
 from prefuse.engine import distributed
 from prefuse.engine.evaluation import evaluate
 from prefuse.engine.fit import fit
+from prefuse.engine.runtime import Runtime
 from prefuse.methods import build_method
 from prefuse.models.encoders import ENCODERS
 from prefuse.models.network import MultimodalNetwork
 from prefuse.recipe.stages import network_spec
 from prefuse.tasks import task_for
 
-from .conftest import mixed_dataset, tiny_config
+from .conftest import CPU, mixed_dataset, tiny_config
 
 # What gives the host a tensor's value (a wait for the device when it lives there).
 READS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__")
@@ -76,7 +77,7 @@ def test_a_fit_reads_device_values_per_epoch_not_per_step(tmp_path, reads, metho
         reads.clear()
         result = fit(model, method, data, task,
                      TrainConfig(epochs=2, lr=1e-3, patience=5, batch_size=batch_size),
-                     seed=0)
+                     CPU, seed=0)
         assert result.epochs_run == 2
         counts.append(dict(reads))
     assert counts[0] == counts[1]
@@ -88,7 +89,7 @@ def test_evaluation_reads_device_values_per_split_not_per_batch(tmp_path, reads)
     counts = []
     for batch_size in (4, 64):
         reads.clear()
-        evaluate(model, data.valid, task, batch_size=batch_size)
+        evaluate(model, data.valid, task, CPU, batch_size=batch_size)
         counts.append(dict(reads))
     assert counts[0] == counts[1] and counts[0]
 
@@ -121,12 +122,11 @@ def test_batches_carry_their_lengths_on_the_host_wherever_the_split_lives(tmp_pa
         assert torch.equal(a.host_lengths["sensor"], a.lengths["sensor"])
 
 
-def test_a_ranks_share_keeps_what_the_host_knows(tmp_path, monkeypatch):
+def test_a_ranks_share_keeps_what_the_host_knows(tmp_path):
     _, data, _, _ = _setup(tmp_path, "none")
     batch = next(data.train.batches(10, torch.Generator().manual_seed(0)))
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    share = distributed.shard(batch)
+    rank1 = Runtime(device=torch.device("cpu"), world_size=2, rank=1, backend="gloo")
+    share = distributed.shard(batch, rank1)
     assert len(share) == 5 and share.complete == batch.complete == {"sensor", "meta"}
     for m in ("sensor", "meta"):
         assert torch.equal(share.host_lengths[m], batch.lengths[m][1::2])

@@ -17,9 +17,10 @@ from prefuse.methods.umt import Umt
 from prefuse.models.network import MultimodalNetwork
 from prefuse.models.outputs import Request
 from prefuse.recipe.stages import pretrain, train_arm
+from prefuse.recipe.workspace import Workspace
 from prefuse.tasks import make_task, task_for
 
-from .conftest import tiny_config
+from .conftest import CPU, tiny_config
 from .test_models import _batch, _spec
 
 TASK = make_task("multiclass", 2, ["n", "y"])
@@ -122,6 +123,7 @@ def test_multiloss_adds_each_auxiliary_head_loss():
     method = build_method("multiloss", TASK, tiny_config("unused"), list("abc"))
     batch = _batch()
     batch.present["a"] = torch.tensor([True, True, False, False, True, True])
+    method.start(model, 0, CPU)
     out = model(batch, method.request)
     keep = batch.present["a"]
     unimodal = TASK.loss(out.unimodal_logits["a"][keep], batch.y[keep]) \
@@ -167,14 +169,14 @@ def test_method_logs_per_epoch_and_its_state_is_checkpointed(tiny_synthetic, tmp
     config = tiny_config(tmp_path)
     task = task_for(tiny_synthetic)
     data = Tensors(tiny_synthetic, task)
-    stage = RunCheckpoints(tmp_path).start(config, resume=False).stage(0, "arm", "x")
+    stage = RunCheckpoints(tmp_path, CPU).start(config, resume=False).stage(0, "arm", "x")
 
     def run(epochs: int) -> tuple[Counting, list[dict]]:
         torch.manual_seed(0)
         model = MultimodalNetwork(_network_spec(tiny_synthetic, config, task))
         method = Counting(task)
         result = fit(model, method, data, task,
-                     TrainConfig(epochs=epochs, lr=1e-3, patience=10), seed=0,
+                     TrainConfig(epochs=epochs, lr=1e-3, patience=10), CPU, seed=0,
                      checkpoint=stage)
         return method, result.history
 
@@ -195,8 +197,9 @@ def test_frozen_init_leaves_the_encoders_bit_identical(tiny_synthetic, tmp_path)
     config = tiny_config(tmp_path)
     task = task_for(tiny_synthetic)
     data = Tensors(tiny_synthetic, task)
-    unimodal = pretrain(tiny_synthetic, data, task, config, seed=0)
-    result = train_arm("frozen+attention", tiny_synthetic, data, task, config, 0, unimodal)
+    space = Workspace(tiny_synthetic, task, data, CPU)
+    unimodal = pretrain(space, config, seed=0)
+    result = train_arm("frozen+attention", space, config, 0, unimodal)
     for m, stage1 in unimodal.items():
         for key, value in stage1.model.encoders[m].state_dict().items():
             assert torch.equal(result.model.encoders[m].state_dict()[key], value), (m, key)

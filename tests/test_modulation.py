@@ -19,7 +19,7 @@ from prefuse.methods import build_method
 from prefuse.models.network import MultimodalNetwork, NetworkSpec
 from prefuse.tasks import make_task, task_for
 
-from .conftest import tiny_config
+from .conftest import CPU, tiny_config
 from .test_models import _batch, _spec
 
 TASK = make_task("multiclass", 2, ["n", "y"])
@@ -43,7 +43,7 @@ def _method(name: str, modalities, seed: int = 0, model=None, **options):
     config = tiny_config("unused", **{f"methods.{name}.{k}": v for k, v in options.items()})
     method = build_method(name, TASK, config, list(modalities))
     if model is not None:
-        method.start(model, seed)
+        method.start(model, seed, CPU)
     return method
 
 
@@ -303,11 +303,11 @@ def test_resumed_fit_equals_an_uninterrupted_one(tiny_synthetic, tmp_path, name,
                                                method.request.unimodal_heads))
         model.fit_standardization(tiny_synthetic["train"])
         result = fit(model, method, data, task,
-                     TrainConfig(epochs=epochs, lr=1e-2, patience=10), seed=0,
+                     TrainConfig(epochs=epochs, lr=1e-2, patience=10), CPU, seed=0,
                      checkpoint=stage)
         return model, result.history
 
-    stage = RunCheckpoints(tmp_path).start(config, resume=False).stage(0, "arm", name)
+    stage = RunCheckpoints(tmp_path, CPU).start(config, resume=False).stage(0, "arm", name)
     run(2, stage)
     resumed, history = run(3, stage)
     whole, reference = run(3)

@@ -15,6 +15,8 @@ from prefuse.models.network import NetworkSpec
 from prefuse.recipe.arms import arm as arm_named
 from prefuse.tasks import make_task
 
+from .conftest import CPU
+
 TINY = {"width": 8, "layers": 1, "heads": 2, "embed_dropout": 0.0, "attn_dropout": 0.0,
         "relu_dropout": 0.0, "res_dropout": 0.0}
 
@@ -120,7 +122,7 @@ def test_tiny_mult_learns():
     dataset = MultimodalDataset(splits={"train": train, "valid": valid}, task="regression",
                                 modalities=["text", "audio"], label_names=["y"], name="tiny")
     result = fit(model, None, Tensors(dataset, task), task,
-                 TrainConfig(epochs=15, lr=3e-3, batch_size=16, patience=15), seed=0)
+                 TrainConfig(epochs=15, lr=3e-3, batch_size=16, patience=15), CPU, seed=0)
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < 0.6 * losses[0], losses
 

@@ -22,7 +22,7 @@ from prefuse.recipe.stages import Unit
 from prefuse.runs.experiment import run_experiment
 from prefuse.runs.pool import plan
 
-from .conftest import tiny_config
+from .conftest import CPU, tiny_config
 
 ARMS = ["scratch+concat", "pretrained+attention"]
 
@@ -67,7 +67,7 @@ def test_two_jobs_give_the_numbers_of_one(tmp_path):
 
 def test_a_failing_worker_stops_the_run_with_its_error(tmp_path):
     config = _config(tmp_path / "run", 2)
-    checkpoints = RunCheckpoints(config.out).start(config, resume=False,
+    checkpoints = RunCheckpoints(config.out, CPU).start(config, resume=False,
                                                    data=fingerprint(load_data(config)))
     # An unreadable finished stage: the worker that meets it fails, and says why.
     (checkpoints.directory / "seed0-pretrain-text.done.pt").write_bytes(b"not torch")

@@ -23,8 +23,11 @@ from prefuse.inference import scores as prefuse_scores
 from prefuse.models.network import MultimodalNetwork
 from prefuse.models.saving import load_model, save_model
 from prefuse.recipe.stages import network_spec, train_arm
+from prefuse.recipe.workspace import Workspace
 from prefuse.runs.experiment import run_experiment
 from prefuse.tasks import task_for
+
+from .conftest import CPU
 
 SIZES = {"train": 80, "valid": 30, "test": 40}
 MODALITIES = ["text", "audio", "vision"]
@@ -96,8 +99,9 @@ def test_saved_and_loaded_model_predicts_identically(tmp_path):
     task = task_for(dataset)
     data = Tensors(dataset, task)
     config = tiny_config(tmp_path, arms=["scratch+attention"], **{"train.epochs": 1})
-    trained = train_arm("scratch+attention", dataset, data, task, config, seed=0)
-    expected = evaluate(trained.model, data.test, task)
+    trained = train_arm("scratch+attention", Workspace(dataset, task, data, CPU), config,
+                        seed=0)
+    expected = evaluate(trained.model, data.test, task, CPU)
     save_model(trained.model, "scratch+attention", task, tmp_path / "model")
     got = predict(load_model(tmp_path / "model"), dataset, split="test")["test"].evaluation
     for name in ("predictions", "scores", "weights"):
@@ -125,7 +129,7 @@ def test_file_lacking_a_modality_matches_masking_it_by_hand(run, tmp_path, chang
     test = TensorSplit(full["test"], MODALITIES, regression=False)
     test.present["vision"] = torch.zeros(len(test), dtype=torch.bool)
     test.complete = test.complete - {"vision"}
-    by_hand = evaluate(model, test, task)
+    by_hand = evaluate(model, test, task, CPU)
     np.testing.assert_allclose(got.evaluation.scores, by_hand.scores, atol=1e-6)
     np.testing.assert_array_equal(got.evaluation.predictions, by_hand.predictions)
     weights = got.evaluation.weights
@@ -247,7 +251,8 @@ def test_classes_and_vector_targets_get_their_own_columns(tmp_path):
     task = task_for(dataset)
     data = Tensors(dataset, task)
     config = tiny_config(tmp_path, arms=["scratch+attention"], **{"train.epochs": 1})
-    trained = train_arm("scratch+attention", dataset, data, task, config, seed=0)
+    trained = train_arm("scratch+attention", Workspace(dataset, task, data, CPU), config,
+                        seed=0)
     save_model(trained.model, "scratch+attention", task, tmp_path / "model")
     out = tmp_path / "classes.csv"
     write_predictions(predict(tmp_path / "model", dataset, split="test"), task,

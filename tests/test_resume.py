@@ -21,7 +21,7 @@ from prefuse.errors import PrefuseError
 from prefuse.recipe.stages import network_spec
 from prefuse.tasks import task_for
 
-from .conftest import fit_fresh, fit_then_interrupt
+from .conftest import CPU, fit_fresh, fit_then_interrupt
 
 CONFIG = """\
 seeds = [0]
@@ -106,7 +106,7 @@ def test_fit_interrupted_between_epochs_resumes_to_the_same_result(tmp_path):
     _, config = _config(tmp_path, tmp_path / "run")
     spec = network_spec(dataset, config, task, "attention")
     options = dict(epochs=3, lr=1e-2, seed=3, batch_size=16, patience=3, modality_dropout=0.3)
-    stage = StageCheckpoint(tmp_path, "stage")
+    stage = StageCheckpoint(tmp_path, "stage", CPU)
     model, result = fit_then_interrupt(spec, dataset, data, task, stage, **options)
     torch.manual_seed(123)  # whatever ran in between must not matter
     resumed_model, resumed = fit_fresh(spec, dataset, data, task, stage, **options)
@@ -119,12 +119,12 @@ def test_fit_interrupted_between_epochs_resumes_to_the_same_result(tmp_path):
 def test_resume_refuses_another_config(tmp_path):
     _, config = _config(tmp_path, tmp_path / "run")
     with pytest.raises(PrefuseError, match="nothing to resume"):
-        RunCheckpoints(config.out).start(config, resume=True)
-    RunCheckpoints(config.out).start(config, resume=False)
+        RunCheckpoints(config.out, CPU).start(config, resume=True)
+    RunCheckpoints(config.out, CPU).start(config, resume=False)
     other = with_overrides(config, {"train.epochs": 7, "model.width": 16})
     with pytest.raises(PrefuseError) as error:
-        RunCheckpoints(config.out).start(other, resume=True)
+        RunCheckpoints(config.out, CPU).start(other, resume=True)
     assert "model.width: saved 8, now 16" in str(error.value)
     assert "train.epochs: saved 5, now 7" in str(error.value)
     moved = with_overrides(config, {"out": str(tmp_path / "elsewhere")})
-    assert RunCheckpoints(config.out).start(moved, resume=True).directory.is_dir()
+    assert RunCheckpoints(config.out, CPU).start(moved, resume=True).directory.is_dir()

@@ -33,6 +33,7 @@ from prefuse.inference import prediction_records
 from prefuse.runs import experiment
 from prefuse.tasks import make_task, task_for
 
+from .conftest import CPU
 from .formats_fixtures import write_csd
 
 SIZES = ["--set", "data.synthetic.train=30", "--set", "data.synthetic.valid=12",
@@ -301,9 +302,9 @@ def test_fingerprint_ignores_storage_and_sees_values(tmp_path):
 
 def test_resume_refuses_a_run_without_a_data_record(tmp_path):
     config = with_overrides(RunConfig(), {"out": str(tmp_path / "run")})
-    RunCheckpoints(config.out).start(config, resume=False)
+    RunCheckpoints(config.out, CPU).start(config, resume=False)
     with pytest.raises(RunError, match="data.json .* missing"):
-        RunCheckpoints(config.out).start(config, resume=True, data=fingerprint(small()))
+        RunCheckpoints(config.out, CPU).start(config, resume=True, data=fingerprint(small()))
 
 
 @pytest.mark.parametrize("key, value, message", [

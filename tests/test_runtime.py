@@ -18,7 +18,7 @@ from prefuse.recipe.stages import network_spec
 from prefuse.tasks import task_for
 from prefuse.tuning import workers
 
-from .conftest import fit_fresh, fit_then_interrupt, tiny_config
+from .conftest import CPU, fit_fresh, fit_then_interrupt, tiny_config
 
 TORCHRUN = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}
 
@@ -38,7 +38,7 @@ def test_auto_is_the_cpu_without_cuda_and_the_gpu_with_it(monkeypatch):
     plain = resolve()
     assert plain.device == torch.device("cpu") and plain.backend is None
     assert plain.threads == runtime.default_threads() == 1
-    assert not plain.distributed and plain.is_main and not plain.autocast
+    assert not plain.distributed and plain.is_main and not plain.bf16
     gpus(monkeypatch, 2)
     assert resolve().device == torch.device("cuda", 0)
     assert resolve("cuda:1").device == torch.device("cuda", 1)
@@ -51,7 +51,7 @@ def test_a_bad_device_string_is_a_config_error(name):
     with pytest.raises(ConfigError, match="train.device"):
         with_overrides(RunConfig(), {"train.device": name})
     with pytest.raises(ConfigError, match="train.device"):
-        resolve(name)
+        runtime.device_for(name)
 
 
 def test_a_gpu_that_is_not_there_is_a_config_error(monkeypatch):
@@ -105,18 +105,19 @@ def test_bf16_needs_a_gpu(monkeypatch):
         with_overrides(RunConfig(), {"train.precision": "fp16"})
     gpus(monkeypatch, 1)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert resolve(precision="bf16").autocast
+    assert resolve(precision="bf16").bf16
     # A GPU being present does not make bf16 on the CPU acceptable, under torchrun too.
     for env in ({}, TORCHRUN):
         with pytest.raises(ConfigError, match="train.precision.*GPU"):
             resolve("cpu", env=env, precision="bf16")
 
 
-def test_using_restores_the_runtime_and_threads():
-    before, threads = runtime.current(), torch.get_num_threads()
-    with runtime.using(resolve("cpu", threads=threads + 1)) as inside:
-        assert runtime.current() is inside and torch.get_num_threads() == threads + 1
-    assert runtime.current() is before and torch.get_num_threads() == threads
+def test_applied_restores_the_threads():
+    threads = torch.get_num_threads()
+    where = resolve("cpu", threads=threads + 1)
+    with runtime.applied(where) as inside:
+        assert inside is where and torch.get_num_threads() == threads + 1
+    assert torch.get_num_threads() == threads
 
 
 def _tiny():
@@ -129,7 +130,7 @@ def _tiny():
 def test_a_checkpoint_with_gpu_random_states_resumes_on_the_cpu(tmp_path, monkeypatch):
     dataset, task, data, spec = _tiny()
     options = dict(epochs=3, lr=1e-2, seed=0, batch_size=16, patience=3)
-    stage = StageCheckpoint(tmp_path, "stage")
+    stage = StageCheckpoint(tmp_path, "stage", CPU)
     _, reference = fit_then_interrupt(spec, dataset, data, task, stage, **options)
     # As a GPU run would have saved it: its random state per GPU beside the CPU's.
     saved = torch.load(stage.epoch_path, weights_only=True)

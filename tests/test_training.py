@@ -14,9 +14,10 @@ from prefuse.engine.fit import fit
 from prefuse.models.network import MultimodalNetwork
 from prefuse.recipe.arms import arm as arm_named
 from prefuse.recipe.stages import network_spec, pretrain, train_arm
+from prefuse.recipe.workspace import Workspace
 from prefuse.tasks import task_for
 
-from .conftest import mixed_dataset, tiny_config
+from .conftest import CPU, mixed_dataset, tiny_config
 
 
 def test_a_tiny_run_learns(tmp_path):
@@ -28,18 +29,19 @@ def test_a_tiny_run_learns(tmp_path):
     model = MultimodalNetwork(network_spec(dataset, config, task, "attention"))
     model.fit_standardization(dataset["train"])
     result = fit(model, None, data, task,
-                 TrainConfig(epochs=10, lr=3e-3, patience=10, batch_size=16), seed=0)
+                 TrainConfig(epochs=10, lr=3e-3, patience=10, batch_size=16), CPU, seed=0)
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < 0.5 * losses[0]
     chance = task.chance(dataset["test"].labels)["acc"]
-    assert evaluate(model, data.test, task).metrics["acc"] > chance + 0.3
+    assert evaluate(model, data.test, task, CPU).metrics["acc"] > chance + 0.3
 
 
 def test_stage_two_starts_from_stage_one_weights(tiny_synthetic, tmp_path, monkeypatch):
     config = tiny_config(tmp_path)
     task = task_for(tiny_synthetic)
     data = Tensors(tiny_synthetic, task)
-    unimodal = pretrain(tiny_synthetic, data, task, config, seed=0)
+    space = Workspace(tiny_synthetic, task, data, CPU)
+    unimodal = pretrain(space, config, seed=0)
     seen = {}
 
     def record_start(model, *args, **kwargs):
@@ -49,7 +51,7 @@ def test_stage_two_starts_from_stage_one_weights(tiny_synthetic, tmp_path, monke
 
     monkeypatch.setattr("prefuse.recipe.stages.fit", record_start)
     try:
-        train_arm("pretrained+attention", tiny_synthetic, data, task, config, 0, unimodal)
+        train_arm("pretrained+attention", space, config, 0, unimodal)
     except StopIteration:
         pass
     for m, result in unimodal.items():
@@ -62,7 +64,8 @@ def test_same_seed_same_results_other_seed_differs(tiny_synthetic, tmp_path):
     config = tiny_config(tmp_path)
     task = task_for(tiny_synthetic)
     data = Tensors(tiny_synthetic, task)
-    runs = [train_arm("scratch+attention", tiny_synthetic, data, task, config, s)
+    space = Workspace(tiny_synthetic, task, data, CPU)
+    runs = [train_arm("scratch+attention", space, config, s)
             for s in (0, 0, 1)]
     assert runs[0].test.metrics == runs[1].test.metrics
     np.testing.assert_array_equal(runs[0].test.weights, runs[1].test.weights)
@@ -198,12 +201,12 @@ def test_kept_scores_are_those_of_the_split_masked_by_hand(tiny_synthetic, arm):
     data = Tensors(tiny_synthetic, task)
     model = _untrained(arm, tiny_synthetic, task, data, tiny_config("unused"))
     subsets = (("text",), ("audio", "vision"), ("text", "audio", "vision"))
-    got = evaluate(model, data.test, task, batch_size=50, keep=subsets)
+    got = evaluate(model, data.test, task, CPU, batch_size=50, keep=subsets)
     for subset in subsets:
         masked = copy.copy(data.test)
         masked.present = {m: p if m in subset else torch.zeros_like(p)
                           for m, p in data.test.present.items()}
         masked.complete = data.test.complete & set(subset)
-        assert got.kept[subset] == evaluate(model, masked, task).metrics, subset
+        assert got.kept[subset] == evaluate(model, masked, task, CPU).metrics, subset
     assert got.kept[subsets[-1]] == got.metrics
     assert got.kept[("text",)] != got.metrics  # masking changed something

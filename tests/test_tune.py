@@ -25,7 +25,7 @@ from prefuse.tuning.objective import Objective
 from prefuse.tuning.space import check_tune
 from prefuse.tuning.study import PRUNERS, TICKET, data_shape, open_storage, prepare_study
 
-from .conftest import mixed_dataset, tiny_config
+from .conftest import CPU, mixed_dataset, tiny_config
 
 # Tiny trials; heartbeats short enough that a killed worker's trial is retried quickly.
 CONFIG = """\
@@ -176,7 +176,8 @@ def test_the_pruner_stops_a_hopeless_trial_early(tmp_path):
                                       "train.batch_size": 16, "tune.prune_after_trials": 1,
                                       "tune.prune_after_epochs": 3})
     config.tune.space = {"train.lr": SearchParam("log", 1e-7, 1e-1)}
-    objective = Objective(config, "scratch+attention", mixed_dataset(n=120), log=lambda _: None)
+    objective = Objective(config, "scratch+attention", mixed_dataset(n=120), log=lambda _: None,
+                          where=CPU)
     study = optuna.create_study(direction="maximize",
                                 pruner=PRUNERS.get(config.tune.pruner)(config.tune))
     for lr in (1e-2, 1e-7):  # a good trial, then one whose weights barely move
@@ -216,7 +217,8 @@ def test_trials_never_touch_the_test_split(tiny_synthetic, tmp_path):
     for arm in ("pretrained+attention", "scratch+concat"):
         study = optuna.create_study(direction="maximize")
         study.enqueue_trial({}, user_attrs={TICKET: True})
-        study.optimize(Objective(config, arm, dataset, log=lambda _: None), n_trials=1)
+        study.optimize(Objective(config, arm, dataset, log=lambda _: None, where=CPU),
+                       n_trials=1)
         assert study.trials[0].state == TrialState.COMPLETE
     assert tripwire.touched == []
 
@@ -326,16 +328,14 @@ def test_importances_need_neither_scikit_learn_nor_scipy(monkeypatch):
 def test_skipping_the_usage_probe_changes_no_number_of_the_training(tmp_path):
     # Trials skip the probe (a validation pass per modality and epoch) unless TensorBoard
     # shows it.
-    from prefuse.data.batching import Tensors
     from prefuse.data.source import load_data
-    from prefuse.tasks import task_for
+    from prefuse.recipe.workspace import build_workspace
     from prefuse.tuning.objective import train_on_valid, without_test
 
     config = tiny_config(tmp_path)
-    dataset = without_test(load_data(config))
-    data = Tensors(dataset, task_for(dataset))
+    space = build_workspace(without_test(load_data(config)), CPU)
     rows = {True: [], False: []}
-    results = {usage: train_on_valid("pretrained+attention", dataset, data, config, 0,
+    results = {usage: train_on_valid("pretrained+attention", space, config, 0,
                                      lambda event, usage=usage: rows[usage].append(event.row),
                                      usage=usage)
                for usage in (True, False)}
@@ -434,7 +434,7 @@ def test_a_trial_places_its_splits_as_a_run_does(tiny_synthetic, tmp_path, monke
 
     placed = []  # (split given, split returned, runtime) for every placement
 
-    def place(split, where=None, share=0.5):
+    def place(split, where, share=0.5):
         # A new object stands for "moved to the device", so a trial that trains on the
         # host's copy instead is caught.
         moved = copy.copy(split)
@@ -445,9 +445,9 @@ def test_a_trial_places_its_splits_as_a_run_does(tiny_synthetic, tmp_path, monke
     trained_on = []
     train_on_valid = objective.train_on_valid
 
-    def spy(arm, dataset, data, *args, **kwargs):
-        trained_on.append(data)
-        return train_on_valid(arm, dataset, data, *args, **kwargs)
+    def spy(arm, space, *args, **kwargs):
+        trained_on.append(space.data)
+        return train_on_valid(arm, space, *args, **kwargs)
 
     monkeypatch.setattr(objective, "train_on_valid", spy)
     config = tiny_config(tmp_path / "run", arms=["scratch+concat"], **{"tune.trials": 1})
@@ -467,12 +467,12 @@ def test_on_cuda_a_trial_keeps_its_splits_on_the_device(tiny_synthetic, tmp_path
 
     config = tiny_config(tmp_path, **{"train.device": "cuda"})
     where = runtime.resolve(config.train)
-    with runtime.using(where):
+    with runtime.applied(where):
         objective = Objective(config, "scratch+concat", tiny_synthetic, log=lambda _: None,
                               where=where)
-    assert objective.data.train.y.device == where.device
-    assert objective.data.valid.y.device == where.device
-    assert objective.data.test is None
+    assert objective.space.data.train.y.device == where.device
+    assert objective.space.data.valid.y.device == where.device
+    assert objective.space.data.test is None
 
 
 def test_the_built_in_space_follows_a_shorter_budget(tmp_path):

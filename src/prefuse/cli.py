@@ -89,7 +89,7 @@ def _silence_stdout() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from .analysis.report import write_report
     from .analysis.tables import ablation_table, dominant_table, robustness_table
-    from .engine import distributed
+    from .engine import runtime
     from .runs.experiment import run_experiment
     from .runs.tensorboard import TensorBoardLog
 
@@ -105,11 +105,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_directory_writable(config.out)
     _interrupted_run[0] = config.out
     board = TensorBoardLog(args.tensorboard) if args.tensorboard else None
+    where = runtime.resolve(config.train)
     summary = run_experiment(config, log=_say, resume=args.resume, overwrite=args.overwrite,
-                             observe=board.observer() if board else None)
+                             observe=board.observer() if board else None, where=where)
     if board is not None:
         board.close()
-    if not distributed.is_main():  # under torchrun, rank 0 speaks for all
+    if not where.is_main:  # under torchrun, rank 0 speaks for all
         return 0
     write_report(config.out)
     _say(ablation_table(summary))

@@ -35,7 +35,7 @@ from .data.batching import TensorSplit
 from .data.dataset import SPLITS, MultimodalDataset, Split
 from .data.formats import detect_format, load_dataset
 from .engine.evaluation import Evaluation, evaluate
-from .engine.runtime import device_for
+from .engine.runtime import Runtime, device_for
 from .errors import DataError, OutputError, PrefuseError, warn
 from .fileio import check_writable, write_text
 from .models.network import NetworkSpec
@@ -164,10 +164,11 @@ def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
     loaded onto ``device`` (``auto``: a GPU when CUDA is available), or what
     ``load_model`` returned (used where it is); ``data`` a file in any supported format
     (``options`` go to its loader) or a dataset. Unlabelled splits are predicted, not
-    scored.
+    scored. The network runs in fp32 on the device it was loaded onto.
     """
     network, task, _ = model if isinstance(model, tuple) else \
         load_model(model, arm, device_for(device))
+    where = Runtime(device=next(network.parameters()).device)
     dataset = data if isinstance(data, MultimodalDataset) else \
         load_data_file(data, format, **options)
     masked = check_compatible(network.spec, task, dataset)
@@ -183,7 +184,7 @@ def predict(model: str | Path | Loaded, data: str | Path | MultimodalDataset, *,
         part = dataset[name]
         inputs = model_inputs(part, network.spec, task, masked)
         out[name] = Prediction(name, np.asarray(part.ids), part.labels, masked,
-                               evaluate(network, inputs, task), dataset.source,
+                               evaluate(network, inputs, task, where), dataset.source,
                                _warn_empty(dataset, name, network.spec.modalities),
                                group=part.group, order=part.order)
     return out

@@ -32,6 +32,7 @@ from ..errors import PrefuseError, RunError
 from ..fileio import atomic_path, write_json, write_text
 from ..rundir import CHECKPOINTS_FOLDER, CONFIG_FILE, DATA_FILE, METRICS_FILE, RUN_FILES
 from . import distributed
+from .runtime import Runtime
 
 
 def _save(state: dict, path: Path) -> None:
@@ -64,10 +65,12 @@ def _load(path: Path, keys: tuple[str, ...]) -> dict | None:
 
 class StageCheckpoint:
     """The checkpoint files of one stage. ``fit`` calls ``load`` once and ``save`` after
-    every epoch; the recipe calls ``load_done``/``save_done`` around the whole fit."""
+    every epoch; the recipe calls ``load_done``/``save_done`` around the whole fit. Only
+    ``runtime``'s main rank writes them."""
 
-    def __init__(self, directory: Path, stage: str):
+    def __init__(self, directory: Path, stage: str, runtime: Runtime):
         self.stage = stage
+        self.runtime = runtime
         self.epoch_path = directory / f"{stage}.epoch.pt"
         self.done_path = directory / f"{stage}.done.pt"
 
@@ -77,7 +80,7 @@ class StageCheckpoint:
 
     def save(self, state: dict) -> None:
         """Replace the epoch checkpoint with ``state`` (see ``training_state``)."""
-        if distributed.is_main():
+        if self.runtime.is_main:
             _save(state, self.epoch_path)
 
     def load_done(self) -> dict | None:
@@ -86,7 +89,7 @@ class StageCheckpoint:
 
     def save_done(self, model: nn.Module, fit_result) -> None:
         """Record the finished stage; its epoch checkpoint is no longer needed."""
-        if not distributed.is_main():
+        if not self.runtime.is_main:
             return
         _save({"model": model.state_dict(), "fit": dataclasses.asdict(fit_result)},
               self.done_path)
@@ -146,15 +149,17 @@ def config_differences(saved: RunConfig, current: RunConfig) -> list[str]:
 
 
 class RunCheckpoints:
-    """The checkpoint folder of one run directory."""
+    """The checkpoint folder of one run directory, as the process on ``runtime`` sees it
+    (its main rank writes, every rank reads)."""
 
-    def __init__(self, out: str | Path):
+    def __init__(self, out: str | Path, runtime: Runtime):
         self.out = Path(out)
+        self.runtime = runtime
         self.directory = self.out / CHECKPOINTS_FOLDER
 
     def stage(self, seed: int, kind: str, name: str) -> StageCheckpoint:
         """The checkpoint of stage ``kind`` (``pretrain`` or ``arm``) ``name`` of ``seed``."""
-        return StageCheckpoint(self.directory, f"seed{seed}-{kind}-{name}")
+        return StageCheckpoint(self.directory, f"seed{seed}-{kind}-{name}", self.runtime)
 
     def start(self, config: RunConfig, resume: bool, data: dict[str, str] | None = None,
               overwrite: bool = False) -> RunCheckpoints:
@@ -166,9 +171,9 @@ class RunCheckpoints:
         saved_path = self.out / CONFIG_FILE
         if resume:
             self._check_resumable(config, data)
-        elif distributed.is_main():
+        elif self.runtime.is_main:
             self._check_fresh(overwrite)
-        if distributed.is_main():
+        if self.runtime.is_main:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 if data is not None:
@@ -177,7 +182,7 @@ class RunCheckpoints:
             except (OSError, PrefuseError) as e:
                 raise RunError(f"{self.out}: cannot write the run directory ({e})") from None
         # No rank may read a stale checkpoint that the main rank is about to delete.
-        distributed.barrier()
+        distributed.barrier(self.runtime)
         return self
 
     def _check_resumable(self, config: RunConfig, data: dict[str, str] | None) -> None:

@@ -11,7 +11,7 @@ from torch import nn
 from ..data.batching import TensorSplit
 from ..models.outputs import Request
 from ..tasks import Task
-from . import runtime
+from .runtime import Runtime
 
 
 @dataclass
@@ -29,12 +29,13 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TensorSplit, task: Task, batch_size: int = 256,
-             keep: tuple[tuple[str, ...], ...] = ()) -> Evaluation:
+def evaluate(model: nn.Module, data: TensorSplit, task: Task, runtime: Runtime,
+             batch_size: int = 256, keep: tuple[tuple[str, ...], ...] = ()) -> Evaluation:
     """Run ``model`` on ``data`` and score it where ``data`` has labels (else ``loss`` and
     ``metrics`` are None). For each subset of modalities in ``keep``, ``kept[subset]``
     scores the model with every other modality masked in every sample; the network
     answers them in the same pass (the simple network encodes each batch once for all).
+    Forward passes run under ``runtime``'s autocast; ``model`` stays where it is.
 
     With context windows the split is run window by window in a fixed order
     (``TensorSplit.batches`` without a generator) and every output is put back in the

@@ -23,11 +23,12 @@ from ..config import TrainConfig
 from ..data.batching import Tensors
 from ..metrics import is_better
 from ..tasks import Task
-from . import distributed, runtime
+from . import distributed
 from .checkpoint import StageCheckpoint, restore_training, training_state
 from .evaluation import evaluate
 from .guards import check_finite, stops_on_divergence
 from .method import Method
+from .runtime import Runtime
 from .step import Objective, may_skip_parameters, train_step
 
 
@@ -98,6 +99,7 @@ class _Training:
     data: Tensors
     task: Task
     train: TrainConfig
+    runtime: Runtime
     desc: str
 
     @property
@@ -106,20 +108,21 @@ class _Training:
 
 
 def _start(model: nn.Module, method: Method, data: Tensors, task: Task, train: TrainConfig,
-           seed: int, desc: str) -> _Training:
+           runtime: Runtime, seed: int, desc: str) -> _Training:
     optimizer = model.configure_optimizer(train)
     generator = torch.Generator().manual_seed(seed)
     # Distributed: same seed on all ranks, so each rank can take its slice of each batch.
-    distributed.init()
-    model.to(runtime.current().device)
-    objective = Objective(model, method)
+    distributed.init(runtime)
+    model.to(runtime.device)
+    objective = Objective(model, method, runtime)
     net = None
-    if distributed.active():
+    if runtime.distributed:
         net = DistributedDataParallel(objective, find_unused_parameters=may_skip_parameters(
             data.train, train.freeze_epochs, train.modality_dropout))
-    method.start(model, seed)
+    method.start(model, seed, runtime)
     encoders = list(model.encoders.parameters()) if hasattr(model, "encoders") else []
-    return _Training(objective, net, optimizer, generator, encoders, data, task, train, desc)
+    return _Training(objective, net, optimizer, generator, encoders, data, task, train,
+                     runtime, desc)
 
 
 def _train_epoch(t: _Training, epoch: int) -> tuple[float, float]:
@@ -139,15 +142,15 @@ def _train_epoch(t: _Training, epoch: int) -> tuple[float, float]:
     with stops_on_divergence(t.desc, epoch):
         for batch in t.data.train.batches(t.train.batch_size, t.generator,
                                           t.train.modality_dropout):
-            if len(batch) < distributed.world_size():  # some rank would get no sample
+            if len(batch) < t.runtime.world_size:  # some rank would get no sample
                 continue
-            batch = distributed.shard(batch).to(device)
+            batch = distributed.shard(batch, t.runtime).to(device)
             loss, out = train_step(t.objective, batch, t.optimizer, t.train.grad_clip, t.net)
             seen_logits.append(out.logits)
             seen_y.append(batch.y)
             total += loss.detach().double() * len(batch)
             count += len(batch)
-    total, count = distributed.sum_all([float(total), count])
+    total, count = distributed.sum_all([float(total), count], t.runtime)
     # A non-finite step loss makes the sum non-finite; checked before anything of
     # this epoch is scored or saved, so the last checkpoint holds finite weights.
     check_finite(total / count, t.desc, epoch)
@@ -159,7 +162,7 @@ def _train_epoch(t: _Training, epoch: int) -> tuple[float, float]:
 def _epoch(t: _Training, epoch: int, hooks: Sequence[Hook]) -> tuple[dict, dict]:
     """Train one epoch and score it: its history row and its validation scores."""
     train_loss, train_metric = _train_epoch(t, epoch)
-    result = evaluate(t.model, t.data.valid, t.task)
+    result = evaluate(t.model, t.data.valid, t.task, t.runtime)
     metric = t.task.primary
     row = {"epoch": epoch, "train_loss": train_loss, "valid_loss": result.loss,
            "train_metric": train_metric, "valid_metric": result.metrics[metric]}
@@ -171,8 +174,9 @@ def _epoch(t: _Training, epoch: int, hooks: Sequence[Hook]) -> tuple[dict, dict]
 
 
 def fit(model: nn.Module, method: Method | None, data: Tensors, task: Task,
-        train: TrainConfig, *, seed: int, checkpoint: StageCheckpoint | None = None,
-        hooks: Sequence[Hook] = (), desc: str = "train") -> FitResult:
+        train: TrainConfig, runtime: Runtime, *, seed: int,
+        checkpoint: StageCheckpoint | None = None, hooks: Sequence[Hook] = (),
+        desc: str = "train") -> FitResult:
     """Train ``model`` on ``data.train`` for at most ``train.epochs`` epochs; keep the
     best on ``data.valid``.
 
@@ -184,13 +188,13 @@ def fit(model: nn.Module, method: Method | None, data: Tensors, task: Task,
     alone. With ``checkpoint``, training continues after its last saved epoch, and every
     epoch is saved, so an interrupted fit resumes to exactly the same result.
 
-    The model moves to the runtime's device (``runtime.current()``) and stays there
-    (splits already there are sliced in place, see ``runtime.place``); forward passes run
-    under the runtime's autocast (bf16 or none), the loss in fp32.
-    Under torchrun (``distributed.active()``) each rank trains a DistributedDataParallel
-    copy on its slice of every batch; the model ends identical on all ranks.
+    The model moves to ``runtime``'s device and stays there (splits already there are
+    sliced in place, see ``runtime.place``); forward passes run under the runtime's
+    autocast (bf16 or none), the loss in fp32. Under torchrun (``runtime.distributed``)
+    each rank trains a DistributedDataParallel copy on its slice of every batch; the
+    model ends identical on all ranks.
     """
-    t = _start(model, method or Method(task), data, task, train, seed, desc)
+    t = _start(model, method or Method(task), data, task, train, runtime, seed, desc)
     state = FitState(best_state=copy.deepcopy(model.state_dict()))
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
@@ -201,7 +205,7 @@ def fit(model: nn.Module, method: Method | None, data: Tensors, task: Task,
     # A fit saved just as early stopping ended it has no epochs left.
     first = state.epoch + 1 if state.bad_epochs < train.patience else train.epochs + 1
     bar = tqdm(range(first, train.epochs + 1), desc=desc, leave=False,
-               disable=not sys.stderr.isatty() or not distributed.is_main())
+               disable=not sys.stderr.isatty() or not runtime.is_main)
     for epoch in bar:
         row, valid = _epoch(t, epoch, hooks)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}",
@@ -220,4 +224,4 @@ def fit(model: nn.Module, method: Method | None, data: Tensors, task: Task,
     return FitResult(best_epoch=state.best_epoch, best_valid=state.best_valid,
                      epochs_run=len(state.history),
                      seconds=earlier + time.perf_counter() - start_time,
-                     history=state.history, device=str(runtime.current().device))
+                     history=state.history, device=str(runtime.device))

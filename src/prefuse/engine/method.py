@@ -15,6 +15,7 @@ from ..config import SearchParam
 from ..data.batching import Batch, TensorSplit
 from ..models.outputs import PLAIN, NetworkOutput, Request
 from ..tasks import Task
+from .runtime import Runtime
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Method:
     uses_stage1: ClassVar[bool] = False
     search: ClassVar[dict[str, SearchParam]] = {}
     min_modalities: ClassVar[int] = 1
+    # Where ``fit`` trains: set by ``start`` (subclasses overriding it call it first).
+    runtime: Runtime | None = None
 
     def __init__(self, task: Task, options=None, *, modalities: tuple[str, ...] = (),
                  stage1: dict[str, nn.Module] | None = None):
@@ -47,9 +50,12 @@ class Method:
         self.modalities = tuple(modalities)
         self.stage1 = stage1 or {}
 
-    def start(self, model: nn.Module, seed: int) -> None:
+    def start(self, model: nn.Module, seed: int, runtime: Runtime) -> None:
         """Called by ``fit`` before its first step, with the network it trains (never a DDP
-        wrapper) and its seed; a resumed fit restores ``state_dict`` after this call."""
+        wrapper), its seed and the runtime it trains on (for a method that sums its own
+        statistics over the ranks); a resumed fit restores ``state_dict`` after this
+        call."""
+        self.runtime = runtime
 
     def loss(self, out: NetworkOutput, batch: Batch) -> torch.Tensor:
         """The loss to back-propagate."""

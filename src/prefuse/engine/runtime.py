@@ -1,10 +1,15 @@
 """Where and how this process trains: device, precision, CPU threads, its place under torchrun.
 
-``resolve(config.train)`` decides it once, from the config and torchrun's environment
-(``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``); ``activate`` applies it (thread count, the
-current CUDA device) and makes it the runtime that ``current()`` returns to the training
-loop, evaluation, the probes and inference. Nothing else looks at ``torch.cuda`` to
-choose a device.
+``resolve(config.train)`` decides it once per process, from the config and torchrun's
+environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``: nothing else reads them);
+``apply`` (for the process) or ``applied`` (for a block) sets the process up for it
+(thread count, the current CUDA device). The ``Runtime`` value is then handed down to
+whatever needs it: the training loop, evaluation, the probes, the distributed helpers,
+the checkpoints and inference. Nothing else looks at ``torch.cuda`` to choose a device.
+
+Checked once each: the syntax of ``train.device`` and ``train.precision`` when the config
+is read (``RunConfig.validate``), their availability here (CUDA, GPU N, bf16) in
+``resolve``.
 
 Devices: ``auto`` is ``cuda`` when CUDA is available, else ``cpu``; ``cuda`` is the
 first GPU, or under torchrun GPU ``LOCAL_RANK``; ``cuda:N`` is GPU N. Under torchrun,
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import DEVICES, PRECISIONS, TrainConfig
+from ..config import DEVICES, TrainConfig
 from ..data.batching import TensorSplit
 from ..errors import ConfigError, PrefuseError
 
@@ -49,9 +54,14 @@ class Runtime:
         return self.rank == 0
 
     @property
-    def autocast(self) -> bool:
+    def bf16(self) -> bool:
         """Whether forward passes run under bf16 autocast."""
         return self.precision == "bf16"
+
+    def autocast(self) -> torch.autocast:
+        """The autocast context for a forward pass: bf16 when the runtime asks for it,
+        otherwise disabled (fp32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def describe(self) -> dict:
         """A plain summary for ``metrics.json``."""
@@ -81,9 +91,7 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _device(name: str, local_rank: int, world_size: int) -> torch.device:
-    if not DEVICES.fullmatch(name):
-        raise ConfigError("train.device", f"unknown device {name!r}; use auto, cpu, cuda "
-                          "or cuda:N")
+    # ``name`` is well formed: the config check (or ``device_for``) saw to that.
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
@@ -113,6 +121,9 @@ def device_for(name: str) -> torch.device:
     """The device ``name`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) means for one process
     (``predict``, ``evaluate``); ``ConfigError`` naming ``train.device`` if it is unknown
     or not here."""
+    if not DEVICES.fullmatch(name):
+        raise ConfigError("train.device", f"unknown device {name!r}; use auto, cpu, cuda "
+                          "or cuda:N")
     return _device(name, local_rank=0, world_size=1)
 
 
@@ -127,15 +138,13 @@ def slot_device(name: str, slot: int) -> str:
 
 def resolve(train: TrainConfig, env: Mapping[str, str] | None = None) -> Runtime:
     """The runtime ``train`` asks for in the process torchrun's ``env`` (default
-    ``os.environ``) describes. Bad or unavailable devices and precisions raise
-    ``ConfigError`` naming the field."""
+    ``os.environ``) describes; ``train`` has passed the config check (well-formed device
+    and precision). A device or precision not available here raises ``ConfigError``
+    naming the field."""
     env = os.environ if env is None else env
     world_size = _env_int(env, "WORLD_SIZE", 1)
     rank, local_rank = _env_int(env, "RANK", 0), _env_int(env, "LOCAL_RANK", 0)
     device = _device(train.device, local_rank, world_size)
-    if train.precision not in PRECISIONS:
-        raise ConfigError("train.precision", f"unknown precision {train.precision!r}; "
-                          f"use {' or '.join(PRECISIONS)}")
     if train.precision == "bf16":
         if device.type != "cuda":
             raise ConfigError("train.precision", "bf16 needs a GPU (train.device cuda); on "
@@ -153,58 +162,33 @@ def resolve(train: TrainConfig, env: Mapping[str, str] | None = None) -> Runtime
                    rank=rank, local_rank=local_rank, backend=backend)
 
 
-_current: Runtime | None = None
-
-
-def activate(runtime: Runtime) -> Runtime:
-    """Make ``runtime`` this process's runtime: set torch's thread count and the current
-    CUDA device. Returns ``runtime``."""
-    global _current
+def apply(runtime: Runtime) -> Runtime:
+    """Set this process up for ``runtime`` from now on: torch's thread count, the current
+    CUDA device, deterministic cuDNN. Returns ``runtime``."""
     torch.set_num_threads(runtime.threads)
     if runtime.device.type == "cuda":
         torch.cuda.set_device(runtime.device)
         # Same seed, same numbers: cuDNN's autotuner may pick a different kernel per run.
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    _current = runtime
     return runtime
 
 
 @contextmanager
-def using(runtime: Runtime) -> Iterator[Runtime]:
-    """Activate ``runtime`` for a block; the runtime and thread count in effect before
-    come back after it."""
-    global _current
-    previous, threads = _current, torch.get_num_threads()
+def applied(runtime: Runtime) -> Iterator[Runtime]:
+    """Set this process up for ``runtime`` for a block (torch's thread count, the current
+    CUDA device, see ``apply``); the thread count in effect before comes back after it."""
+    threads = torch.get_num_threads()
     try:
-        yield activate(runtime)
+        yield apply(runtime)
     finally:
-        _current = previous
         torch.set_num_threads(threads)
 
 
-def current() -> Runtime:
-    """The active runtime; until one is activated, what the default config resolves to
-    (so library calls of ``fit`` or ``evaluate`` follow ``auto`` as a run would)."""
-    global _current
-    if _current is None:
-        _current = resolve(TrainConfig(threads=torch.get_num_threads()))
-    return _current
-
-
-def autocast(runtime: Runtime | None = None) -> torch.autocast:
-    """The autocast context for a forward pass: bf16 when the runtime asks for it,
-    otherwise disabled (fp32)."""
-    runtime = runtime or current()
-    return torch.autocast(runtime.device.type, dtype=torch.bfloat16, enabled=runtime.autocast)
-
-
-def place(split: TensorSplit, runtime: Runtime | None = None,
-          share: float = 0.5) -> TensorSplit:
+def place(split: TensorSplit, runtime: Runtime, share: float = 0.5) -> TensorSplit:
     """``split`` moved to the runtime's device for the whole run when it takes at most
     ``share`` of the GPU's free memory (the rest is left for the models); otherwise, and
     on the CPU, ``split`` itself, and batches are copied to the device one by one."""
-    runtime = runtime or current()
     if runtime.device.type != "cuda":
         return split
     tensors = [*split.x.values(), *split.lengths.values(), *split.present.values(), split.y]
@@ -213,7 +197,7 @@ def place(split: TensorSplit, runtime: Runtime | None = None,
     return split.to(runtime.device) if size <= share * free else split
 
 
-def place_splits(data, runtime: Runtime | None = None):
+def place_splits(data, runtime: Runtime):
     """``data`` (an object with ``train``, ``valid`` and ``test`` splits; a missing one is
     None) with each split ``place``d on the runtime's device; returns ``data``."""
     for name in ("train", "valid", "test"):

@@ -11,13 +11,14 @@ from torch import nn
 
 from ..data.batching import Batch, TensorSplit
 from ..models.outputs import NetworkOutput
-from . import runtime
 from .method import Method
+from .runtime import Runtime
 
 
 class Objective(nn.Module):
     """A network and a training method's loss as one module: ``forward(batch)`` returns
-    the loss to back-propagate and the network's outputs, detached.
+    the loss to back-propagate and the network's outputs, detached; the forward runs
+    under ``runtime``'s autocast.
 
     Under torchrun this is the module DistributedDataParallel wraps, so that its search
     for parameters without a gradient starts from the loss, not from every output of the
@@ -29,13 +30,14 @@ class Objective(nn.Module):
     reduced.
     """
 
-    def __init__(self, model: nn.Module, method: Method):
+    def __init__(self, model: nn.Module, method: Method, runtime: Runtime):
         super().__init__()
         self.model = model
         self.method = method
+        self.runtime = runtime
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, NetworkOutput]:
-        with runtime.autocast():
+        with self.runtime.autocast():
             out = self.model(batch, self.method.request)
         out = out.float()
         return self.method.loss(out, batch), out.detach()

@@ -258,14 +258,14 @@ class Agm(Method):
         return self.running.coefficients(sums / counts, self.options.alpha)
 
     def after_backward(self, model):
-        coeffs = self.coefficients(distributed.sum_all(self.seen))
+        coeffs = self.coefficients(distributed.sum_all(self.seen, self.runtime))
         scale_grads_([model.encoders[m].parameters() for m in self.modalities], coeffs)
         for k, m in enumerate(self.modalities):
             self.coefficient[m].add(coeffs[k], self.batch_size)
 
     def end_epoch(self, epoch, model, valid):
         """``agm_coeff_<modality>``: the epoch's mean coefficient on that encoder."""
-        return {f"agm_coeff_{m}": mean.mean() for m, mean in self.coefficient.items()}
+        return {f"agm_coeff_{m}": mean.mean(self.runtime) for m, mean in self.coefficient.items()}
 
     def state_dict(self):
         return {"running": self.running.state_dict()}

@@ -45,7 +45,8 @@ Rules a method keeps: everything it reads from the network comes out of the one 
 may leave parameters out on some steps, such as the head of a modality the batch lacks:
 DDP looks for them from the loss, see ``step.Objective``); anything
 it computes from the batch to change gradients (scores, ratios) is reduced across ranks
-with ``prefuse.engine.distributed.sum_all`` so every rank changes its gradients alike;
+with ``prefuse.engine.distributed.sum_all`` (on ``self.runtime``, which ``start`` sets)
+so every rank changes its gradients alike;
 state that matters for resuming goes through ``state_dict``/``load_state_dict`` as tensors
 and plain containers (checkpoints load with ``weights_only=True``).
 """
@@ -63,6 +64,7 @@ from ..config import RunConfig, table_to
 from ..data.batching import Batch
 from ..engine import distributed
 from ..engine.method import Method
+from ..engine.runtime import Runtime
 from ..errors import ConfigError
 from ..models.outputs import NetworkOutput
 from ..registry import Registry
@@ -85,9 +87,9 @@ class EpochMean:
         self.total = self.total + value.detach() * count
         self.count += count
 
-    def mean(self) -> float:
-        """The mean so far over every rank; then start again at zero."""
-        total, count = distributed.sum_all([float(self.total), float(self.count)])
+    def mean(self, runtime: Runtime) -> float:
+        """The mean so far over every rank of ``runtime``; then start again at zero."""
+        total, count = distributed.sum_all([float(self.total), float(self.count)], runtime)
         self.total, self.count = 0.0, 0
         return total / count if count else float("nan")
 

@@ -149,7 +149,8 @@ class GradientBlend(Method):
 
     def end_epoch(self, epoch, model, valid):
         used = list(self.weights)
-        train = [mean.mean() for mean in self.train_losses]  # every epoch, on every rank
+        # Every epoch, on every rank: the means are summed across the ranks.
+        train = [mean.mean(self.runtime) for mean in self.train_losses]
         if epoch == 1 or (epoch - 1) % self.options.super_epoch == 0:
             now = {"epoch": epoch, "train": train, "valid": self.valid_losses(model, valid)}
             if self.last is not None:

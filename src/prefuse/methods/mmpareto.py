@@ -158,13 +158,14 @@ class Mmpareto(Method):
         self.pending: dict[str, tuple[list[torch.nn.Parameter], list[torch.Tensor]]] = {}
         self.conflict = {m: EpochMean() for m in self.modalities}
 
-    def start(self, model, seed):
+    def start(self, model, seed, runtime):
+        super().start(model, seed, runtime)
         self.encoders = {m: model.encoders[m] for m in self.modalities}
 
     def loss(self, out, batch):
         if not self.encoders:
-            raise RuntimeError("mmpareto needs the network: call start(model, seed) before "
-                               "the first step (fit does)")
+            raise RuntimeError("mmpareto needs the network: call start(model, seed, runtime) "
+                               "before the first step (fit does)")
         losses = modality_losses(self.task, out, batch)
         self.pending = {}
         for m in self.modalities:
@@ -181,7 +182,7 @@ class Mmpareto(Method):
             if m not in self.pending:
                 continue
             params, uni = self.pending[m]
-            shared = distributed.average_all_(flat(uni))
+            shared = distributed.average_all_(flat(uni), self.runtime)
             uni = [g.view_as(p) for g, p in zip(shared.split([p.numel() for p in params]),
                                                 params)]
             fused = [(torch.zeros_like(p) if p.grad is None else p.grad) - g
@@ -196,4 +197,5 @@ class Mmpareto(Method):
 
     def end_epoch(self, epoch, model, valid):
         """``mmpareto_conflict_<modality>``: share of the epoch's steps with a conflict."""
-        return {f"mmpareto_conflict_{m}": mean.mean() for m, mean in self.conflict.items()}
+        return {f"mmpareto_conflict_{m}": mean.mean(self.runtime)
+                for m, mean in self.conflict.items()}

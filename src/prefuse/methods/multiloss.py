@@ -40,4 +40,4 @@ class Multiloss(Method):
 
     def end_epoch(self, epoch, model, valid):
         """``unimodal_loss``: the epoch's mean of the summed per-modality losses."""
-        return {"unimodal_loss": self.unimodal.mean()}
+        return {"unimodal_loss": self.unimodal.mean(self.runtime)}

@@ -206,7 +206,8 @@ class OgmGe(Method):
         self.seen: list[float] = []
         self.batch_size = 0
 
-    def start(self, model, seed):
+    def start(self, model, seed, runtime):
+        super().start(model, seed, runtime)
         self.generator.manual_seed(seed)
 
     @torch.no_grad()
@@ -238,7 +239,7 @@ class OgmGe(Method):
         return ogm_coefficients(sums / counts, o.alpha)
 
     def after_backward(self, model):
-        coeffs = self.coefficients(distributed.sum_all(self.seen))
+        coeffs = self.coefficients(distributed.sum_all(self.seen, self.runtime))
         if coeffs is not None:
             modulate_([modulated_parameters(model.encoders[m]) for m in self.modalities],
                       coeffs, self.generator, self.options.noise)
@@ -249,7 +250,7 @@ class OgmGe(Method):
     def end_epoch(self, epoch, model, valid):
         """``ogm_coeff_<modality>``: the epoch's mean coefficient on that encoder."""
         self.epoch = epoch + 1
-        return {f"ogm_coeff_{m}": mean.mean() for m, mean in self.coefficient.items()}
+        return {f"ogm_coeff_{m}": mean.mean(self.runtime) for m, mean in self.coefficient.items()}
 
     def state_dict(self):
         return {"epoch": self.epoch, "generator": self.generator.get_state()}

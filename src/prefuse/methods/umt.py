@@ -68,4 +68,4 @@ class Umt(Method):
 
     def end_epoch(self, epoch, model, valid):
         """``umt_distance``: the epoch's mean summed distance to the teachers."""
-        return {"umt_distance": self.distance.mean()}
+        return {"umt_distance": self.distance.mean(self.runtime)}

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from ..config import RunConfig
 from ..data.dataset import Split
-from ..engine import distributed
+from ..engine.runtime import Runtime
 from ..errors import ConfigError, DataError
 from ..methods import check_data, check_options
 from ..models.context import CONTEXTS
@@ -29,10 +29,20 @@ def _check_training(arm: arm_registry.Arm, config: RunConfig) -> None:
         raise ConfigError(e.field, f"arm {arm.name}: {str(e).split(': ', 1)[-1]}") from None
 
 
+def check_runtime(config: RunConfig, runtime: Runtime) -> None:
+    """Raise ``ConfigError`` where ``config`` cannot train on ``runtime``: context under
+    torchrun, whose sharding takes every n-th row of a batch and would cut the context
+    windows apart."""
+    if config.model.context != "none" and runtime.distributed:
+        raise ConfigError("model.context", f"context ({config.model.context}) trains in one "
+                          f"process only, not {runtime.world_size} (torchrun): each rank "
+                          "takes every n-th row of a batch, which would cut the context "
+                          "windows apart")
+
+
 def _check_context(config: RunConfig) -> None:
     """What context (``model.context``) needs before any data: a window of at least one
-    utterance, arms whose networks can take it, and one process (torchrun's sharding
-    splits each batch by rows, which would cut its windows apart)."""
+    utterance and arms whose networks can take it (``check_runtime`` adds: one process)."""
     m = config.model
     if m.context_window < 1:
         raise ConfigError("model.context_window", "must be at least 1 (utterances per "
@@ -46,11 +56,7 @@ def _check_context(config: RunConfig) -> None:
             raise ConfigError("model.context", f"arm {name} cannot use context "
                               f"({m.context}): {reason}; leave it out of the arms or train "
                               "without context")
-    if distributed.world_size() > 1:
-        raise ConfigError("model.context", f"context ({m.context}) trains in one process "
-                          f"only, not {distributed.world_size()} (torchrun): each rank "
-                          "takes every n-th row of a batch, which would cut the context "
-                          "windows apart")
+
 
 
 def check_config(config: RunConfig, source: object = None) -> RunConfig:

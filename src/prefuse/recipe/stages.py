@@ -18,19 +18,20 @@ import torch
 from torch import nn
 
 from ..config import RunConfig, TrainConfig
-from ..data.batching import Tensors, TensorSplit
+from ..data.batching import TensorSplit
 from ..data.dataset import MultimodalDataset
 from ..data.windows import window_for
-from ..engine import runtime
 from ..engine.checkpoint import RunCheckpoints, StageCheckpoint
 from ..engine.evaluation import Evaluation, evaluate
 from ..engine.fit import FitResult, Hook, fit
 from ..engine.method import Method
+from ..engine.runtime import Runtime
 from ..methods import build_method
 from ..metrics import direction
 from ..models.network import MultimodalNetwork, NetworkSpec
-from ..tasks import Task, task_for
+from ..tasks import Task
 from .arms import arm as arm_named
+from .workspace import Workspace
 
 
 @dataclass
@@ -79,7 +80,7 @@ def network_spec(dataset: MultimodalDataset, config: RunConfig, task: Task,
 class EpochEvent:
     """One finished epoch of one stage, as an epoch observer sees it: ``stage`` is
     ``pretrain`` (``name`` the modality) or ``joint`` (``name`` the arm); ``row`` is the
-    epoch's history row, usage columns included."""
+    epoch's history row, usage columns included; ``runtime`` is where the stage trains."""
 
     seed: int
     stage: str
@@ -89,6 +90,7 @@ class EpochEvent:
     row: dict
     valid: TensorSplit
     task: Task
+    runtime: Runtime
 
 
 # Sees every epoch of every stage (live logging, tuning's pruner); may raise to stop.
@@ -96,75 +98,85 @@ Observer = Callable[[EpochEvent], None]
 
 
 
-def usage_probe(data: Tensors, task: Task, modalities: list[str]) -> Hook:
+def usage_probe(space: Workspace, modalities: list[str]) -> Hook:
     """A ``fit`` hook measuring how much the network uses each modality: the
     validation metric with only that modality kept (the others masked)."""
     alone = tuple((m,) for m in modalities)
+    task = space.task
 
     def probe(epoch: int, model: nn.Module, row: dict) -> dict:
-        kept = evaluate(model, data.valid, task, keep=alone).kept
+        kept = evaluate(model, space.data.valid, task, space.runtime, keep=alone).kept
         return {f"usage_{m}": kept[(m,)][task.primary] for m in modalities}
 
     return probe
 
 
-def without_each(model: nn.Module, split: TensorSplit, task: Task) -> dict[str, dict[str, float]]:
+def without_each(model: nn.Module, split: TensorSplit, task: Task,
+                 runtime: Runtime) -> dict[str, dict[str, float]]:
     """``{"without_<m>": metrics}``: ``model`` scored on ``split`` with modality m masked
     for every sample (attention renormalised over the rest)."""
     rest = {m: tuple(k for k in split.modalities if k != m) for m in split.modalities}
-    kept = evaluate(model, split, task, keep=tuple(rest.values())).kept
+    kept = evaluate(model, split, task, runtime, keep=tuple(rest.values())).kept
     return {f"without_{m}": kept[subset] for m, subset in rest.items()}
 
 
 def _observing(observe: Observer | None, seed: int, stage: str, name: str,
-               valid: TensorSplit, task: Task) -> list[Hook]:
+               space: Workspace) -> list[Hook]:
     """A ``fit`` hook handing ``observe`` every epoch's full row (none without one)."""
     if observe is None:
         return []
 
     def on_epoch(epoch: int, model: nn.Module, row: dict) -> None:
-        observe(EpochEvent(seed, stage, name, epoch, model, dict(row), valid, task))
+        observe(EpochEvent(seed, stage, name, epoch, model, dict(row), space.data.valid,
+                           space.task, space.runtime))
 
     return [on_epoch]
 
 
-def _train(model: nn.Module, method: Method | None, data: Tensors, task: Task,
-           train: TrainConfig, seed: int, desc: str, stage: StageCheckpoint | None,
+def _scored(model: nn.Module, fitted: FitResult, space: Workspace) -> StageResult:
+    """``model`` with its validation and (where the data has one) test evaluations."""
+    data, task, where = space.data, space.task, space.runtime
+    return StageResult(model, fitted, evaluate(model, data.valid, task, where),
+                       evaluate(model, data.test, task, where) if data.test is not None
+                       else None)
+
+
+def _train(model: nn.Module, method: Method | None, space: Workspace, train: TrainConfig,
+           seed: int, desc: str, stage: StageCheckpoint | None,
            hooks: list[Hook]) -> StageResult:
-    model.to(runtime.current().device)
+    model.to(space.runtime.device)
     if stage is not None and (done := stage.load_done()) is not None:
         # Finished before an interruption: its weights and fit are kept; the evaluations
         # are deterministic, so recomputing them gives the original numbers.
         model.load_state_dict(done["model"])
         result = FitResult(**done["fit"])
     else:
-        result = fit(model, method, data, task, train, seed=seed, checkpoint=stage,
-                     hooks=hooks, desc=desc)
+        result = fit(model, method, space.data, space.task, train, space.runtime, seed=seed,
+                     checkpoint=stage, hooks=hooks, desc=desc)
         if stage is not None:
             stage.save_done(model, result)
-    return StageResult(model, result, evaluate(model, data.valid, task),
-                       evaluate(model, data.test, task) if data.test is not None else None)
+    return _scored(model, result, space)
 
 
-def _assemble(model: nn.Module, data: Tensors, task: Task) -> StageResult:
+def _assemble(model: nn.Module, space: Workspace) -> StageResult:
     """An arm with no joint training (the unimodal ensemble): its network, holding the
     stage-1 networks, only calibrates on the validation split; it runs no epochs."""
-    where = runtime.current().device
+    where = space.runtime.device
     model.to(where)
     start = time.perf_counter()
-    model.calibrate(data.valid, task)
+    model.calibrate(space.data.valid, space.task)
     fitted = FitResult(best_epoch=0, best_valid={}, epochs_run=0,
                        seconds=time.perf_counter() - start, device=str(where))
-    test = evaluate(model, data.test, task) if data.test is not None else None
-    return StageResult(model, fitted, evaluate(model, data.valid, task), test)
+    return _scored(model, fitted, space)
 
 
-def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunConfig,
-             seed: int, checkpoints: RunCheckpoints | None = None,
+def pretrain(space: Workspace, config: RunConfig, seed: int,
+             checkpoints: RunCheckpoints | None = None,
              observe: Observer | None = None) -> dict[str, StageResult]:
-    """Stage 1: each modality's encoder with its own head, trained alone (resumed from
-    ``checkpoints`` where given; ``observe`` sees every epoch)."""
-    base = network_spec(dataset, config, task, "concat")
+    """Stage 1 on ``space``: each modality's encoder with its own head, trained alone
+    (resumed from ``checkpoints`` where given; ``observe`` sees every epoch)."""
+    dataset = space.dataset
+    base = network_spec(dataset, config, space.task, "concat")
     # Encoders trained alone: no encoder group of their own, none frozen.
     train = replace(config.train, epochs=config.train.pretrain_epochs, encoder_lr=0.0,
                     freeze_epochs=0)
@@ -174,21 +186,19 @@ def pretrain(dataset: MultimodalDataset, data: Tensors, task: Task, config: RunC
         model = MultimodalNetwork(base.only(modality))
         model.fit_standardization(dataset["train"])
         stage = checkpoints.stage(seed, "pretrain", modality) if checkpoints else None
-        out[modality] = _train(model, None, data, task, train, seed,
+        out[modality] = _train(model, None, space, train, seed,
                                f"seed {seed} pretrain {modality}", stage,
-                               _observing(observe, seed, "pretrain", modality, data.valid,
-                                          task))
+                               _observing(observe, seed, "pretrain", modality, space))
     return out
 
 
-def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
-              config: RunConfig, seed: int,
+def train_arm(arm: str, space: Workspace, config: RunConfig, seed: int,
               unimodal: dict[str, StageResult] | None = None,
               checkpoints: RunCheckpoints | None = None,
               observe: Observer | None = None, usage: bool = True) -> StageResult:
-    """Stage 2 for one arm: build its network, start from stage-1 encoders if its init
-    says so, train it with its method within what is left of the budget (resumed from
-    ``checkpoints`` where given; ``observe`` sees every epoch; an arm without joint
+    """Stage 2 for one arm on ``space``: build its network, start from stage-1 encoders if
+    its init says so, train it with its method within what is left of the budget (resumed
+    from ``checkpoints`` where given; ``observe`` sees every epoch; an arm without joint
     training only calibrates on the validation split), then score it on the test split
     (where the data has one) with each modality removed. ``usage=False`` skips the
     per-epoch modality-usage probe (one validation pass per modality), and with it the
@@ -196,6 +206,7 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
     spec = arm_named(arm)
     if spec.uses_stage1 and not unimodal:
         raise ValueError(f"arm {arm} needs stage-1 networks")
+    dataset, data, task = space.dataset, space.data, space.task
     stage1 = {m: r.model for m, r in (unimodal or {}).items()} if spec.uses_stage1 else None
     method = build_method(spec.method, task, config, dataset.modalities, stage1)
     torch.manual_seed(seed)
@@ -207,16 +218,16 @@ def train_arm(arm: str, dataset: MultimodalDataset, data: Tensors, task: Task,
             model.load_pretrained(modality, network)
     if spec.joint:
         stage = checkpoints.stage(seed, "arm", arm) if checkpoints else None
-        hooks = [usage_probe(data, task, list(data.train.modalities))] \
+        hooks = [usage_probe(space, list(data.train.modalities))] \
             if usage and len(dataset.modalities) > 1 else []
-        hooks += _observing(observe, seed, "joint", arm, data.valid, task)
-        result = _train(model, method, data, task, spec.training(config.train), seed,
+        hooks += _observing(observe, seed, "joint", arm, space)
+        result = _train(model, method, space, spec.training(config.train), seed,
                         f"seed {seed} {arm}", stage, hooks)
     else:
-        result = _assemble(model, data, task)
+        result = _assemble(model, space)
     # A one-modality network (``alone-<m>``) has no modality to remove.
     if len(result.model.spec.modalities) > 1 and data.test is not None:
-        result.robustness = without_each(result.model, data.test, task)
+        result.robustness = without_each(result.model, data.test, task, space.runtime)
     return result
 
 
@@ -237,32 +248,28 @@ def units(config: RunConfig, seed: int) -> list[Unit]:
     return first + [Unit(seed, arm) for arm in config.arms]
 
 
-def run_unit(unit: Unit, dataset: MultimodalDataset, data: Tensors, task: Task,
-             config: RunConfig, result: SeedResult,
+def run_unit(unit: Unit, space: Workspace, config: RunConfig, result: SeedResult,
              checkpoints: RunCheckpoints | None = None,
              observe: Observer | None = None) -> None:
-    """Train ``unit`` (or load it, where ``checkpoints`` hold it done) and score it into
-    ``result``, which must already hold the seed's stage 1 for an arm that uses it."""
+    """Train ``unit`` on ``space`` (or load it, where ``checkpoints`` hold it done) and
+    score it into ``result``, which must already hold the seed's stage 1 for an arm that
+    uses it."""
     if unit.arm is None:
-        result.unimodal = pretrain(dataset, data, task, config, unit.seed, checkpoints,
-                                   observe)
+        result.unimodal = pretrain(space, config, unit.seed, checkpoints, observe)
     else:
-        result.arms[unit.arm] = train_arm(unit.arm, dataset, data, task, config, unit.seed,
+        result.arms[unit.arm] = train_arm(unit.arm, space, config, unit.seed,
                                           result.unimodal, checkpoints, observe)
 
 
-def run_seed(dataset: MultimodalDataset, config: RunConfig, seed: int,
-             data: Tensors | None = None,
+def run_seed(space: Workspace, config: RunConfig, seed: int,
              checkpoints: RunCheckpoints | None = None,
              observe: Observer | None = None) -> SeedResult:
-    """Stage 1 (always: it also gives the unimodal table) and every configured arm;
-    stages finished before an interruption are taken from ``checkpoints``; ``observe``
-    sees every epoch."""
-    task = task_for(dataset)
-    data = data or Tensors(dataset, task, window_for(config.model))
+    """Stage 1 (always: it also gives the unimodal table) and every configured arm, on
+    ``space``; stages finished before an interruption are taken from ``checkpoints``;
+    ``observe`` sees every epoch."""
     result = SeedResult(seed)
     for unit in units(config, seed):
-        run_unit(unit, dataset, data, task, config, result, checkpoints, observe)
+        run_unit(unit, space, config, result, checkpoints, observe)
     return result
 
 

@@ -21,18 +21,18 @@ from ..data.dataset import MultimodalDataset
 from ..data.fingerprint import fingerprint
 from ..data.source import load_data
 from ..data.windows import window_for
-from ..engine import distributed, runtime
+from ..engine import runtime
 from ..engine.checkpoint import RunCheckpoints
 from ..fileio import write_json, write_text
 from ..locks import hold
 from ..models.saving import save_model
-from ..recipe.checks import check_arms_data, check_config
+from ..recipe.checks import check_arms_data, check_config, check_runtime
 from ..recipe.stages import Observer, SeedResult, Unit, run_seed, run_unit
+from ..recipe.workspace import build_workspace
 from ..tasks import Task
 from .files import attention_csv, history_csv
 from .pool import train_in_workers
 from .summary import best_seed, headline_arm, summarize
-from .workspace import build_workspace
 
 
 def write_run(out: Path, config: RunConfig, dataset: MultimodalDataset, task: Task,
@@ -70,7 +70,8 @@ def _finite(obj):
 
 def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
                    log=print, resume: bool = False, overwrite: bool = False,
-                   observe: Observer | None = None) -> dict:
+                   observe: Observer | None = None,
+                   where: runtime.Runtime | None = None) -> dict:
     """Train every arm of ``config`` for every seed and write the run directory.
 
     Every epoch is checkpointed; ``resume`` continues an interrupted run of the same
@@ -78,12 +79,15 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
     directory that holds a run unless ``overwrite``. Returns the ``metrics.json``
     document. Under torchrun every rank trains its share and returns the document; only
     the main rank logs and writes the run directory and checkpoints. ``observe`` sees
-    every epoch of every stage (e.g. a TensorBoard writer).
+    every epoch of every stage (e.g. a TensorBoard writer). ``where`` is the runtime this
+    process resolved for ``config.train`` (default: resolved here).
     """
     config = check_config(config)
+    where = where or runtime.resolve(config.train)
+    check_runtime(config, where)
     # Ranks share the directory and only the main rank writes it: it alone holds it.
-    owner = hold(config.out) if distributed.is_main() else nullcontext()
-    with runtime.using(runtime.resolve(config.train)) as where, owner:
+    owner = hold(config.out) if where.is_main else nullcontext()
+    with runtime.applied(where), owner:
         return _run(config, dataset, log, resume, overwrite, observe, where)
 
 
@@ -95,7 +99,7 @@ def _undone_on_failure(checkpoints: RunCheckpoints, resume: bool):
     try:
         yield
     except Exception:
-        if not resume and distributed.is_main() and \
+        if not resume and checkpoints.runtime.is_main and \
                 not any(checkpoints.directory.glob("*.pt")):
             shutil.rmtree(checkpoints.directory, ignore_errors=True)
             for name in (rundir.DATA_FILE, rundir.CONFIG_FILE):
@@ -112,8 +116,8 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
     # After loading, so that data that cannot be read leaves no run directory behind.
     check_modalities(config, dataset.modalities, dataset.source)
     config = check_arms_data(config, dataset.modalities, dataset.source, dataset.splits)
-    checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
-                                                   overwrite)
+    checkpoints = RunCheckpoints(config.out, where).start(config, resume,
+                                                          fingerprint(dataset), overwrite)
     with _undone_on_failure(checkpoints, resume):
         return _train_and_write(config, dataset, log, observe, where, checkpoints)
 
@@ -129,19 +133,19 @@ def _train_and_write(config: RunConfig, dataset: MultimodalDataset, log,
             # The workers left the unit done in the checkpoints: this loads and scores
             # it, here, while they train the others.
             result = by_seed.setdefault(unit.seed, SeedResult(unit.seed))
-            run_unit(unit, dataset, data, task, config, result, checkpoints, observe)
+            run_unit(unit, space, config, result, checkpoints, observe)
 
         train_in_workers(config, dataset, config.train.jobs, log, unit_done=score)
     for seed in config.seeds:
         if seed not in by_seed:
-            if distributed.is_main():
+            if where.is_main:
                 log(f"seed {seed}: training {len(config.arms)} arms on {dataset.name}")
-            by_seed[seed] = run_seed(dataset, config, seed, data, checkpoints, observe)
+            by_seed[seed] = run_seed(space, config, seed, checkpoints, observe)
     # Scored as they finished: the arms go back into the configured order.
     results = [replace(by_seed[seed], arms={arm: by_seed[seed].arms[arm]
                                             for arm in config.arms})
                for seed in config.seeds]
-    if not distributed.is_main():
+    if not where.is_main:
         return summarize(dataset, task, results)
     summary = write_run(Path(config.out), config, dataset, task, results, data, where)
     checkpoints.remove()

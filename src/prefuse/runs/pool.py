@@ -27,8 +27,8 @@ from ..engine import runtime
 from ..engine.checkpoint import RunCheckpoints
 from ..recipe.arms import arm as arm_named
 from ..recipe.stages import SeedResult, Unit, run_unit, units
+from ..recipe.workspace import build_workspace
 from .workers import WorkerPool
-from .workspace import build_workspace
 
 
 def plan(config: RunConfig) -> dict[Unit, Unit | None]:
@@ -48,20 +48,19 @@ def _serve(slot: int, config: RunConfig,
     """A worker process: set up once, then train each unit the parent sends into the
     run's checkpoints (see ``workers.WorkerPool``)."""
     train = replace(config.train, device=runtime.slot_device(config.train.device, slot))
-    where = runtime.activate(runtime.resolve(train))
+    where = runtime.apply(runtime.resolve(train))
     # Workers only train: with no test split, the stages skip their test scores and
     # robustness table, which the main process computes from the checkpoints anyway.
     space = build_workspace(dataset, where, test=False, context_window=window_for(config.model))
-    task, data = space.task, space.data
-    checkpoints = RunCheckpoints(config.out)
+    checkpoints = RunCheckpoints(config.out, where)
     waits_for = plan(config)
 
     def train_unit(unit: Unit) -> None:
         result = SeedResult(unit.seed)
         if (stage1 := waits_for[unit]) is not None:
             # Done already: this only loads the encoders the arm starts from.
-            run_unit(stage1, dataset, data, task, config, result, checkpoints)
-        run_unit(unit, dataset, data, task, config, result, checkpoints)
+            run_unit(stage1, space, config, result, checkpoints)
+        run_unit(unit, space, config, result, checkpoints)
 
     return train_unit
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numbers
 from pathlib import Path
 
-from ..engine import distributed
 from ..engine.evaluation import evaluate
 from ..errors import PrefuseError
 from ..recipe.stages import EpochEvent, Observer
@@ -41,9 +40,9 @@ class TensorBoardLog:
         self._writer = None
 
     def observer(self, prefix: str = "") -> Observer:
-        """An observer writing its events under ``logdir/prefix``."""
+        """An observer writing its events under ``logdir/prefix`` (the main rank's)."""
         def observe(event: EpochEvent) -> None:
-            if distributed.is_main():
+            if event.runtime.is_main:
                 self.write(event, prefix)
         return observe
 
@@ -62,7 +61,8 @@ class TensorBoardLog:
                                         if key.startswith("usage_") else f"extra/{key}")
             self._writer.add_scalar(tag, float(value), step)
         if event.stage == "joint":
-            weights = evaluate(event.model, event.valid, event.task).weights.mean(axis=0)
+            weights = evaluate(event.model, event.valid, event.task,
+                               event.runtime).weights.mean(axis=0)
             for m, w in zip(event.valid.modalities, weights):
                 self._writer.add_scalar(f"attention/{m}", float(w), step)
         self._writer.flush()

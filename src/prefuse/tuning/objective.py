@@ -14,16 +14,14 @@ from collections.abc import Callable
 import optuna
 
 from ..config import RunConfig
-from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
 from ..data.windows import window_for
 from ..engine import runtime
 from ..metrics import is_better, lower_is_better
 from ..recipe.arms import arm as arm_named
 from ..recipe.stages import EpochEvent, Observer, StageResult, pretrain, train_arm
+from ..recipe.workspace import Workspace, build_workspace
 from ..runs.tensorboard import TensorBoardLog
-from ..runs.workspace import build_workspace
-from ..tasks import task_for
 from .space import configure, sample
 from .study import TICKET
 
@@ -41,17 +39,14 @@ def without_test(dataset: MultimodalDataset) -> MultimodalDataset:
                              source=dataset.source)
 
 
-def train_on_valid(arm: str, dataset: MultimodalDataset, data: Tensors, config: RunConfig,
-                   seed: int, observe: Observer | None = None,
-                   usage: bool = True) -> StageResult:
+def train_on_valid(arm: str, space: Workspace, config: RunConfig, seed: int,
+                   observe: Observer | None = None, usage: bool = True) -> StageResult:
     """``arm`` trained for ``seed`` as ``prefuse run`` trains it (stage 1 first where the
-    arm has one), on a dataset without test split; ``usage=False`` skips the per-epoch
+    arm has one), on a workspace without test split; ``usage=False`` skips the per-epoch
     modality-usage probe."""
-    task = task_for(dataset)
-    unimodal = pretrain(dataset, data, task, config, seed, observe=observe) \
+    unimodal = pretrain(space, config, seed, observe=observe) \
         if arm_named(arm).uses_stage1 else None
-    return train_arm(arm, dataset, data, task, config, seed, unimodal, observe=observe,
-                     usage=usage)
+    return train_arm(arm, space, config, seed, unimodal, observe=observe, usage=usage)
 
 
 class Pruning:
@@ -87,17 +82,17 @@ def _both(first: Observer | None, second: Observer) -> Observer:
 
 class Objective:
     """The value of one trial of ``arm``: the validation primary metric averaged over
-    ``tune.tune_seeds``. With ``tensorboard``, every epoch is also written there under
-    ``<arm>/trial<number>/``."""
+    ``tune.tune_seeds``, trained on the runtime ``where``. With ``tensorboard``, every
+    epoch is also written there under ``<arm>/trial<number>/``."""
 
     def __init__(self, config: RunConfig, arm: str, dataset: MultimodalDataset,
                  tensorboard: TensorBoardLog | None = None,
-                 log: Callable[[str], None] = print, where: runtime.Runtime | None = None):
+                 log: Callable[[str], None] = print, *, where: runtime.Runtime):
         self.config, self.arm, self.log = config, arm, log
-        # Placed on the device as a run's splits are (default: the active runtime).
-        space = build_workspace(without_test(dataset), where or runtime.current(),
-                                context_window=window_for(config.model))
-        self.dataset, self.task, self.data = space.dataset, space.task, space.data
+        # Placed on the device as a run's splits are.
+        self.space = build_workspace(without_test(dataset), where,
+                                     context_window=window_for(config.model))
+        self.task = self.space.task
         self.tensorboard = tensorboard
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -115,7 +110,7 @@ class Objective:
             observe = _both(extra, Pruning(trial, metric, k * config.train.epochs + stage1))
             # The usage probe costs a validation pass per modality and epoch; in a trial
             # only TensorBoard shows it.
-            result = train_on_valid(self.arm, self.dataset, self.data, config, seed, observe,
+            result = train_on_valid(self.arm, self.space, config, seed, observe,
                                     usage=self.tensorboard is not None)
             values.append(result.valid.metrics[metric])
         trial.set_user_attr("seed_values", values)

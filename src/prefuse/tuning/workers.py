@@ -37,15 +37,16 @@ def work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
     trial with the same parameters. ``tensorboard`` receives every trial's epochs. The
     trials train on the runtime ``config.train`` resolves to (device, threads), as a run
     would."""
-    with runtime.using(runtime.resolve(config.train)):
-        _work(config, tune_dir, dataset, tensorboard, log)
+    with runtime.applied(runtime.resolve(config.train)) as where:
+        _work(config, tune_dir, dataset, tensorboard, log, where)
 
 
 def _work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
-          tensorboard: TensorBoardLog | None, log: Callable[[str], None]) -> None:
+          tensorboard: TensorBoardLog | None, log: Callable[[str], None],
+          where: runtime.Runtime) -> None:
     storage = open_storage(config.tune, tune_dir)
     studies = {arm: load_study(storage, config.tune, arm) for arm in config.arms}
-    objectives = {arm: Objective(config, arm, dataset, tensorboard, log)
+    objectives = {arm: Objective(config, arm, dataset, tensorboard, log, where=where)
                   for arm in config.arms}
     while True:
         state = {arm: counts(study) for arm, study in studies.items()}

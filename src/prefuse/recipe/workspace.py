@@ -3,7 +3,8 @@ device, and the runtime they were placed for.
 
 A run, each ``--jobs`` worker, each tune worker's trials and the bench build it here, so
 they cannot drift apart (trials once skipped the placement and copied every batch from
-the host while a run kept its splits on the GPU).
+the host while a run kept its splits on the GPU). The recipe's stages take it whole:
+what they train on and where.
 """
 
 from __future__ import annotations
