@@ -20,7 +20,7 @@ from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
 from ..data.fingerprint import fingerprint
 from ..data.source import load_data
-from ..engine import distributed, runtime
+from ..engine import distributed, replacing, runtime
 from ..engine.checkpoint import RunCheckpoints
 from ..fileio import write_json, write_text
 from ..locks import hold
@@ -74,10 +74,12 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
 
     Every epoch is checkpointed; ``resume`` continues an interrupted run of the same
     config in ``config.out`` and ends with the same results; a fresh run refuses a
-    directory that holds a run unless ``overwrite``. Returns the ``metrics.json``
-    document. Under torchrun every rank trains its share and returns the document; only
-    the main rank logs and writes the run directory and checkpoints. ``observe`` sees
-    every epoch of every stage (e.g. a TensorBoard writer).
+    directory that holds a run unless ``overwrite``, which keeps that run aside until the
+    new one is written and puts it back if the new one fails or is interrupted
+    (``engine.replacing``). Returns the ``metrics.json`` document. Under torchrun every
+    rank trains its share and returns the document; only the main rank logs and writes
+    the run directory and checkpoints. ``observe`` sees every epoch of every stage (e.g.
+    a TensorBoard writer).
     """
     config = check_config(config)
     # Ranks share the directory and only the main rank writes it: it alone holds it.
@@ -111,10 +113,13 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
     # After loading, so that data that cannot be read leaves no run directory behind.
     check_modalities(config, dataset.modalities, dataset.source)
     config = check_arms_data(config, dataset.modalities, dataset.source)
-    checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
-                                                   overwrite)
-    with _undone_on_failure(checkpoints, resume):
-        return _train_and_write(config, dataset, log, observe, where, checkpoints)
+    # Only the main rank touches the files, the previous run's included.
+    kept = replacing.kept_until_done(config.out) if distributed.is_main() else nullcontext()
+    with kept:
+        checkpoints = RunCheckpoints(config.out).start(config, resume, fingerprint(dataset),
+                                                       overwrite)
+        with _undone_on_failure(checkpoints, resume):
+            return _train_and_write(config, dataset, log, observe, where, checkpoints)
 
 
 def _train_and_write(config: RunConfig, dataset: MultimodalDataset, log,
