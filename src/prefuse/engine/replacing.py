@@ -91,8 +91,8 @@ def settle(out: Path) -> str:
     for name in run_files(out):
         _delete(out / name)
     _put_back(replaced, out)
-    return f"the previous run in {out} was kept (put back from {replaced}; the run " \
-           "that was replacing it had not finished)"
+    return f"the previous run in {out} was kept (put back from {replaced}, in place of " \
+           "the unfinished new run's files)"
 
 
 def recover(out: str | Path) -> None:
