@@ -26,7 +26,7 @@ EXEMPT = {"prefuse.cli.build_parser"}
 # Lowest first; a module may import from its own layer and those below it.
 LAYERS = [
     ("errors", "registry", "config", "fileio", "metrics", "tasks", "rundir", "locks", "redact",
-     "secrets", "__init__"),
+     "secrets", "replacing", "__init__"),
     ("data",),
     ("models",),
     ("engine",),

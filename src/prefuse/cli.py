@@ -155,7 +155,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .analysis.report import write_report
+    from .replacing import recover_unheld
 
+    recover_unheld(args.run_dir)  # what a killed --overwrite left
     for path in write_report(args.run_dir):
         print(f"wrote {path}")
     return 0
@@ -404,6 +406,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         pass
 
 
+def _with_notes(text: str, error: BaseException) -> str:
+    """``text`` followed by the notes added to ``error`` on its way up (such as that an
+    ``--overwrite`` run kept the previous run)."""
+    return "; ".join([text, *getattr(error, "__notes__", [])])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user errors print one clear line and exit with status 2; Ctrl-C
     prints how to continue and exits with 130."""
@@ -414,14 +422,17 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return args.func(args)
     except PrefuseError as e:
-        print(f"prefuse: error: {mask(str(e))}", file=sys.stderr)
+        print(f"prefuse: error: {mask(_with_notes(str(e), e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         out = _interrupted_run[0]
-        # Only a run that got as far as recording its config can be resumed.
+        # Only a run that got as far as recording its config can be resumed; an
+        # --overwrite run put the previous run back instead, as its note says.
         hint = f"; `prefuse run --resume --out {out}` continues it" \
             if out and (Path(out) / "config.toml").is_file() else ""
-        print(f"prefuse: interrupted{hint}", file=sys.stderr)
+        text = _with_notes("interrupted", e) if getattr(e, "__notes__", None) else \
+            f"interrupted{hint}"
+        print(f"prefuse: {text}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader left (``prefuse data inspect X | head``): nothing is lost but output.

@@ -35,6 +35,10 @@ GROUP_COLUMNS = ("group", "order")
 MODEL_FILES = ("model.safetensors", "model.json")  # the headline arm's model
 MODELS_FOLDER = "models"  # models/<arm>/: each arm's best model
 CHECKPOINTS_FOLDER = "checkpoints"  # while a run is unfinished
+# While ``--overwrite`` runs (``replacing.py``): the previous run's files, first
+# while they are moved aside, then once all of them are; never counted as a run's files.
+REPLACING_FOLDER = ".replacing"
+REPLACED_FOLDER = ".replaced"
 REPORT_FILES = ("report.html", "report.md")
 FIGURES_FOLDER = "figures"
 # What a run writes; a fresh run over any of these would mix two runs' results.

@@ -30,7 +30,8 @@ from ..config import RUNTIME_FIELDS, RunConfig, config_to_toml, load_config
 from ..data.fingerprint import differences as data_differences
 from ..errors import PrefuseError, RunError
 from ..fileio import atomic_path, write_json, write_text
-from ..rundir import CHECKPOINTS_FOLDER, CONFIG_FILE, DATA_FILE, METRICS_FILE, RUN_FILES
+from ..replacing import run_files, set_aside
+from ..rundir import CHECKPOINTS_FOLDER, CONFIG_FILE, DATA_FILE, METRICS_FILE
 from . import distributed
 from .runtime import Runtime
 
@@ -164,10 +165,11 @@ class RunCheckpoints:
     def start(self, config: RunConfig, resume: bool, data: dict[str, str] | None = None,
               overwrite: bool = False) -> RunCheckpoints:
         """Begin a run. A fresh run refuses a directory that holds a run unless
-        ``overwrite`` (then it deletes that run's files); it records its config and the
-        data's fingerprint ``data`` (``prefuse.data.fingerprint``). A resumed run must
-        find an unfinished run with the same config and, where ``data`` is given, the same
-        data; the refusal lists every difference."""
+        ``overwrite`` (then it moves that run's files aside, ``replacing.set_aside``, for
+        the caller to delete or restore: ``replacing.kept_until_done``); it records its
+        config and the data's fingerprint ``data`` (``prefuse.data.fingerprint``). A
+        resumed run must find an unfinished run with the same config and, where ``data``
+        is given, the same data; the refusal lists every difference."""
         saved_path = self.out / CONFIG_FILE
         if resume:
             self._check_resumable(config, data)
@@ -209,7 +211,7 @@ class RunCheckpoints:
                            f"run started on ({DATA_FILE}): {'; '.join(changed)}")
 
     def _check_fresh(self, overwrite: bool) -> None:
-        found = [name for name in RUN_FILES if (self.out / name).exists()]
+        found = run_files(self.out)
         if not found:
             return
         if not overwrite:
@@ -217,12 +219,7 @@ class RunCheckpoints:
                 "an unfinished run (--resume continues it)"
             raise RunError(f"{self.out}: holds {state} ({', '.join(found)}); pass "
                            "--overwrite to replace it, or choose another --out")
-        for name in found:
-            target = self.out / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
+        set_aside(self.out, found)
 
     def remove(self) -> None:
         """Delete the checkpoint folder (the run is complete, or starts afresh)."""

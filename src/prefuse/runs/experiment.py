@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .. import rundir
+from .. import replacing, rundir
 from ..config import RunConfig, check_modalities, config_to_toml
 from ..data.batching import Tensors
 from ..data.dataset import MultimodalDataset
@@ -76,11 +76,13 @@ def run_experiment(config: RunConfig, dataset: MultimodalDataset | None = None,
 
     Every epoch is checkpointed; ``resume`` continues an interrupted run of the same
     config in ``config.out`` and ends with the same results; a fresh run refuses a
-    directory that holds a run unless ``overwrite``. Returns the ``metrics.json``
-    document. Under torchrun every rank trains its share and returns the document; only
-    the main rank logs and writes the run directory and checkpoints. ``observe`` sees
-    every epoch of every stage (e.g. a TensorBoard writer). ``where`` is the runtime this
-    process resolved for ``config.train`` (default: resolved here).
+    directory that holds a run unless ``overwrite``, which keeps that run aside until the
+    new one is written and puts it back if the new one fails or is interrupted
+    (``replacing``). Returns the ``metrics.json`` document. Under torchrun every rank
+    trains its share and returns the document; only the main rank logs and writes the run
+    directory and checkpoints. ``observe`` sees every epoch of every stage (e.g. a
+    TensorBoard writer). ``where`` is the runtime this process resolved for
+    ``config.train`` (default: resolved here).
     """
     config = check_config(config)
     where = where or runtime.resolve(config.train)
@@ -116,10 +118,13 @@ def _run(config: RunConfig, dataset: MultimodalDataset | None, log, resume: bool
     # After loading, so that data that cannot be read leaves no run directory behind.
     check_modalities(config, dataset.modalities, dataset.source)
     config = check_arms_data(config, dataset.modalities, dataset.source, dataset.splits)
-    checkpoints = RunCheckpoints(config.out, where).start(config, resume,
-                                                          fingerprint(dataset), overwrite)
-    with _undone_on_failure(checkpoints, resume):
-        return _train_and_write(config, dataset, log, observe, where, checkpoints)
+    # Only the main rank touches the files, the previous run's included.
+    kept = replacing.kept_until_done(config.out) if where.is_main else nullcontext()
+    with kept:
+        checkpoints = RunCheckpoints(config.out, where).start(config, resume,
+                                                              fingerprint(dataset), overwrite)
+        with _undone_on_failure(checkpoints, resume):
+            return _train_and_write(config, dataset, log, observe, where, checkpoints)
 
 
 def _train_and_write(config: RunConfig, dataset: MultimodalDataset, log,
