@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # CPU build instead of PyPI's CUDA build of several GB.
 TORCH_INDEX ?=
 
-.PHONY: run test browser lint bench clean
+.PHONY: run test browser postgres lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,14 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "could not install chromium: the browser test will be skipped"
 
-test: $(STAMP) browser
+# The tune test starts a throwaway PostgreSQL server (initdb, pg_ctl); install it when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		{ apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+		echo "could not install postgresql: the PostgreSQL test will be skipped"
+
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 
@@ -54,3 +55,15 @@ def test_a_study_db_that_is_a_directory_is_named(tmp_path, capsys):
     err = tune_error(capsys, "--out", tmp_path / "t")
     assert err.strip() == f"prefuse: error: {(tmp_path / 't' / 'study.db').resolve()}: is a " \
                           "directory, not a study database; remove it, or tune into another --out"
+
+
+def test_a_storage_whose_driver_is_missing_says_so(tmp_path, capsys):
+    # pymysql is no dependency of prefuse nor of its tests.
+    if importlib.util.find_spec("pymysql") is not None:
+        pytest.skip("pymysql is installed here")
+    err = tune_error(capsys, "--out", tmp_path / "t", "--storage",
+                     "mysql+pymysql://prefuse:s3cret@127.0.0.1:1/prefuse")
+    assert err.strip() == "prefuse: error: storage mysql+pymysql://prefuse:***@127.0.0.1:1/" \
+        "prefuse: cannot open: the URL's database driver is not installed (No module named " \
+        "'pymysql'); install it, or name an installed driver in the URL " \
+        "(postgresql+psycopg2://, mysql+pymysql://)"

@@ -114,6 +114,13 @@ def storage_failure(url: str, error: BaseException, doing: str = "failed") -> Pr
         return PrefuseError(f"{path}: the study database is read-only ({reason}): no "
                             "permission to write it; make it writable, or tune into "
                             "another --out")
+    if isinstance(root, ModuleNotFoundError):
+        # SQLAlchemy picks the driver from the URL: since 2.1 postgresql:// means psycopg
+        # 3, so psycopg2 installed alone is not found.
+        return PrefuseError(mask(f"storage {url}: {doing}: the URL's database driver is not "
+                                 f"installed ({reason}); install it, or name an installed "
+                                 "driver in the URL (postgresql+psycopg2://, "
+                                 "mysql+pymysql://)", url))
     return PrefuseError(mask(f"storage {url}: {doing} ({type(root).__name__}: {reason})", url))
 
 
