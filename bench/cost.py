@@ -1,16 +1,20 @@
-"""What the simple network and MulT cost to train and run, on MOSI-sized data.
+"""What the simple network, the same with utterance context, and MulT cost to train and
+run, on MOSI-sized data.
 
     python bench/cost.py [--epochs 2] [--threads 1] [--device cpu|cuda|cuda:N] [--precision bf16]
+                         [--context gru|lstm|transformer]
 
 The data is generated (seeded) with CMU-MOSI's shape: 1284/229/686 samples, T=50,
-text 300, audio 5, vision 20, sentiment in [-3, 3]. Each model is measured in its own
+text 300, audio 5, vision 20, sentiment in [-3, 3], in videos of 25 utterances (MOSI has
+about 25 per video) for the context model. Each model is measured in its own
 fresh subprocess so peak memory is its own. An epoch is one training pass with the
 arm's own training config (``Arm.training``: batch size, clipping) and the model's own
 optimizer (``configure_optimizer``, as a run builds it), timed as data (building the
 batch) plus compute (``train_step``, the very step training runs: forward, the method's
 loss, backward, clip, step); validation is not included. The last line
-printed is one JSON object: ``simple``, ``mult``, ``epoch_time_ratio`` (MulT's seconds
-per epoch / the simple network's) and ``params_ratio``.
+printed is one JSON object: ``simple``, ``context``, ``mult``, ``epoch_time_ratio`` (MulT's
+seconds per epoch / the simple network's), ``params_ratio`` and ``context_epoch_time_ratio``
+(the simple network with ``--context`` over each video / without).
 
 With ``--device cuda`` the data is moved to the GPU once, before timing (as a run keeps
 it there), and every timed interval ends with a synchronisation, so the seconds are the
@@ -24,6 +28,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +55,11 @@ from prefuse.runs.cost import (
 SIZES = {"train": 1284, "valid": 229, "test": 686}
 STEPS = 50
 DIMS = {"text": 300, "audio": 5, "vision": 20}
-# Which arm's network and training settings each measured model uses.
-MODELS = {"simple": "scratch+attention", "mult": "mult"}
+VIDEO = 25
+# Which arm's network and training settings each measured model uses, and whether it
+# reads each video's utterances in context (``--context`` says which context layer).
+MODELS = {"simple": ("scratch+attention", False), "context": ("scratch+attention", True),
+          "mult": ("mult", False)}
 
 
 def mosi_like(seed: int = 0) -> MultimodalDataset:
@@ -66,18 +74,22 @@ def mosi_like(seed: int = 0) -> MultimodalDataset:
             x[np.arange(STEPS)[None, :] >= length[:, None]] = 0.0
             features[m], lengths[m] = x, length
         labels = rng.uniform(-3.0, 3.0, size=n).astype(np.float32)
-        splits[name] = Split(features=features, labels=labels, lengths=lengths)
+        group = np.array([f"{name}{i // VIDEO}" for i in range(n)])
+        splits[name] = Split(features=features, labels=labels, lengths=lengths, group=group)
     return MultimodalDataset(splits=splits, task="regression", modalities=list(DIMS),
                              name="mosi-like")
 
 
-def measure(name: str, epochs: int, where: runtime.Runtime) -> dict:
+def measure(name: str, epochs: int, where: runtime.Runtime, context: str = "gru") -> dict:
     """Train ``name``'s model for ``epochs`` epochs on the runtime ``where`` and time it
-    (run in a subprocess)."""
+    (run in a subprocess); the context model uses the layer ``context``."""
+    arm_name, in_context = MODELS[name]
     config = RunConfig()
+    if in_context:
+        config = replace(config, model=replace(config.model, context=context))
     space = build_workspace(mosi_like(), where, context_window=window_for(config.model))
     dataset, task, data, device = space.dataset, space.task, space.data, space.runtime.device
-    arm = arm_named(MODELS[name])
+    arm = arm_named(arm_name)
     # The arm's own training config and the model's own optimizer, as a run trains it.
     train = arm.training(config.train)
     method = build_method(arm.method, task, config, dataset.modalities)
@@ -125,7 +137,8 @@ def run_worker(name: str, args: argparse.Namespace) -> dict:
     """``measure`` in a fresh interpreter; its last stdout line is the JSON result."""
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", name,
                           "--epochs", str(args.epochs), "--threads", str(args.threads),
-                          "--device", args.device, "--precision", args.precision],
+                          "--device", args.device, "--precision", args.precision,
+                          "--context", args.context],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -138,6 +151,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                         help="bf16: autocast (GPU only)")
+    parser.add_argument("--context", default="gru", choices=["gru", "lstm", "transformer"],
+                        help="the context model's layer over each video (default: gru)")
     parser.add_argument("--worker", choices=list(MODELS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
@@ -147,7 +162,7 @@ def main() -> None:
     except PrefuseError as e:
         sys.exit(f"cost.py: {e}")
     if args.worker:
-        print(json.dumps(measure(args.worker, args.epochs, where)))
+        print(json.dumps(measure(args.worker, args.epochs, where, args.context)))
         return
 
     print(f"MOSI-sized data: {SIZES}, T={STEPS}, dims {DIMS}; {args.epochs} epochs, "
@@ -162,14 +177,18 @@ def main() -> None:
             ("peak RSS MiB", "peak_rss_mb", "{:.0f}")]
     if results["simple"]["peak_cuda_mb"] is not None:
         rows.append(("peak GPU MiB", "peak_cuda_mb", "{:.0f}"))
-    print(f"{'':22}{'simple':>14}{'MulT':>14}{'MulT/simple':>14}")
+    context = f"+{args.context}"
+    print(f"{'':22}{'simple':>14}{context:>14}{'MulT':>14}{context + '/simple':>16}"
+          f"{'MulT/simple':>14}")
     for label, key, fmt in rows:
-        a, b = results["simple"][key], results["mult"][key]
-        print(f"{label:22}{fmt.format(a):>14}{fmt.format(b):>14}{b / a:>14.2f}")
+        a, c, b = (results[name][key] for name in ("simple", "context", "mult"))
+        print(f"{label:22}{fmt.format(a):>14}{fmt.format(c):>14}{fmt.format(b):>14}"
+              f"{c / a:>16.2f}{b / a:>14.2f}")
+    per_epoch = {name: r["seconds_per_epoch"] for name, r in results.items()}
     summary = {**results,
-               "epoch_time_ratio": results["mult"]["seconds_per_epoch"]
-               / results["simple"]["seconds_per_epoch"],
-               "params_ratio": results["mult"]["params"] / results["simple"]["params"]}
+               "epoch_time_ratio": per_epoch["mult"] / per_epoch["simple"],
+               "params_ratio": results["mult"]["params"] / results["simple"]["params"],
+               "context_epoch_time_ratio": per_epoch["context"] / per_epoch["simple"]}
     print(json.dumps(summary))
 
 
