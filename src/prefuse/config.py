@@ -167,9 +167,12 @@ class TuneConfig:
     (empty: SQLite in the tune directory); ``study`` prefixes each arm's study name.
     ``jobs`` worker processes share the machine. A trial whose worker stops sending a
     heartbeat (every ``heartbeat_seconds``) for ``grace_seconds`` is run again.
+    ``design`` is ``paired`` (one study: each trial's configuration trains every arm) or
+    ``independent`` (one study per arm, each with its own sampler and pruner).
     """
 
     trials: int = 30
+    design: str = "paired"
     seed: int = 0
     tune_seeds: list[int] = field(default_factory=lambda: [0])
     final_seeds: list[int] = field(default_factory=list)
