@@ -145,12 +145,12 @@ def study_names(tune: TuneConfig, arms: list[str]) -> list[str]:
 
 
 def _other_design(storage: RDBStorage, tune: TuneConfig, name: str) -> str | None:
-    """The design of a study of this tune (``tune.study``) that the storage holds under
-    another design's name than ``name``'s, if any."""
+    """The other design, where the storage holds a study of this tune (``tune.study``)
+    laid out by it rather than by ``name``'s design; else None."""
     names = {s.study_name for s in storage.get_all_studies()}
-    if tune.design != "paired" and tune.study in names:
+    if name != tune.study and tune.study in names:
         return "paired"
-    if tune.design == "paired" and any(n.startswith(f"{tune.study}:") for n in names):
+    if name == tune.study and any(n.startswith(f"{tune.study}:") for n in names):
         return "independent"
     return None
 
@@ -196,7 +196,7 @@ def prepare_named(storage: RDBStorage, config: RunConfig, name: str, direction: 
         if other is not None:
             raise PrefuseError(
                 f"study {config.tune.study} in {mask(storage.url)} was made with tune.design "
-                f"= \"{other}\", not \"{config.tune.design}\"; continue it with --set "
+                f"= \"{other}\"; continue it with --set "
                 f"tune.design={other}, or use another --out, --storage or --set "
                 "tune.study=NAME")
         return _prepare(storage, config, name, direction, data)
