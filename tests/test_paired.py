@@ -95,6 +95,8 @@ def test_every_arm_trains_once_on_the_trials_params_and_stage_1_once_per_seed(
             {(lr, epochs, 0): 1, (lr, epochs, 1): 1}
         assert trial.user_attrs["stage1"]["trained"] == 2
         assert trial.user_attrs["stage1"]["shared"] == 2
+        # Every arm's last epoch in the budget's steps: 6 epochs a seed, two seeds.
+        assert [row["arms"][a]["last_step"] for a in ARMS] == [12, 12, 12]
     assert len(spied["arm"]) == 2 * 2 * len(ARMS) and len(spied["pretrain"]) == 2 * 2
 
 
@@ -175,7 +177,7 @@ def test_the_final_pick_counts_only_trials_every_arm_completed():
                                                           "complete"]
     assert [r["state"] for r in rows] == ["complete", "fail", "pruned", "complete"]
     assert rows[1]["arms"][b] == {"state": "fail", "value": None, "seed_values": [None],
-                                  "params": {"train.lr": 0.2}}
+                                  "params": {"train.lr": 0.2}, "last_step": None}
 
 
 def test_a_continued_paired_tune_stays_paired_and_refuses_the_other_design(tmp_path,

@@ -148,12 +148,16 @@ class PairedObjective:
         self.log(f"{arm} trial {trial.number}: valid {metric} {value:.4f}")
         if math.isnan(value):  # a diverged arm is the worst, not a failure to re-run
             value = math.inf if lower_is_better(metric) else -math.inf
-        _record(trial, arm, params, "complete", value, values)
+        # In the pruner's steps: the budget's epochs, stage 1 included, seed after seed.
+        last = (len(seeds) - 1) * config.train.epochs + before + result.fit.epochs_run \
+            if spec.joint else None
+        _record(trial, arm, params, "complete", value, values, last)
         return value
 
 
 def _record(trial: optuna.Trial, arm: str, params: dict, state: str,
-            value: float | None = None, seed_values: list[float] | None = None) -> None:
+            value: float | None = None, seed_values: list[float] | None = None,
+            last_step: int | None = None) -> None:
     trial.set_user_attr(arm_attr(arm), {"state": state, "value": value,
                                         "seed_values": list(seed_values or []),
-                                        "params": params})
+                                        "params": params, "last_step": last_step})

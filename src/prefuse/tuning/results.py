@@ -74,7 +74,8 @@ def _arm_part(trial: optuna.trial.FrozenTrial, arm: str) -> dict:
     if part.get("state") not in ("complete", "pruned", "fail"):
         part = {**part, "state": trial.state.name.lower(), "value": None}
     return {"state": part["state"], "value": _number(part.get("value")),
-            "seed_values": part.get("seed_values", []), "params": part.get("params", {})}
+            "seed_values": part.get("seed_values", []), "params": part.get("params", {}),
+            "last_step": part.get("last_step")}
 
 
 def _pick(rows: list[dict], arm: str, direction: str) -> dict | None:
@@ -114,14 +115,15 @@ def paired_summaries(study: optuna.Study, arms: list[str],
              "arms": {arm: _arm_part(t, arm) for arm in arms}}
             for t in study.get_trials(deepcopy=False) if t.state in ENDED]
     direction = study.direction.name.lower()
-    # The pruner's steps are the watched arm's epochs; no other arm reports any.
+    # Only the watched arm reports to the pruner: where it was pruned, its last report.
     last = {t.number: max(t.intermediate_values) if t.intermediate_values else None
             for t in study.get_trials(deepcopy=False)}
     entries = {}
     for arm in arms:
-        trials = [{"number": r["number"], **r["arms"][arm],
-                   "last_step": last[r["number"]] if arm == watched_arm(arms) else None}
-                  for r in rows]
+        trials = [{"number": r["number"], **r["arms"][arm]} for r in rows]
+        for t in trials:
+            if t["last_step"] is None and arm == watched_arm(arms):
+                t["last_step"] = last[t["number"]]
         entries[arm] = {"study": study.study_name, "metric": metric, "direction": direction,
                         "trials": trials, "importances": {}}
         best = _pick(rows, arm, direction)
@@ -139,7 +141,7 @@ def independent_summaries(studies: dict[str, optuna.Study],
     entries = {arm: arm_summary(study, arm, metric) for arm, study in studies.items()}
     numbers = sorted({t["number"] for e in entries.values() for t in e["trials"]})
     rows = [{"number": n, "arms": {arm: {k: t[k] for k in ("state", "value", "seed_values",
-                                                           "params")}
+                                                           "params", "last_step")}
                                    for arm, e in entries.items()
                                    for t in e["trials"] if t["number"] == n}}
             for n in numbers]
