@@ -115,6 +115,23 @@ def test_the_best_of_each_arm_reproduces_its_paired_trial(tmp_path, tiny_synthet
             pytest.approx(best["value"], abs=1e-9)
 
 
+def test_the_shared_space_is_drawn_once_and_each_arm_draws_its_own_method_options(
+        tmp_path):
+    arms = ["pretrained+attention+ogm-ge", "scratch+concat+ogm-ge", "scratch+concat"]
+    config = _config(tmp_path, arms=arms)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    params = sample_paired(trial, config)
+    assert set(trial.params) == {"train.lr", "train.pretrain_epochs", f"{arms[0]}/{OGM}",
+                                 f"{arms[1]}/{OGM}"}
+    assert trial.params[f"{arms[0]}/{OGM}"] != trial.params[f"{arms[1]}/{OGM}"]
+    assert params[arms[0]] == {"train.lr": trial.params["train.lr"],
+                               "train.pretrain_epochs": trial.params["train.pretrain_epochs"],
+                               OGM: trial.params[f"{arms[0]}/{OGM}"]}
+    assert params[arms[1]] == {"train.lr": trial.params["train.lr"],
+                               OGM: trial.params[f"{arms[1]}/{OGM}"]}
+    assert params[arms[2]] == {"train.lr": trial.params["train.lr"]}
+
+
 def test_stage_1_is_shared_only_between_arms_that_read_the_same_fields(tmp_path):
     config = _config(tmp_path)
     plain = configure(config, "pretrained+attention", {"train.lr": 1e-2}, [0])

@@ -164,7 +164,8 @@ class TuneConfig:
     seeds the TPE sampler, whose first ``startup_trials`` trials are random. ``pruner``
     (``median`` or ``none``) starts pruning after ``prune_after_trials`` finished trials
     and ``prune_after_epochs`` epochs of a trial. ``storage`` is an Optuna storage URL
-    (empty: SQLite in the tune directory); ``study`` prefixes each arm's study name.
+    (empty: SQLite in the tune directory); ``study`` names the paired study (prefixes
+    each arm's study name, independent).
     ``jobs`` worker processes share the machine. A trial whose worker stops sending a
     heartbeat (every ``heartbeat_seconds``) for ``grace_seconds`` is run again.
     ``design`` is ``paired`` (one study: each trial's configuration trains every arm) or

@@ -140,7 +140,12 @@ def paired_name(arm: str, key: str) -> str:
     """The trial parameter that holds ``arm``'s value of ``key`` in a paired trial: the
     shared entries under their own name, a method's options under ``<arm>/<key>``, so two
     arms of one method draw their own."""
-    return f"{arm}/{key}" if key.startswith("methods.") else key
+    return f"{arm}/{key}" if _own(key) else key
+
+
+def _own(key: str) -> bool:
+    """Whether ``key`` is a method's option: an arm's own, not shared in a paired trial."""
+    return key.startswith("methods.")
 
 
 def sample_paired(trial: optuna.Trial, config: RunConfig) -> dict[str, dict[str, object]]:
@@ -148,8 +153,8 @@ def sample_paired(trial: optuna.Trial, config: RunConfig) -> dict[str, dict[str,
     The shared entries (``tune.space`` less method options) are drawn once, in the
     space's order, and every arm that searches one reads the same value."""
     spaces = {arm: arm_space(config, arm) for arm in config.arms}
-    shared = {k: p for k, p in config.tune.space.items() if paired_name("", k) == k
-              and any(k in space for space in spaces.values())}
+    shared = {k: p for k, p in config.tune.space.items()
+              if not _own(k) and any(k in space for space in spaces.values())}
     drawn = {k: DISTRIBUTIONS.get(p.kind)(trial, k, p) for k, p in shared.items()}
     return {arm: {k: drawn[k] if k in drawn
                   else DISTRIBUTIONS.get(p.kind)(trial, paired_name(arm, k), p)
