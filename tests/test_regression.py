@@ -26,8 +26,10 @@ TINY = [f"--set={field}" for field in (
     "data.synthetic.test=120")]
 RUN = ["run", "--seeds", "0", "1", "--device", "cpu",
        "--arms", "paper", "pretrained+attention+ogm-ge", "ensemble", *TINY]
+# Independent: the golden figures are those of one study per arm.
 TUNE_CONFIG = """\
 [tune]
+design = "independent"
 trials = 3
 startup_trials = 2
 prune_after_trials = 1

@@ -121,7 +121,8 @@ def test_the_best_config_reproduces_its_trial_value(tuned, tmp_path):
 
 def test_two_workers_finish_exactly_the_budget_without_duplicates(tmp_path):
     config = with_overrides(load_config(_config_file(tmp_path)),
-                            {"arms": ["scratch+concat"], "tune.trials": 6, "tune.jobs": 2})
+                            {"arms": ["scratch+concat"], "tune.trials": 6, "tune.jobs": 2,
+                             "tune.design": "independent"})
     tune(config, tmp_path / "t", log=lambda _: None)
     trials = _trials(tmp_path / "t", "scratch+concat")
     finished = _finished(trials)
@@ -143,7 +144,8 @@ def test_a_killed_tune_resumes_and_finishes_the_budget(tmp_path):
     # Longer trials, so that the kill lands inside one.
     command = [sys.executable, "-m", "prefuse", "tune", "--config", str(config),
                "--arms", "pretrained+attention", "--trials", "2", "--out", str(tune_dir),
-               "--epochs", "16", "--set", "train.patience=16"]
+               "--epochs", "16", "--set", "train.patience=16",
+               "--set", "tune.design=independent"]
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(Path(prefuse.__file__).parents[1]),
                                            os.environ.get("PYTHONPATH", "")]))
@@ -399,7 +401,7 @@ def test_a_tune_continues_with_other_jobs_and_its_best_configs_say_not_where_it_
     from prefuse.config import RUNTIME_FIELDS
 
     args = ["tune", "--config", str(_config_file(tmp_path)), "--arms", "scratch+concat",
-            "--out", str(tmp_path / "t")]
+            "--out", str(tmp_path / "t"), "--set", "tune.design=independent"]
     assert main(args + ["--trials", "1", "--jobs", "1"]) == 0
     # Another --jobs (and device, threads) is where the tune runs: the study continues.
     assert main(args + ["--trials", "2", "--jobs", "2", "--set", "train.threads=1",
@@ -450,7 +452,10 @@ def test_a_trial_places_its_splits_as_a_run_does(tiny_synthetic, tmp_path, monke
         return train_on_valid(arm, space, *args, **kwargs)
 
     monkeypatch.setattr(objective, "train_on_valid", spy)
-    config = tiny_config(tmp_path / "run", arms=["scratch+concat"], **{"tune.trials": 1})
+    # Independent: its trials train through ``train_on_valid`` (paired ones place the
+    # splits the same way, through an ``Objective``: tests/test_paired.py).
+    config = tiny_config(tmp_path / "run", arms=["scratch+concat"],
+                         **{"tune.trials": 1, "tune.design": "independent"})
     tune(config, tmp_path / "t", tiny_synthetic, log=lambda _: None)
     assert len(trained_on) == 1 and trained_on[0].test is None
     (train, moved_train, where), (valid, moved_valid, _) = placed

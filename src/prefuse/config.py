@@ -164,12 +164,16 @@ class TuneConfig:
     seeds the TPE sampler, whose first ``startup_trials`` trials are random. ``pruner``
     (``median`` or ``none``) starts pruning after ``prune_after_trials`` finished trials
     and ``prune_after_epochs`` epochs of a trial. ``storage`` is an Optuna storage URL
-    (empty: SQLite in the tune directory); ``study`` prefixes each arm's study name.
+    (empty: SQLite in the tune directory); ``study`` names the paired study (prefixes
+    each arm's study name, independent).
     ``jobs`` worker processes share the machine. A trial whose worker stops sending a
     heartbeat (every ``heartbeat_seconds``) for ``grace_seconds`` is run again.
+    ``design`` is ``paired`` (one study: each trial's configuration trains every arm) or
+    ``independent`` (one study per arm, each with its own sampler and pruner).
     """
 
     trials: int = 30
+    design: str = "paired"
     seed: int = 0
     tune_seeds: list[int] = field(default_factory=lambda: [0])
     final_seeds: list[int] = field(default_factory=list)

@@ -26,7 +26,15 @@ from ..tasks import task_for
 from .final import train_final
 from .results import write_results
 from .space import check_tune, fit_to_budget
-from .study import data_shape, load_study, open_storage, prepare_study, storage_errors, storage_url
+from .study import (
+    data_shape,
+    load_named,
+    open_storage,
+    prepare_named,
+    storage_errors,
+    storage_url,
+    study_names,
+)
 from .workers import work, work_in_processes
 
 
@@ -59,9 +67,12 @@ def _tune(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
     metric = task_for(dataset).primary
     direction = "minimize" if lower_is_better(metric) else "maximize"
     storage = open_storage(config.tune, tune_dir)
-    for arm in config.arms:
-        prepare_study(storage, config, arm, direction, data_shape(dataset))
-    log(f"tuning {len(config.arms)} arms, {config.tune.trials} trials each, on "
+    names = study_names(config.tune, config.arms)
+    for name in names:
+        prepare_named(storage, config, name, direction, data_shape(dataset))
+    trials = f"{config.tune.trials} paired trials" if config.tune.design == "paired" \
+        else f"{config.tune.trials} trials each"
+    log(f"tuning {len(config.arms)} arms, {trials}, on "
         f"{dataset.name} (valid {metric}); storage {mask(storage.url)}")
     board = TensorBoardLog(tensorboard) if tensorboard else None
     if config.tune.jobs > 1:
@@ -71,7 +82,7 @@ def _tune(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
     run_dir = Path(tune_dir) / FINAL_FOLDER
     # What is written (best/<arm>.toml, final/) never holds the storage's password.
     config = replace(config, tune=replace(config.tune, storage=mask(config.tune.storage)))
-    studies = {arm: load_study(storage, config.tune, arm) for arm in config.arms}
+    studies = {name: load_named(storage, config.tune, name) for name in names}
     doc, best = write_results(config, tune_dir, studies, metric, run_dir)
     if config.tune.final_seeds:
         base = replace(config, arms=list(best), seeds=list(config.tune.final_seeds),

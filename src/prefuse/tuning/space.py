@@ -17,7 +17,7 @@ from ..methods import METHODS
 from ..recipe.arms import arm as arm_named
 from ..recipe.checks import check_config
 from ..registry import Registry
-from .study import PRUNERS
+from .study import DESIGNS, PRUNERS
 
 Suggest = Callable[[optuna.Trial, str, SearchParam], object]
 
@@ -105,6 +105,7 @@ def check_tune(config: RunConfig) -> None:
     if not t.study:
         raise ConfigError("tune.study", "needs a name")
     PRUNERS.get(t.pruner, "tune.pruner")
+    DESIGNS.get(t.design, "tune.design")
     for key, p in config.tune.space.items():
         field = f"tune.space.{key}"
         if key in ("model.context", "model.context_window"):
@@ -138,6 +139,32 @@ def sample(trial: optuna.Trial, config: RunConfig, arm: str) -> dict[str, object
     """Draw ``arm``'s parameters for ``trial``: ``{dotted field: value}``."""
     return {key: DISTRIBUTIONS.get(p.kind)(trial, key, p)
             for key, p in arm_space(config, arm).items()}
+
+
+def paired_name(arm: str, key: str) -> str:
+    """The trial parameter that holds ``arm``'s value of ``key`` in a paired trial: the
+    shared entries under their own name, a method's options under ``<arm>/<key>``, so two
+    arms of one method draw their own."""
+    return f"{arm}/{key}" if _own(key) else key
+
+
+def _own(key: str) -> bool:
+    """Whether ``key`` is a method's option: an arm's own, not shared in a paired trial."""
+    return key.startswith("methods.")
+
+
+def sample_paired(trial: optuna.Trial, config: RunConfig) -> dict[str, dict[str, object]]:
+    """Draw every arm's parameters for one paired ``trial``: ``{arm: {field: value}}``.
+    The shared entries (``tune.space`` less method options) are drawn once, in the
+    space's order, and every arm that searches one reads the same value."""
+    spaces = {arm: arm_space(config, arm) for arm in config.arms}
+    shared = {k: p for k, p in config.tune.space.items()
+              if not _own(k) and any(k in space for space in spaces.values())}
+    drawn = {k: DISTRIBUTIONS.get(p.kind)(trial, k, p) for k, p in shared.items()}
+    return {arm: {k: drawn[k] if k in drawn
+                  else DISTRIBUTIONS.get(p.kind)(trial, paired_name(arm, k), p)
+                  for k, p in space.items()}
+            for arm, space in spaces.items()}
 
 
 def configure(config: RunConfig, arm: str, params: dict[str, object],

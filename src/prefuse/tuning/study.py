@@ -1,11 +1,13 @@
 """Studies: where trials are stored, how they are sampled and pruned, and the budget.
 
-One Optuna study per arm, named ``<tune.study>:<arm>``, in any storage Optuna's RDB
-layer takes (SQLite in the tune directory by default; PostgreSQL or MySQL for several
-machines). The budget is a set of *tickets*: ``trials`` waiting trials enqueued when the
-study is set up. Workers only ever run a waiting trial, so however many workers share a
-study, exactly ``trials`` trials finish. A trial whose worker died (no heartbeat within
-the grace period) is failed and put back in the queue with its parameters.
+A paired tune (``tune.design = "paired"``) keeps one Optuna study, named ``<tune.study>``,
+whose every trial trains every arm; an independent one keeps one study per arm, named
+``<tune.study>:<arm>``. Either lives in any storage Optuna's RDB layer takes (SQLite in
+the tune directory by default; PostgreSQL or MySQL for several machines). The budget is a
+set of *tickets*: ``trials`` waiting trials enqueued when the study is set up. Workers
+only ever run a waiting trial, so however many workers share a study, exactly ``trials``
+trials finish. A trial whose worker died (no heartbeat within the grace period) is
+failed and put back in the queue with its parameters.
 """
 
 from __future__ import annotations
@@ -138,6 +140,28 @@ def study_name(tune: TuneConfig, arm: str) -> str:
     return f"{tune.study}:{arm}"
 
 
+# Each design's study names: the paired one's has no colon, so it never meets an arm's.
+DESIGNS: Registry = Registry("tune design")
+DESIGNS.register("paired")(lambda tune, arms: [tune.study])
+DESIGNS.register("independent")(lambda tune, arms: [study_name(tune, a) for a in arms])
+
+
+def study_names(tune: TuneConfig, arms: list[str]) -> list[str]:
+    """The studies of a tune of ``arms``, as ``tune.design`` lays them out."""
+    return DESIGNS.get(tune.design, "tune.design")(tune, arms)
+
+
+def _other_design(storage: RDBStorage, tune: TuneConfig, name: str) -> str | None:
+    """The other design, where the storage holds a study of this tune (``tune.study``)
+    laid out by it rather than by ``name``'s design; else None."""
+    names = {s.study_name for s in storage.get_all_studies()}
+    if name != tune.study and tune.study in names:
+        return "paired"
+    if name == tune.study and any(n.startswith(f"{tune.study}:") for n in names):
+        return "independent"
+    return None
+
+
 def _search_settings(config: RunConfig, data: dict) -> dict:
     """What fixes a study's search: the data's shape (``data``; its path may differ from
     machine to machine) and the config, less where it runs (``RUNTIME_FIELDS``), where
@@ -149,6 +173,9 @@ def _search_settings(config: RunConfig, data: dict) -> dict:
     raw["data_shape"] = data
     for key in ("final_seeds", "trials"):
         raw["tune"].pop(key)
+    # Studies made before tunes had a design were independent: they continue as such.
+    if raw["tune"]["design"] == "independent":
+        raw["tune"].pop("design")
     return raw
 
 
@@ -164,8 +191,21 @@ def prepare_study(storage: RDBStorage, config: RunConfig, arm: str, direction: s
     """Create or load ``arm``'s study and enqueue tickets up to ``tune.trials`` live
     trials (finished, running or waiting). A study made with other search settings or
     other data (``data_shape``) is refused: its trials would not answer this search."""
-    name = study_name(config.tune, arm)
+    return prepare_named(storage, config, study_name(config.tune, arm), direction, data)
+
+
+def prepare_named(storage: RDBStorage, config: RunConfig, name: str, direction: str,
+                  data: dict) -> optuna.Study:
+    """``prepare_study`` for the study called ``name`` (one of ``study_names``). A tune
+    of this ``tune.study`` made with the other ``tune.design`` is refused."""
     with storage_errors(storage.url):
+        other = _other_design(storage, config.tune, name)
+        if other is not None:
+            raise PrefuseError(
+                f"study {config.tune.study} in {mask(storage.url)} was made with tune.design "
+                f"= \"{other}\"; continue it with --set "
+                f"tune.design={other}, or use another --out, --storage or --set "
+                "tune.study=NAME")
         return _prepare(storage, config, name, direction, data)
 
 
@@ -236,6 +276,12 @@ PRUNERS.register("none")(lambda t: optuna.pruners.NopPruner())
 
 def load_study(storage: RDBStorage, tune: TuneConfig, arm: str) -> optuna.Study:
     """``arm``'s study (set up by ``prepare_study``) with this tune's sampler and pruner."""
-    return optuna.load_study(study_name=study_name(tune, arm), storage=storage,
+    return load_named(storage, tune, study_name(tune, arm))
+
+
+def load_named(storage: RDBStorage, tune: TuneConfig, name: str) -> optuna.Study:
+    """The study called ``name`` (set up by ``prepare_named``) with this tune's sampler
+    and pruner."""
+    return optuna.load_study(study_name=name, storage=storage,
                              sampler=TrialSeededSampler(tune.seed, tune.startup_trials),
                              pruner=PRUNERS.get(tune.pruner, "tune.pruner")(tune))

@@ -1,7 +1,8 @@
-"""Workers: processes that take waiting trials from the arms' studies until none is left.
+"""Workers: processes that take waiting trials from the tune's studies until none is left.
 
 Any number of workers, on this machine (``--jobs``) or others (the same command and
-storage URL), share the studies; each runs one trial at a time, arm after arm.
+storage URL), share the studies; each runs one trial at a time: a paired trial trains
+every arm, an independent one (one study per arm) one arm, arm after arm.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from ..errors import PrefuseError
 from ..runs.tensorboard import TensorBoardLog
 from ..runs.workers import run_workers
 from .objective import Objective, SurplusTrial
-from .study import FINISHED, counts, load_study, open_storage, quiet
+from .paired import PairedObjective
+from .study import FINISHED, counts, load_named, load_study, open_storage, quiet
 
 POLL_SECONDS = 1.0
 START_SECONDS = 300.0
@@ -31,12 +33,12 @@ START_SECONDS = 300.0
 def work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
          tensorboard: TensorBoardLog | None = None,
          log: Callable[[str], None] = print) -> None:
-    """Run waiting trials of every arm until each arm's study has ``tune.trials``
-    finished (complete or pruned) trials. Trials running elsewhere are waited for; one
-    whose worker died is failed once its heartbeat is stale, and comes back as a waiting
-    trial with the same parameters. ``tensorboard`` receives every trial's epochs. The
-    trials train on the runtime ``config.train`` resolves to (device, threads), as a run
-    would."""
+    """Run waiting trials until each of the tune's studies (the paired one, or each arm's)
+    has ``tune.trials`` finished (complete or pruned) trials. Trials running elsewhere are
+    waited for; one whose worker died is failed once its heartbeat is stale, and comes
+    back as a waiting trial with the same parameters. ``tensorboard`` receives every
+    trial's epochs. The trials train on the runtime ``config.train`` resolves to (device,
+    threads), as a run would."""
     with runtime.applied(runtime.resolve(config.train)) as where:
         _work(config, tune_dir, dataset, tensorboard, log, where)
 
@@ -45,17 +47,22 @@ def _work(config: RunConfig, tune_dir: str, dataset: MultimodalDataset,
           tensorboard: TensorBoardLog | None, log: Callable[[str], None],
           where: runtime.Runtime) -> None:
     storage = open_storage(config.tune, tune_dir)
-    studies = {arm: load_study(storage, config.tune, arm) for arm in config.arms}
-    objectives = {arm: Objective(config, arm, dataset, tensorboard, log, where=where)
-                  for arm in config.arms}
+    if config.tune.design == "paired":  # one study, each trial trains every arm
+        name = config.tune.study
+        studies = {name: load_named(storage, config.tune, name)}
+        objectives = {name: PairedObjective(config, dataset, tensorboard, log, where=where)}
+    else:
+        studies = {arm: load_study(storage, config.tune, arm) for arm in config.arms}
+        objectives = {arm: Objective(config, arm, dataset, tensorboard, log, where=where)
+                      for arm in config.arms}
     while True:
         state = {arm: counts(study) for arm, study in studies.items()}
-        arm = next((a for a in config.arms if state[a][TrialState.WAITING]), None)
+        arm = next((a for a in studies if state[a][TrialState.WAITING]), None)
         if arm is not None:
             with quiet():  # optimize fails stale trials (experimental) before each trial
                 studies[arm].optimize(objectives[arm], n_trials=1, catch=(SurplusTrial,))
             continue
-        unfinished = [a for a in config.arms
+        unfinished = [a for a in studies
                       if sum(state[a][s] for s in FINISHED) < config.tune.trials]
         if not unfinished:
             return
