@@ -105,6 +105,11 @@ def test_tune_writes_best_configs_and_a_run_with_a_tuning_section(tuned):
     assert set(summary["unimodal"]) == {"text", "audio", "vision"}
     report = (tuned / "final" / "report.md").read_text()
     assert "## Tuning" in report and "tuning_history.png" in report
+    # The default design is paired, and the report says on how many trials the pick rests.
+    assert doc["design"] == "paired" and len(doc["trials"]) == 3
+    completed = sum(all(a["state"] == "complete" for a in t["arms"].values())
+                    for t in doc["trials"])
+    assert f"best among the {completed} of 3 trials that every arm" in " ".join(report.split())
     assert (tuned / "final" / "figures" / "tuning_history.png").is_file()
     assert (tuned / "final" / "models" / "scratch+concat" / "model.safetensors").is_file()
 

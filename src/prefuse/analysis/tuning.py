@@ -80,6 +80,20 @@ def importance_figure(arms: dict[str, dict]) -> bytes:
     return _png(fig)
 
 
+def _design(doc: dict) -> str:
+    """What the trials' design means for the comparison, in one or two sentences."""
+    if doc.get("design", "independent") != "paired":
+        return ("Each arm had a study of its own (independent design): trial n of two arms "
+                "drew different configurations, and each arm's pruning was its own.")
+    trials = doc.get("trials", [])
+    shared = sum(1 for t in trials
+                 if t["arms"] and all(a["state"] == "complete" for a in t["arms"].values()))
+    return ("Trials were paired: each drew one configuration and every arm trained on it "
+            "(a method's own options drawn for its arm), a trial was pruned for all arms "
+            "together or not at all, and each arm's best is its best among the "
+            f"{shared} of {len(trials)} trials that every arm completed.")
+
+
 def tuning_section(run_dir: str | Path) -> list[Block]:
     """The report blocks for a tuned run; none for a run that was not tuned."""
     doc = load_tuning(run_dir)
@@ -89,10 +103,10 @@ def tuning_section(run_dir: str | Path) -> list[Block]:
     blocks: list[Block] = [Heading("Tuning"), Text(
         f"Every arm searched the same space with the same budget ({doc['trials_per_arm']} "
         f"trials; TPE sampler, pruned trials stopped early) on the validation split only, "
-        f"each trial averaged over tune seeds {doc['tune_seeds']}. The test results above "
-        "are those of each arm's best configuration, trained again on the run's seeds. "
-        "config.toml is the untuned base; each arm's tuned config is arms/<arm>/config.toml "
-        "in this directory.")]
+        f"each trial averaged over tune seeds {doc['tune_seeds']}. {_design(doc)} The test "
+        "results above are those of each arm's best configuration, trained again on the "
+        "run's seeds. config.toml is the untuned base; each arm's tuned config is "
+        "arms/<arm>/config.toml in this directory.")]
     rows = []
     for arm, entry in arms.items():
         states = [t["state"] for t in entry["trials"]]
