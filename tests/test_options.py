@@ -36,7 +36,8 @@ def test_tune_takes_the_run_options_and_sets_their_fields(tuned_config, tmp_path
                  "--precision", "fp32", "--threads", "1", "--lr", "0.02",
                  "--encoder-lr", "0.001", "--batch-size", "16", "--patience", "4",
                  "--freeze-epochs", "1", "--modality-dropout", "0.25", "--jobs", "2",
-                 "--trials", "7", "--tune-seeds", "3", "4", "--format", "npz"]) == 0
+                 "--trials", "7", "--tune-seeds", "3", "4", "--format", "npz",
+                 "--design", "independent", "--context", "gru", "--context-window", "8"]) == 0
     (config,) = tuned_config
     m, t = config.model, config.train
     assert (m.width, m.encoder) == (12, "gru")
@@ -47,6 +48,7 @@ def test_tune_takes_the_run_options_and_sets_their_fields(tuned_config, tmp_path
     assert (t.jobs, config.tune.jobs, config.tune.trials, config.tune.tune_seeds) == \
         (2, 2, 7, [3, 4])
     assert config.data.format == "npz"
+    assert (config.tune.design, m.context, m.context_window) == ("independent", "gru", 8)
 
 
 def test_only_the_run_directory_and_its_seeds_are_run_options_alone():
@@ -62,7 +64,8 @@ def test_a_bad_value_given_to_tune_names_its_field_before_any_work(tuned_config,
     for args, field in ((["--width", "0"], "model.width"),
                         (["--device", "gpu"], "train.device"),
                         (["--precision", "fp16"], "train.precision"),
-                        (["--encoder", "nope"], "model.encoder")):
+                        (["--encoder", "nope"], "model.encoder"),
+                        (["--context", "rnn"], "model.context")):
         assert main(["tune", "--out", str(tmp_path / "t"), *args]) == 2
         err = capsys.readouterr().err
         assert f"config field '{field}'" in err and "Traceback" not in err

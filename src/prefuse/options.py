@@ -85,6 +85,9 @@ OPTIONS = (
            "(default: {default})", int, commands=("tune",)),
     Option("--trials", ("tune.trials",), "trials per arm (default: {default})", int,
            commands=("tune",)),
+    Option("--design", ("tune.design",), "paired: every arm trains on each trial's "
+           "configuration, pruned together; independent: one study per arm "
+           "(default: {default})", commands=("tune",)),
     Option("--tune-seeds", ("tune.tune_seeds",), "seeds each trial is averaged over "
            "(default: {default})", int, many=True, commands=("tune",)),
     Option("--final-seeds", ("tune.final_seeds",), "train each arm's best config on these "
