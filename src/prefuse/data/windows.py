@@ -11,8 +11,12 @@ A sample whose group is the empty name has none: it is a window of its own, with
 context (``prefuse predict`` gives every sample of a split without groups that name).
 
 Batches are made of whole windows (``pack``): windows go into a batch in the order given
-until the next one would take it past the batch size; a window longer than the batch size
-gets a batch of its own, so that no window is ever cut.
+while each brings the batch nearer to the batch size than it was without it (a window of
+``L`` joins a batch of ``f`` utterances when ``f + L / 2 <= batch_size``). Batches then
+hold the batch size on average, as without context, so an epoch takes about as many
+steps; stopping short of the batch size instead would leave videos of 25 utterances in
+batches of 50 out of 64 and make an epoch a quarter longer. No window is ever cut: one
+longer than the batch size is a batch of its own.
 """
 
 from __future__ import annotations
@@ -104,15 +108,15 @@ class Packing:
 
 def pack(plan: WindowPlan, sequence: np.ndarray, batch_size: int) -> Packing:
     """The windows of ``plan`` taken in the order ``sequence`` (window numbers) and packed
-    into batches of at most ``batch_size`` samples, each of whole windows (see the module
-    docstring for a window longer than ``batch_size``)."""
+    into batches of whole windows, each as near ``batch_size`` samples as whole windows
+    allow (the rule is in the module docstring)."""
     lengths = plan.lengths[sequence]
     order = np.concatenate([plan.index[plan.starts[k]:plan.starts[k + 1]] for k in sequence]) \
         if len(sequence) else np.zeros(0, dtype=np.int64)
     window_bounds = [0]
     filled = 0
     for k, length in enumerate(lengths):
-        if filled and filled + length > batch_size:
+        if filled and filled + length / 2 > batch_size:
             window_bounds.append(k)
             filled = 0
         filled += int(length)
