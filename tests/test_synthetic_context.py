@@ -96,3 +96,14 @@ def test_cli_writes_groups(tmp_path, capsys):
         np.testing.assert_array_equal(ds[name].order, again[name].order)
     assert main(["data", "inspect", str(out)]) == 0
     assert "groups: " in capsys.readouterr().out
+
+
+def test_cli_writes_the_control_with_follow_and_refuses_follow_without_context(tmp_path,
+                                                                              capsys):
+    out = tmp_path / "control.npz"
+    assert main(["data", "synth", "--context", "--follow", "0.5", "--out", str(out),
+                 "--train", "60", "--valid", "20", "--test", "20"]) == 0
+    control = make_context_synthetic(seed=0, train=60, valid=20, test=20, follow=0.5)
+    np.testing.assert_array_equal(load_npz(out)["train"].labels, control["train"].labels)
+    assert main(["data", "synth", "--follow", "0.5", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "--context" in capsys.readouterr().err and not (tmp_path / "x.npz").exists()

@@ -169,8 +169,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .data.synthetic_context import make_context_synthetic
 
     check_writable(args.out)
-    make = make_context_synthetic if args.context else make_synthetic
-    dataset = make(seed=args.seed, train=args.train, valid=args.valid, test=args.test)
+    sizes = {"seed": args.seed, "train": args.train, "valid": args.valid, "test": args.test}
+    if args.follow is not None and not args.context:
+        raise ConfigError("--follow", "applies to the context benchmark only (--context)")
+    dataset = make_synthetic(**sizes) if not args.context else \
+        make_context_synthetic(**sizes, follow=0.8 if args.follow is None else args.follow)
     save_npz(dataset, args.out)
     print(f"wrote {args.out}: {', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}")
     return 0
@@ -296,6 +299,16 @@ def _whole(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     value = _whole(text)
     if value < 1:
@@ -370,6 +383,10 @@ def _add_data_commands(data) -> None:
     synth.add_argument("--test", type=_positive, default=sizes.test, help="test samples")
     synth.add_argument("--context", action="store_true", help="the benchmark where context "
                        "matters: videos of utterances with a latent tendency, grouped")
+    synth.add_argument("--follow", type=_probability, default=None,
+                       help="with --context: how often an utterance's label follows its "
+                       "video's tendency (default: 0.8; 0.5: independent utterances in "
+                       "groups, the control where context has nothing to find)")
     synth.set_defaults(func=cmd_synth)
 
     inspect = _command(data, "inspect", "splits, shapes, label statistics and raw "
