@@ -28,7 +28,7 @@ SIZES = {"train": (1284, 52), "valid": (229, 10), "test": (686, 31)}
 STEPS = 50
 DIMS = {"text": 768, "audio": 5, "vision": 20}
 CUED = 0.5
-AMPLITUDE = {"text": 0.25, "audio": 0.6, "vision": 0.4}
+AMPLITUDE = {"text": 1.0, "audio": 0.6, "vision": 0.4}
 
 
 def _video_sizes(utterances: int, videos: int, rng: np.random.Generator) -> np.ndarray:
