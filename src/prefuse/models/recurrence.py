@@ -25,23 +25,24 @@ def _gru_step(x: torch.Tensor, hidden: torch.Tensor, h: torch.Tensor,
               c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``nn.GRU``: gates r, z, n; n = tanh(x_n + r * (W_hn h + b_hn)); h' = (1-z) n + z h.
     (``c`` is unused: a GRU has no cell state.)"""
+    # split/chunk, not slicing: a slice's backward fills a zero tensor of the whole input.
     size = h.shape[-1]
-    rz = torch.sigmoid(x[..., :2 * size] + hidden[..., :2 * size])
-    r, z = rz[..., :size], rz[..., size:]
-    n = torch.tanh(x[..., 2 * size:] + r * hidden[..., 2 * size:])
+    x_rz, x_n = x.split([2 * size, size], dim=-1)
+    h_rz, h_n = hidden.split([2 * size, size], dim=-1)
+    r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=-1)
+    n = torch.tanh(x_n + r * h_n)
     return n + z * (h - n), c
 
 
 def _lstm_step(x: torch.Tensor, hidden: torch.Tensor, h: torch.Tensor,
                c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``nn.LSTM``: gates i, f, g, o; c' = f c + i g; h' = o tanh(c')."""
-    size = h.shape[-1]
     gates = x + hidden
     # One sigmoid over all four blocks (g's is thrown away): fewer ops per step.
-    sig = torch.sigmoid(gates)
-    g = torch.tanh(gates[..., 2 * size:3 * size])
-    c = sig[..., size:2 * size] * c + sig[..., :size] * g
-    return sig[..., 3 * size:] * torch.tanh(c), c
+    i, f, _, o = torch.sigmoid(gates).chunk(4, dim=-1)
+    g = torch.tanh(gates.chunk(4, dim=-1)[2])
+    c = f * c + i * g
+    return o * torch.tanh(c), c
 
 
 # Per cell: how many gate blocks its weights stack, and one time step.
@@ -88,7 +89,9 @@ def run(layers: Sequence[Recurrence], x: torch.Tensor) -> torch.Tensor:
     h = x.new_zeros((k, n, first.hidden))
     c = torch.zeros_like(h)
     states = []
-    for i in range(t):
-        h, c = step(projected[:, :, i], torch.baddbmm(b_hh, h, w_hh), h, c)
+    # unbind, not indexing step by step: its backward stacks once instead of filling a
+    # zero tensor of every step's projections at each step.
+    for x_t in projected.unbind(2):
+        h, c = step(x_t, torch.baddbmm(b_hh, h, w_hh), h, c)
         states.append(h)
     return torch.stack(states, dim=2)
