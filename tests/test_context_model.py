@@ -13,9 +13,10 @@ from prefuse.data.batching import Batch, Windows
 from prefuse.engine.step import Objective, train_step
 from prefuse.errors import ConfigError
 from prefuse.methods import METHODS, build_method
-from prefuse.models.context import CONTEXTS, gather, mirrored, occupied, scatter
+from prefuse.models.context import CONTEXTS, contextualise, gather, mirrored, occupied, scatter
 from prefuse.models.network import MultimodalNetwork, NetworkSpec
 from prefuse.models.outputs import Request
+from prefuse.models.recurrence import Recurrence, run
 from prefuse.models.saving import load_model, save_model
 from prefuse.recipe.arms import arm
 from prefuse.recipe.checks import check_config
@@ -120,6 +121,46 @@ def test_recurrent_layer_is_a_packed_bidirectional_layer(kind):
     reference = gather(pad_packed_sequence(both(packed)[0], batch_first=True)[0], windows)
     expected = rows + layer.out(reference)
     assert torch.allclose(layer(rows, windows), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_a_written_out_recurrence_is_torchs_layer_and_starts_like_it(kind):
+    cell = torch.nn.LSTM if kind == "lstm" else torch.nn.GRU
+    torch.manual_seed(3)
+    reference = cell(5, 4, batch_first=True)
+    torch.manual_seed(3)
+    layer = Recurrence(kind, 5, 4)
+    # nn.GRU's / nn.LSTM's names, shapes and initial values.
+    assert all(torch.equal(p, getattr(layer, n)) for n, p in reference.named_parameters())
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+            getattr(reference, [n for n, q in layer.named_parameters() if q is p][0]).copy_(p)
+    x = torch.randn(3, 7, 5)
+    assert torch.allclose(layer(x), reference(x)[0], atol=1e-5)
+    with pytest.raises(ValueError, match="share"):
+        run([layer, Recurrence(kind, 5, 3)], x.expand(2, -1, -1, -1))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_layers_run_together_give_what_each_gives_alone(kind):
+    torch.manual_seed(0)
+    layers = [CONTEXTS.get(kind)(6, 0.0) for _ in range(3)]
+    rows = [torch.randn(9, 6, requires_grad=True) for _ in range(3)]
+    windows = _windows([4, 2, 3], torch.randperm(9))
+    together = contextualise(layers, rows, windows)
+    sum(t.square().sum() for t in together).backward()
+    grads = [r.grad.clone() for r in rows] + [p.grad.clone() for layer in layers
+                                              for p in layer.parameters()]
+    for r in rows:
+        r.grad = None
+    for layer in layers:
+        layer.zero_grad()
+    alone = [layer(r, windows) for layer, r in zip(layers, rows)]
+    sum(t.square().sum() for t in alone).backward()
+    assert all(torch.allclose(t, a, atol=1e-6) for t, a in zip(together, alone))
+    again = [r.grad for r in rows] + [p.grad for layer in layers for p in layer.parameters()]
+    assert all(torch.allclose(g, h, atol=1e-5) for g, h in zip(grads, again))
 
 
 def test_every_modality_has_its_own_context_layer_and_the_fused_vectors_one():

@@ -13,6 +13,7 @@ scores and the heads read the encoder features at the scale they are trained at.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 from ..data.batching import Windows
 from ..registry import Registry
 from .encoders import sinusoidal_positions
+from .recurrence import Recurrence, run
 
 CONTEXTS: Registry[type[nn.Module]] = Registry("context")
 
@@ -65,37 +67,60 @@ class _Recurrent(nn.Module):
     each window mirrored: padding then always follows the real slots, and a one-way layer
     never carries what comes after a step into it, so padding cannot reach a real slot.
     That is what packing gives, without the window lengths on the host (no wait for the
-    device each step) and without sorting."""
+    device each step) and without sorting. Both directions (and, through ``contextualise``,
+    other layers of the same kind and width) step in one time loop (``recurrence.run``)."""
 
-    cell: type[nn.RNNBase] = nn.LSTM
+    cell = "lstm"
 
     def __init__(self, width: int, dropout: float = 0.0):
         super().__init__()
         hidden = max(1, width // 2)
-        self.ahead = self.cell(width, hidden, batch_first=True)
-        self.behind = self.cell(width, hidden, batch_first=True)
+        self.ahead = Recurrence(self.cell, width, hidden)
+        self.behind = Recurrence(self.cell, width, hidden)
         self.out = nn.Linear(2 * hidden, width)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, rows: torch.Tensor, windows: Windows) -> torch.Tensor:
-        back = mirrored(windows)
-        ahead = gather(self.ahead(scatter(rows, windows))[0], windows)
-        behind = gather(self.behind(scatter(rows, back))[0], back)
-        return rows + self.dropout(self.out(torch.cat([ahead, behind], dim=1)))
+        return _recurrent_together([self], [rows], windows)[0]
+
+
+def _recurrent_together(layers: Sequence[_Recurrent], rows: Sequence[torch.Tensor],
+                        windows: Windows) -> list[torch.Tensor]:
+    """Each layer of one kind and width over its rows, all directions in one time loop."""
+    back = mirrored(windows)
+    x = torch.stack([scatter(r, w) for r in rows for w in (windows, back)])
+    states = run([d for layer in layers for d in (layer.ahead, layer.behind)], x)
+    out = []
+    for i, (layer, r) in enumerate(zip(layers, rows)):
+        ahead, behind = gather(states[2 * i], windows), gather(states[2 * i + 1], back)
+        out.append(r + layer.dropout(layer.out(torch.cat([ahead, behind], dim=1))))
+    return out
+
+
+def contextualise(layers: Sequence[nn.Module], rows: Sequence[torch.Tensor],
+                  windows: Windows) -> list[torch.Tensor]:
+    """``layers[k](rows[k], windows)`` for every k, the same values; recurrent layers of
+    one kind and width all step in one time loop (on the CPU a recurrence costs per step
+    and op, so one loop for all costs about what one layer does)."""
+    kinds = {(type(layer), layer.ahead.width) if isinstance(layer, _Recurrent) else None
+             for layer in layers}
+    if len(kinds) == 1 and None not in kinds:
+        return _recurrent_together(layers, rows, windows)
+    return [layer(r, windows) for layer, r in zip(layers, rows)]
 
 
 @CONTEXTS.register("lstm")
 class LSTMContext(_Recurrent):
     """Bidirectional one-layer LSTM over each window (bc-LSTM)."""
 
-    cell = nn.LSTM
+    cell = "lstm"
 
 
 @CONTEXTS.register("gru")
 class GRUContext(_Recurrent):
     """Bidirectional one-layer GRU over each window."""
 
-    cell = nn.GRU
+    cell = "gru"
 
 
 @CONTEXTS.register("transformer")

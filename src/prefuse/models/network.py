@@ -27,7 +27,7 @@ from ..config import TrainConfig
 from ..data.batching import Batch, Windows
 from ..data.dataset import Split
 from ..registry import Registry
-from .context import CONTEXTS, alone
+from .context import CONTEXTS, alone, contextualise
 from .encoders import ENCODERS, step_mask
 from .fusion import FUSIONS
 from .optim import adam
@@ -169,8 +169,13 @@ class MultimodalNetwork(nn.Module):
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """``H``: the stacked modality features ``(B, M, m)``, each modality's through its
-        context layer where the network has them."""
-        return torch.stack([self._encode(m, batch) for m in self.modalities], dim=1)
+        context layer where the network has them (all modalities' in one call:
+        recurrent ones then step together)."""
+        h = [self._encode(m, batch) for m in self.modalities]
+        windows = self._windows(batch)
+        if windows is not None:
+            h = contextualise([self.encoders[m].context for m in self.modalities], h, windows)
+        return torch.stack(h, dim=1)
 
     def _windows(self, batch: Batch) -> Windows | None:
         """The batch's windows for the context layers: None without context; a batch
@@ -194,8 +199,7 @@ class MultimodalNetwork(nn.Module):
             return h
         # An absent modality's vector (the encoding of zeros) must tell its neighbours
         # nothing.
-        h = h * batch.present[modality].unsqueeze(-1).to(h.dtype)
-        return self.encoders[modality].context(h, windows)
+        return h * batch.present[modality].unsqueeze(-1).to(h.dtype)
 
     def forward(self, batch: Batch, request: Request = PLAIN) -> NetworkOutput:
         present = torch.stack([batch.present[m] for m in self.modalities], dim=1)
