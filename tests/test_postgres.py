@@ -57,6 +57,9 @@ pretrain_epochs = 2
 patience = 8
 
 [tune]
+# One study per arm, so that each arm's trials can be counted on their own; the worker
+# loop, tickets and stale-trial retries are the paired design's too.
+design = "independent"
 pruner = "none"
 heartbeat_seconds = 1
 grace_seconds = 3
