@@ -151,9 +151,9 @@ def _command(tmp_path: Path, out: str, url: str, *extra: str) -> list[str]:
             str(TRIALS), "--out", str(tmp_path / out), "--storage", url, *extra]
 
 
-def _worker(tmp_path: Path, out: str, url: str) -> subprocess.Popen:
+def _worker(tmp_path: Path, out: str, url: str, *extra: str) -> subprocess.Popen:
     """``prefuse tune`` in its own process into ``--out OUT``, its output in ``OUT.log``."""
-    command = [sys.executable, "-m", "prefuse", *_command(tmp_path, out, url)]
+    command = [sys.executable, "-m", "prefuse", *_command(tmp_path, out, url, *extra)]
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(Path(prefuse.__file__).parents[1]),
                                            os.environ.get("PYTHONPATH", "")]))
@@ -294,3 +294,44 @@ def _continue_with_the_final_stage(tmp_path: Path, url: str, doc: dict, capsys) 
     final = json.loads((tmp_path / "a" / "final" / "metrics.json").read_text())
     assert set(final["arms"]) == set(ARMS)
     return said
+
+
+def test_paired_workers_on_postgres_rerun_a_killed_trial_whole_for_every_arm(
+        postgres_url, tmp_path):
+    """The default design over the same server: one study, each trial trains every arm;
+    the killed worker's trial comes back once, and every arm trains on its parameters."""
+    (tmp_path / "t.toml").write_text(CONFIG)
+    victim = _worker(tmp_path, "a", postgres_url, "--design", "paired")
+    survivor = None
+    try:
+        _wait(lambda: "tuning " in _output(tmp_path, "a"), {"a": victim}, tmp_path,
+              "the study was set up")
+        survivor = _worker(tmp_path, "b", postgres_url, "--design", "paired")
+        storage = RDBStorage(postgres_url)
+        studies = {"paired": optuna.load_study(study_name="prefuse", storage=storage)}
+        _, killed, done = _kill_mid_trial(victim, survivor, studies, tmp_path)
+        assert survivor.wait(timeout=240) == 0, _output(tmp_path, "b")
+    finally:
+        for process in (victim, survivor):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    trials = [t for _, t in _trials(studies)]
+    table = _table([("paired", t) for t in trials])
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].params == killed.params, table
+    assert retried[0].user_attrs["worker"] == _worker_id(survivor)
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) == TRIALS and all(t.user_attrs.get(TICKET) for t in finished), table
+    assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == TRIALS
+    for t in finished:  # every arm trained, on the trial's own parameters
+        for arm in ARMS:
+            record = t.user_attrs[f"arm:{arm}"]
+            assert record["state"] == "complete" and record["params"] == t.params, table
+    assert {t.number: t.value for t in trials if ("paired", t.number) in done} == \
+        {number: value for (_, number), value in done.items()}
+    doc = json.loads((tmp_path / "b" / "tuning.json").read_text())
+    assert doc["design"] == "paired"
+    assert {t["number"] for t in doc["trials"] if t["state"] in ("complete", "pruned")} == \
+        {t.number for t in finished}
+    storage.engine.dispose()
