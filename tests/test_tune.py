@@ -540,3 +540,22 @@ def test_trials_per_arm_records_what_the_study_holds(tuned, tmp_path):
     doc = json.loads((again / "tuning.json").read_text())
     assert doc["trials_per_arm"] == 3
     assert all(len(entry["trials"]) == 3 for entry in doc["arms"].values())
+
+
+def test_a_shorter_budget_alone_is_not_refused_for_the_base_stage_1_epochs(tmp_path,
+                                                                          monkeypatch):
+    # `--epochs 12` with the built-in space: the base's 15 stage-1 epochs are searched,
+    # so they follow the budget too; a flag that fixes another field changes nothing.
+    seen = []
+    monkeypatch.setattr(prefuse.tuning, "tune",
+                        lambda config, tune_dir, log, tensorboard: seen.append(config) or
+                        {"arms": {}})
+    assert main(["tune", "--epochs", "12", "--width", "16", "--out", str(tmp_path / "t")]) == 0
+    (config,) = seen
+    pre = config.tune.space["train.pretrain_epochs"]
+    assert (pre.low, pre.high) == (1, 7) and 1 <= config.train.pretrain_epochs <= 7
+    assert "model.width" not in config.tune.space and config.model.width == 16
+    # A stage-1 flag that cannot fit the budget is the user's value, refused as such.
+    assert main(["tune", "--epochs", "12", "--pretrain-epochs", "20",
+                 "--out", str(tmp_path / "u")]) == 2
+    assert seen == [config]

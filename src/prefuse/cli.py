@@ -31,10 +31,11 @@ def _parse_set(items: list[str]) -> dict[str, object]:
     return out
 
 
-def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """The config file (or defaults) with command-line overrides applied. Resuming
-    without ``--config`` starts from the run's own ``config.toml``, so that
-    ``prefuse run --resume --out DIR`` alone continues it."""
+def resolve_config(args: argparse.Namespace, check: bool = True) -> RunConfig:
+    """The config file (or defaults) with command-line overrides applied, checked unless
+    ``check`` is False (the caller checks it). Resuming without ``--config`` starts from
+    the run's own ``config.toml``, so that ``prefuse run --resume --out DIR`` alone
+    continues it."""
     out = getattr(args, "out", None)
     if args.config:
         config = load_config(args.config)
@@ -45,6 +46,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     overrides = options.overrides(args, args.command)
     overrides.update(_parse_set(args.set or []))
     config = with_overrides(config, overrides) if overrides else config.validate()
+    if not check:
+        return config
     from .recipe.checks import check_config  # the registries: loaded only when needed
 
     return check_config(config, args.config)
@@ -122,13 +125,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from .recipe.checks import check_config
     from .rundir import FINAL_FOLDER
     from .tuning import tune
+    from .tuning.space import fit_to_budget
 
-    config = resolve_config(args)
-    config, fixed = options.fix_flagged(args, config)
+    # A flag fixes its field first; the built-in space (and the base values it searches)
+    # then follows the budget; only then is the config checked, so that `--epochs 12`
+    # alone is not refused for the base's 15 stage-1 epochs that no trial trains with.
+    config, fixed = options.fix_flagged(args, resolve_config(args, check=False))
     if fixed:
         _say(f"not searched, fixed by the command line: {', '.join(fixed)}")
+    config = check_config(fit_to_budget(config), args.config)
     if args.tensorboard:
         check_tensorboard_dir(args.tensorboard)
     doc = tune(config, args.tune_dir, log=_say, tensorboard=args.tensorboard or "")

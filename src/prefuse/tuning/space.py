@@ -65,20 +65,31 @@ DEFAULT_BUDGET = TrainConfig().epochs
 def fit_to_budget(config: RunConfig) -> RunConfig:
     """``config`` with the built-in space's epoch ranges scaled to ``train.epochs``:
     stage-1 epochs within [1, epochs - 1], freeze epochs no more than the stage-2 epochs
-    the longest stage 1 leaves, less one. The built-in budget keeps the built-in ranges;
-    a space the config writes (anything but the built-in one) is kept as written, so a
-    range of it that cannot fit is refused by ``check_tune``."""
-    if config.tune.space != default_space():
+    the longest stage 1 leaves, less one; the base values of the fields so searched are
+    brought into those ranges (no trial trains with them). The built-in space less the
+    fields that flags fixed (``--width 16``, ``--pretrain-epochs 3``: their values are the
+    flags') counts as built-in; a space the config writes (any other) is kept as written,
+    so a range of it that cannot fit is refused by ``check_tune``."""
+    built_in, space, train = default_space(), dict(config.tune.space), config.train
+    if any(built_in.get(k) != v for k, v in space.items()):
         return config
-    epochs = config.train.epochs
-    space = dict(config.tune.space)
-    pre, frozen = space["train.pretrain_epochs"], space["train.freeze_epochs"]
-    low = max(1, int(pre.low) * epochs // DEFAULT_BUDGET)
-    high = max(low, min(epochs - 1, int(pre.high) * epochs // DEFAULT_BUDGET))
-    space["train.pretrain_epochs"] = replace(pre, low=low, high=high)
-    freeze = max(0, min(int(frozen.high) * epochs // DEFAULT_BUDGET, epochs - high - 1))
-    space["train.freeze_epochs"] = replace(frozen, high=freeze)
-    return replace(config, tune=replace(config.tune, space=space))
+    epochs = train.epochs
+    pre, frozen = "train.pretrain_epochs", "train.freeze_epochs"
+    longest = train.pretrain_epochs
+    if space.get(pre) == built_in[pre]:
+        low = max(1, int(built_in[pre].low) * epochs // DEFAULT_BUDGET)
+        high = max(low, min(epochs - 1, int(built_in[pre].high) * epochs // DEFAULT_BUDGET))
+        space[pre] = replace(built_in[pre], low=low, high=high)
+        train = replace(train, pretrain_epochs=min(max(train.pretrain_epochs, low), high))
+        longest = high
+    elif pre in space:
+        longest = int(space[pre].high)
+    if space.get(frozen) == built_in[frozen]:
+        high = max(0, min(int(built_in[frozen].high) * epochs // DEFAULT_BUDGET,
+                          epochs - longest - 1))
+        space[frozen] = replace(built_in[frozen], high=high)
+        train = replace(train, freeze_epochs=min(train.freeze_epochs, high))
+    return replace(config, train=train, tune=replace(config.tune, space=space))
 
 
 def check_tune(config: RunConfig) -> None:
