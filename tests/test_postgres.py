@@ -301,14 +301,16 @@ def test_paired_workers_on_postgres_rerun_a_killed_trial_whole_for_every_arm(
     """The default design over the same server: one study, each trial trains every arm;
     the killed worker's trial comes back once, and every arm trains on its parameters."""
     (tmp_path / "t.toml").write_text(CONFIG)
-    victim = _worker(tmp_path, "a", postgres_url, "--design", "paired")
+    # Its own study on the server the other test's studies are on.
+    paired = ("--design", "paired", "--set", "tune.study=paired")
+    victim = _worker(tmp_path, "a", postgres_url, *paired)
     survivor = None
     try:
         _wait(lambda: "tuning " in _output(tmp_path, "a"), {"a": victim}, tmp_path,
               "the study was set up")
-        survivor = _worker(tmp_path, "b", postgres_url, "--design", "paired")
+        survivor = _worker(tmp_path, "b", postgres_url, *paired)
         storage = RDBStorage(postgres_url)
-        studies = {"paired": optuna.load_study(study_name="prefuse", storage=storage)}
+        studies = {"paired": optuna.load_study(study_name="paired", storage=storage)}
         _, killed, done = _kill_mid_trial(victim, survivor, studies, tmp_path)
         assert survivor.wait(timeout=240) == 0, _output(tmp_path, "b")
     finally:
