@@ -121,3 +121,20 @@ def test_the_alone_group_is_tuned_with_the_shared_search(tmp_path):
         # The whole 6-epoch budget was its to spend; no stage-1 parameter to search.
         assert trial["state"] == "complete" and set(trial["params"]) == {"train.lr"}
         assert trial["last_step"] == 6
+
+
+def test_a_tuned_final_run_compares_each_fused_arm_with_the_best_alone(tmp_path):
+    import json
+
+    from prefuse.analysis.tables import ablation_table
+    from prefuse.config import SearchParam
+    from prefuse.tuning import tune
+
+    config = tiny_config(tmp_path, arms=["scratch+concat", "alone-text", "alone-audio"],
+                         **{"tune.trials": 1, "tune.final_seeds": [0]})
+    config.tune.space = {"train.lr": SearchParam("log", 1e-3, 1e-2)}
+    tune(config, tmp_path / "t", log=lambda _: None)
+    final = json.loads((tmp_path / "t" / "final" / "metrics.json").read_text())
+    alone = {a: final["arms"][a]["mean"]["acc"] for a in ("alone-text", "alone-audio")}
+    assert final["best_alone"] == max(alone, key=alone.get)
+    assert "Δ best alone" in ablation_table(final)

@@ -29,7 +29,7 @@ from ..rundir import (
     write_merged_run,
 )
 from ..runs.experiment import run_experiment
-from ..runs.summary import attention_shift, headline_arm
+from ..runs.summary import attention_shift, best_alone, headline_arm
 
 
 def _train(config: RunConfig, dataset: MultimodalDataset, log, observe) -> dict:
@@ -51,6 +51,10 @@ def merge_runs(run_dir: str | Path, base: RunConfig, arm_dirs: dict[str, Path]) 
     headline = headline_arm(list(arm_dirs))
     merged = merged_summary(arm_dirs, headline)
     merged["attention"] = attention_shift(merged["arms"])
+    # As a run's summary has it: each fused arm's table row compares it with this arm.
+    best = best_alone(merged["arms"], merged["primary_metric"])
+    if best is not None:
+        merged["best_alone"] = best
     write_merged_run(run_dir, arm_dirs, headline, config_to_toml(base), merged)
     return merged
 
