@@ -161,6 +161,14 @@ def _worker(tmp_path: Path, out: str, url: str, *extra: str) -> subprocess.Popen
         return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
+def _stop(*processes: subprocess.Popen | None) -> None:
+    """Kill and reap whichever of ``processes`` still run (a test that failed midway)."""
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def _output(tmp_path: Path, name: str) -> str:
     return (tmp_path / f"{name}.log").read_text(errors="replace")
 
@@ -237,10 +245,7 @@ def test_two_workers_on_postgres_finish_every_trial_once_though_one_is_killed(
         arm, killed, done = _kill_mid_trial(victim, survivor, studies, tmp_path)
         assert survivor.wait(timeout=240) == 0, _output(tmp_path, "b")
     finally:
-        for process in (victim, survivor):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+        _stop(victim, survivor)
     trials = _trials(studies)
     table = _table(trials)
     # The killed worker's trial failed, and came back once, with its parameters, to the
@@ -314,10 +319,7 @@ def test_paired_workers_on_postgres_rerun_a_killed_trial_whole_for_every_arm(
         _, killed, done = _kill_mid_trial(victim, survivor, studies, tmp_path)
         assert survivor.wait(timeout=240) == 0, _output(tmp_path, "b")
     finally:
-        for process in (victim, survivor):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+        _stop(victim, survivor)
     trials = [t for _, t in _trials(studies)]
     table = _table([("paired", t) for t in trials])
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
